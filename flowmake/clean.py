@@ -1,0 +1,39 @@
+"""`flowmake clean`: remove declared outputs and forget records, never outside the project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+from .workspace import Workspace
+
+
+def _inside(root: str, path: str) -> bool:
+    """True when ``path``'s folder, with symlinks resolved, lies inside ``root``."""
+    parent = os.path.realpath(os.path.dirname(path))
+    return parent == root or parent.startswith(root + os.sep)
+
+
+def clean(ws: Workspace, names: list[str], *, dry_run: bool) -> Iterator[str]:
+    """Remove each target's outputs; yield a line per path removed (or that would be)."""
+    root = os.path.realpath(ws.root)
+    verb = "would remove" if dry_run else "removed"
+    for name in names:
+        for output in ws.graph.targets[name].outputs:
+            if output.url:
+                continue  # URL outputs are removed through their backend (storage plugins)
+            path = os.path.join(root, output.path)
+            if not os.path.lexists(path):
+                continue
+            if not _inside(root, path):
+                yield f"skipped {output.path}: it lies outside the project through a symlink"
+                continue
+            if not dry_run:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)  # a symlink itself, never what it points to
+            yield f"{verb} {output.path}"
+    if not dry_run:
+        ws.store.forget(names)

@@ -1,0 +1,256 @@
+"""The ``flowmake`` command: argparse, one small function per subcommand.
+
+A :class:`FlowmakeError` becomes one line on stderr (plus a hint) and its exit code;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import ConfigError, FlowmakeError, UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+DESCRIPTION = """\
+flowmake: a make-style build tool for data and code pipelines.
+
+flow.toml declares targets (shell commands or python callables) with their inputs,
+outputs and params. flowmake hashes content, code and params to find what is stale,
+runs it in parallel, and records every build under .flowmake/.
+"""
+
+EPILOG = """\
+exit codes: 0 success or all fresh; 1 a target failed (or `status --check` found one
+not fresh); 2 usage or configuration error; 130 interrupted.
+Run `flowmake COMMAND --help` for a command's options."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # usage errors exit 2 with one line
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"flowmake: error: {message}\n")
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Global options, accepted before the command (as git does) and after it."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    parser.add_argument("-f", "--file", default=d(None), metavar="FILE",
+                        help="the flow file (default: flow.toml in the project folder)")
+    parser.add_argument("-C", dest="directory", default=d(None), metavar="DIR",
+                        help="run as if started in DIR")
+    parser.add_argument("--no-color", action="store_true", default=d(False),
+                        help="plain output, no colours or live view (also: NO_COLOR)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                        help="print only failures and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", default=d(False),
+                        help="stream each target's output as it runs")
+    parser.add_argument("-p", "--param", action="append", default=d([]), metavar="NAME=VALUE",
+                        help="override a project param (a TOML literal; a bare word is a string)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="flowmake", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and plugins")
+    _global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, parents=[common])
+
+    p = command("build", "build targets (default: [flow].default, else all) and their upstream")
+    p.add_argument("targets", nargs="*", metavar="TARGET",
+                   help="names, globs (fit*), a whole matrix or one instance")
+    p.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel jobs (default: CPUs)")
+    p.add_argument("-k", "--keep-going", action="store_true",
+                   help="go on with independent targets after a failure")
+    p.add_argument("-n", "--dry-run", action="store_true",
+                   help="print what would run and why; change nothing")
+    p.add_argument("-B", "--always-make", action="store_true", help="rebuild even if fresh")
+    p.add_argument("--no-cache", action="store_true", help="neither restore from nor save to the artifact cache")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = command("status", "show each target's state (fresh, stale + reasons, restorable)")
+    p.add_argument("targets", nargs="*", metavar="TARGET")
+    p.add_argument("--check", action="store_true", help="exit 1 if any target is not fresh")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = command("clean", "remove the declared outputs of targets and forget their records")
+    p.add_argument("targets", nargs="*", metavar="TARGET")
+    p.add_argument("--all", action="store_true", help="clean every target")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print what would be removed")
+
+    p = command("list", "list the targets with their kind and help")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = command("why", "explain one target's state, with old → new values")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, list(sys.argv[1:] if argv is None else argv))
+    except FlowmakeError as err:
+        _print_error(err, args)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("flowmake: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `flowmake list | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _print_error(err: FlowmakeError, args: argparse.Namespace) -> None:
+    if isinstance(err, ConfigError) and err.key and err.line is None and err.file:
+        from .toml_lines import locate
+
+        directory = Path(args.directory or ".")
+        err.line = locate(directory / (args.file or "flow.toml"), err.key)
+    print(f"flowmake: error: {err}", file=sys.stderr)
+    if err.hint:
+        print(f"  hint: {err.hint}", file=sys.stderr)
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.version:
+        print(f"flowmake {__version__}")
+        return EXIT_OK
+    if not args.command:
+        build_parser().print_help()
+        return EXIT_USAGE
+    handler: Callable[[argparse.Namespace, list[str]], int] = COMMANDS[args.command]
+    return handler(args, argv)
+
+
+def _workspace(args: argparse.Namespace) -> Any:
+    from .config import parse_override
+    from .workspace import Workspace
+
+    directory = Path(args.directory or ".")
+    if not directory.is_dir():
+        raise UsageError(f"-C {directory}: no such directory")
+    overrides = dict(parse_override(p) for p in args.param)
+    return Workspace(directory.resolve(), args.file, overrides)
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
+    from .build import run_build
+
+    ws = _workspace(args)
+    try:
+        return run_build(ws, args, "flowmake " + shlex.join(argv))
+    finally:
+        ws.close()
+
+
+def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
+    from .views import status_json, status_tree
+
+    ws = _workspace(args)
+    try:
+        names = ws.select(args.targets)
+        checker = ws.checker()
+        checker.check_sources(ws.graph.closure(names))
+        plan = checker.plan(ws.graph.closure(names))
+        ws.save_stats()
+    finally:
+        ws.close()
+    if args.json:
+        _emit_json(status_json(plan, ws.graph))
+    else:
+        roots = [n for n in names if not any(d in names for d in ws.graph.downstream[n])]
+        for line in status_tree(plan, ws.graph, roots):
+            print(line)
+    not_fresh = len(plan.stale())
+    if not args.json and not args.quiet:
+        print(f"flowmake: {len(plan.steps) - not_fresh} fresh, {not_fresh} not fresh",
+              file=sys.stderr)
+    return EXIT_FAILED if args.check and not_fresh else EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace, argv: list[str]) -> int:
+    from .clean import clean
+
+    if not args.targets and not args.all:
+        raise UsageError("name the targets to clean, or use --all",
+                         hint="`flowmake clean --all -n` shows what would be removed")
+    ws = _workspace(args)
+    try:
+        names = list(ws.graph.targets) if args.all else ws.graph.select(args.targets)
+        for line in clean(ws, names, dry_run=args.dry_run):
+            if not args.quiet:
+                print(line)
+    finally:
+        ws.close()
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
+    from .views import list_json, list_lines
+
+    ws = _workspace(args)
+    if args.json:
+        _emit_json(list_json(ws.graph))
+    else:
+        print("\n".join(list_lines(ws.graph)))
+    return EXIT_OK
+
+
+def cmd_why(args: argparse.Namespace, argv: list[str]) -> int:
+    from .views import why_json, why_lines
+
+    ws = _workspace(args)
+    try:
+        [name] = ws.graph.select([args.target])[:1] or [args.target]
+        checker = ws.checker()
+        closure = ws.graph.closure([name])
+        checker.check_sources(closure)
+        step = next(s for s in checker.plan(closure).steps if s.name == name)
+        ws.save_stats()
+    finally:
+        ws.close()
+    if args.json:
+        _emit_json(why_json(step))
+    else:
+        print("\n".join(why_lines(step)))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
+    "build": cmd_build, "status": cmd_status, "clean": cmd_clean, "list": cmd_list,
+    "why": cmd_why,
+}
+
+
+def install_sigterm() -> None:
+    """SIGTERM stops a build like Ctrl-C does: jobs killed, nothing half-done recorded."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

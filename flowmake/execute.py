@@ -1,0 +1,282 @@
+"""The scheduler: run stale targets in dependency order through an Executor.
+
+A target is checked when its upstream is done (so early cutoff falls out: a rebuilt
+target whose outputs hash as before leaves its dependents' keys unchanged). Fresh targets
+take no job slot. A record is written after each success, in its own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .executor import Executor, Job, JobResult
+from .graph import Graph
+from .model import Call, Project, Shell, Target
+from .plan import Checker, State, Step
+from .store import Record, Store
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one target in this build."""
+
+    name: str
+    status: str  # built | restored | fresh | failed | skipped
+    duration: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    output: str = ""
+    error: str | None = None
+    attempts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "status": self.status,
+                                "duration": round(self.duration, 4)}
+        if self.reasons:
+            data["reasons"] = self.reasons
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(slots=True)
+class Summary:
+    run_id: int
+    result: str  # success | failed | interrupted
+    outcomes: dict[str, Outcome]
+    duration: float
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(o.status for o in self.outcomes.values())
+        return {k: found.get(k, 0) for k in ("built", "restored", "fresh", "failed", "skipped")}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "result": self.result,
+                "duration": round(self.duration, 4), "counts": self.counts(),
+                "targets": [o.to_json() for o in self.outcomes.values()]}
+
+
+class Reporter(Protocol):
+    """Where the scheduler tells what happens (live view, plain lines, or nothing)."""
+
+    def build_start(self, total: int, jobs: int) -> None: ...
+    def target_start(self, step: Step) -> None: ...
+    def target_finish(self, outcome: Outcome) -> None: ...
+    def line(self, name: str, text: str) -> None: ...
+    def build_finish(self, summary: Summary) -> None: ...
+
+
+class Restorer(Protocol):
+    """The artifact cache as the scheduler sees it."""
+
+    def restore(self, step: Step) -> str | None:
+        """Put a cached target's outputs in place; its replayed log, or None on a miss."""
+        ...
+
+    def save(self, step: Step, result: JobResult) -> None:
+        """Keep a built target's outputs and log."""
+        ...
+
+
+def make_job(project: Project, target: Target) -> Job:
+    """The picklable description of one run of ``target``."""
+    root = str(project.root)
+    action = target.action
+    common: dict[str, Any] = {
+        "name": target.name, "root": root,
+        "outputs": tuple((o.key, o.path) for o in target.outputs),
+        "timeout": target.timeout, "retries": target.retries, "resources": target.resources}
+    if isinstance(action, Shell):
+        cwd = f"{root}/{action.cwd}" if action.cwd else root
+        return Job(cwd=cwd, command=action.command, **common)
+    assert isinstance(action, Call)
+    return Job(cwd=root, function=action.function, kwargs=target.params,
+               inputs=tuple((i.name, i.path) for i in target.inputs if i.name), **common)
+
+
+class Scheduler:
+    """One build: a ready queue, a bounded set of running jobs, and the records."""
+
+    def __init__(self, project: Project, graph: Graph, names: list[str], checker: Checker,
+                 store: Store, executor_factory: Callable[[], Executor], reporter: Reporter,
+                 *, jobs: int, keep_going: bool, run_id: int, stream: bool = False,
+                 restorer: Restorer | None = None,
+                 on_event: Callable[[str, Any], None] | None = None) -> None:
+        self.project, self.graph, self.checker, self.store = project, graph, checker, store
+        self.reporter, self.jobs, self.keep_going = reporter, jobs, keep_going
+        self.run_id, self.stream, self.restorer = run_id, stream, restorer
+        self.executor_factory = executor_factory
+        self.executor: Executor | None = None
+        self.on_event = on_event or (lambda name, payload: None)
+        self.order = graph.order(names)
+        chosen = set(self.order)
+        self.waiting = {n: sum(1 for u in graph.upstream[n] if u in chosen) for n in self.order}
+        self.ready: deque[str] = deque(n for n in self.order if self.waiting[n] == 0)
+        self.runnable: deque[Step] = deque()
+        self.running: dict[Future[JobResult], tuple[Step, float]] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.in_use: Counter[str] = Counter()
+        self.stopping = False
+
+    def run(self) -> Summary:
+        start = time.monotonic()
+        self.reporter.build_start(len(self.order), self.jobs)
+        result = "success"
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            result = "interrupted"
+            self._interrupt()
+        finally:
+            if self.executor is not None:
+                self.executor.shutdown()
+        for name in self.order:  # never reached: stopped after a failure, or interrupted
+            self.outcomes.setdefault(name, Outcome(name, "skipped"))
+        if result == "success" and any(o.status == "failed" for o in self.outcomes.values()):
+            result = "failed"
+        ordered = {n: self.outcomes[n] for n in self.order}
+        summary = Summary(self.run_id, result, ordered, time.monotonic() - start)
+        self.reporter.build_finish(summary)
+        return summary
+
+    def _loop(self) -> None:
+        while True:
+            self._check_ready()
+            self._start_runnable()
+            if not self.running:
+                return
+            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+            for future in done:
+                step, started = self.running.pop(future)
+                self._release(step.target)
+                self._finish(step, future.result(), started)
+
+    def _check_ready(self) -> None:
+        while self.ready and not self.stopping:
+            name = self.ready.popleft()
+            step = self.checker.check(self.graph.targets[name])
+            if step.state is State.FRESH:
+                self._done(Outcome(name, "fresh"))
+            elif step.state is State.RESTORABLE and self._restore(step):
+                continue
+            else:
+                self.runnable.append(step)
+
+    def _restore(self, step: Step) -> bool:
+        assert self.restorer is not None
+        started = time.monotonic()
+        log = self.restorer.restore(step)
+        if log is None:
+            return False
+        self.checker.hasher.forget(o.path for o in step.target.outputs)
+        outcome = Outcome(step.name, "restored", time.monotonic() - started,
+                          [str(r) for r in step.reasons], log)
+        self._record(step, outcome, None)
+        self._done(outcome)
+        return True
+
+    def _fits(self, target: Target) -> bool:
+        capacity = self.project.settings.resources
+        return all(self.in_use[r] + amount <= capacity.get(r, float("inf"))
+                   for r, amount in target.resources.items())
+
+    def _release(self, target: Target) -> None:
+        for r, amount in target.resources.items():
+            self.in_use[r] -= amount
+
+    def _start_runnable(self) -> None:
+        skipped: deque[Step] = deque()
+        while self.runnable and len(self.running) < self.jobs and not self.stopping:
+            step = self.runnable.popleft()
+            if not self._fits(step.target):
+                skipped.append(step)  # waits for resources; later steps may still fit
+                continue
+            for r, amount in step.target.resources.items():
+                self.in_use[r] += amount
+            if self.executor is None:
+                self.executor = self.executor_factory()
+            self.reporter.target_start(step)
+            self.on_event("target_start", step)
+            self.checker.hasher.forget(o.path for o in step.target.outputs)
+            job = make_job(self.project, step.target)
+            line = self.reporter.line if self.stream else None
+            self.running[self.executor.submit(job, line)] = (step, time.monotonic())
+        self.runnable.extendleft(reversed(skipped))
+
+    def _finish(self, step: Step, result: JobResult, started: float) -> None:
+        reasons = [str(r) for r in step.reasons]
+        if result.interrupted:
+            self._done(Outcome(step.name, "failed", result.duration, reasons, result.output,
+                               "interrupted", result.attempts))
+            return
+        if not result.ok:
+            outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
+                              result.error, result.attempts)
+            self._record(step, outcome, None)
+            self._done(outcome)
+            return
+        hasher = self.checker.hasher
+        for path, digest in result.digests.items():
+            hasher.memo[path] = digest
+        for path, entry in result.stats.items():
+            hasher.learn(path, entry)
+        outcome = Outcome(step.name, "built", result.duration, reasons, result.output,
+                          None, result.attempts)
+        if self.restorer is not None and step.target.cache:
+            self.restorer.save(step, result)
+        self._record(step, outcome, result.digests)
+        self._done(outcome)
+
+    def _record(self, step: Step, outcome: Outcome, digests: dict[str, str] | None) -> None:
+        """Write the record (on success) and the run's line for this target, atomically."""
+        record = None
+        if outcome.status in ("built", "restored") and step.key is not None:
+            if digests is None:  # restored: digest what the cache put in place
+                digests = {o.path: self.checker.hasher.digest(o.path) or ""
+                           for o in step.target.outputs}
+            record = Record(step.name, step.key, json.dumps(step.parts), json.dumps(digests),
+                            self.run_id, time.time(), outcome.duration)
+        self.store.finish_target(self.run_id, outcome.name, outcome.status, outcome.duration,
+                                 outcome.reasons, outcome.output, record)
+
+    def _done(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.name] = outcome
+        self.reporter.target_finish(outcome)
+        self.on_event("target_finish", outcome)
+        if outcome.status == "failed":
+            self._skip_downstream(outcome.name)
+            if not self.keep_going:
+                self.stopping = True
+            return
+        for down in self.graph.downstream[outcome.name]:
+            if down in self.waiting and down not in self.outcomes:
+                self.waiting[down] -= 1
+                if self.waiting[down] == 0:
+                    self.ready.append(down)
+
+    def _skip_downstream(self, name: str) -> None:
+        for down in sorted(self.graph.downstream_cone([name]) - {name}):
+            if down in self.waiting and down not in self.outcomes:
+                skipped = Outcome(down, "skipped", error=f"upstream '{name}' failed")
+                self.outcomes[down] = skipped
+                self.reporter.target_finish(skipped)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: stop every job, wait for them, record none of them fresh."""
+        self.stopping = True
+        if self.executor is not None:
+            self.executor.cancel()
+        for future, (step, _) in list(self.running.items()):
+            try:
+                result = future.result(timeout=30)
+            except Exception:  # a job that cannot even report is simply not recorded
+                result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
+            self.outcomes[step.name] = Outcome(step.name, "failed", result.duration,
+                                               [str(r) for r in step.reasons], result.output,
+                                               "interrupted", result.attempts)
+        self.running.clear()

@@ -1,0 +1,129 @@
+"""The Executor interface: what runs a target's action, locally or on a cluster.
+
+The scheduler (``execute.py``) keeps every decision; an executor only runs a :class:`Job`
+and returns a :class:`JobResult` (exit status, captured output, output digests). Jobs and
+results are plain picklable values so that a remote executor can ship them as they are.
+
+A whole minimal executor plugin::
+
+    import concurrent.futures, subprocess
+    import flowmake
+    from flowmake.executor import Job, JobResult, finish_outputs
+
+    class InlineExecutor:
+        NAME = "inline"
+
+        def __init__(self, jobs: int, options: dict) -> None:
+            self.pool = concurrent.futures.ThreadPoolExecutor(jobs)
+
+        def submit(self, job: Job, on_line=None):
+            return self.pool.submit(self.run, job)
+
+        def run(self, job: Job) -> JobResult:
+            proc = subprocess.run(["sh", "-c", job.command], cwd=job.cwd,
+                                  capture_output=True, text=True)
+            return finish_outputs(job, proc.returncode == 0, proc.stdout + proc.stderr,
+                                  0.0, None if proc.returncode == 0 else "failed")
+
+        def cancel(self) -> None: ...
+        def shutdown(self) -> None: self.pool.shutdown()
+
+    @flowmake.hookimpl
+    def flowmake_register_executors():
+        return [InlineExecutor]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Protocol
+
+from .fingerprint import digest_path, stat_entry
+from .store import StatEntry
+
+LineSink = Callable[[str, str], None]  # (target name, line) for -v streaming
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One run of one target's action; paths are absolute on the machine that runs it."""
+
+    name: str
+    root: str
+    cwd: str
+    command: str | None = None  # shell command for ``sh -c``
+    function: str | None = None  # ``module:function`` for python targets
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    inputs: tuple[tuple[str, str], ...] = ()  # table-form inputs: (argument name, path)
+    outputs: tuple[tuple[str | None, str], ...] = ()  # (key, root-relative path or URL)
+    timeout: float | None = None
+    retries: int = 0
+    env: Mapping[str, str] | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What a job reports back: success, output, error and the digests of its outputs."""
+
+    name: str
+    ok: bool
+    output: str
+    duration: float
+    error: str | None = None
+    attempts: int = 1
+    digests: dict[str, str] = field(default_factory=dict)
+    stats: dict[str, StatEntry] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+class Executor(Protocol):
+    """Runs jobs concurrently; ``NAME`` is what ``[flow] executor`` names."""
+
+    NAME: ClassVar[str]
+
+    def __init__(self, jobs: int, options: Mapping[str, Any]) -> None: ...
+
+    def submit(self, job: Job, on_line: LineSink | None = None) -> Future[JobResult]:
+        """Start ``job``; the future resolves to its JobResult (never raises for job failures)."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop every running job now (Ctrl-C); their futures resolve as interrupted."""
+        ...
+
+    def shutdown(self) -> None:
+        """Release workers and clusters at the end of a build."""
+        ...
+
+
+def prepare_outputs(job: Job) -> None:
+    """Create the parent folders of a job's local outputs before it runs."""
+    for _, path in job.outputs:
+        if "://" not in path:
+            os.makedirs(os.path.dirname(os.path.join(job.root, path)) or job.root, exist_ok=True)
+
+
+def finish_outputs(job: Job, ok: bool, output: str, duration: float, error: str | None,
+                   attempts: int = 1) -> JobResult:
+    """Check that a successful job produced every declared output, and digest them."""
+    result = JobResult(job.name, ok, output, duration, error, attempts)
+    if not ok:
+        return result
+    digests: dict[str, str] = {}
+    stats: dict[str, StatEntry] = {}
+    for _, path in job.outputs:
+        if "://" in path:
+            continue  # URL outputs are fingerprinted by their backend on the client
+        full = os.path.join(job.root, path)
+        digest = digest_path(full)
+        if digest is None:
+            return replace(result, ok=False, error=f"declared output not produced: {path}")
+        digests[path] = digest
+        entry = stat_entry(full, digest)
+        if entry is not None:
+            stats[path] = entry
+    return replace(result, digests=digests, stats=stats)

@@ -1,0 +1,270 @@
+"""Decide what is stale and why: Graph + Store records + fingerprints -> Steps.
+
+A target's key hashes what runs, the params it uses, its env values, its inputs' content
+(and each glob's matched set) and its declared output paths. Checks go cheapest first:
+the key from stat-cached digests, then the outputs; the parts of the key are diffed
+against the record only when the keys differ, to name the reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .errors import ConfigError
+from .fingerprint import Hasher, hash_bytes
+from .graph import Graph
+from .model import Call, Target
+
+
+class Reason(Enum):
+    NEW = "never built"
+    CODE = "code changed"
+    COMMAND = "command changed"
+    PARAM = "param changed"
+    INPUT = "input changed"
+    INPUT_ADDED = "input added"
+    INPUT_REMOVED = "input removed"
+    OUTPUTS = "declared outputs changed"
+    ENV = "env changed"
+    OUTPUT_MISSING = "output missing"
+    OUTPUT_MODIFIED = "output modified"
+    ALWAYS = "always"
+    FORCED = "forced"
+    UPSTREAM = "upstream stale"
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonDetail:
+    """One reason a target is stale, with the values that differ where there are some."""
+
+    reason: Reason
+    subject: str = ""
+    old: Any = None
+    new: Any = None
+
+    def __str__(self) -> str:
+        r = self.reason
+        if r is Reason.PARAM:
+            return f"param {self.subject}: {_show(self.old)} → {_show(self.new)}"
+        if r is Reason.FORCED:
+            return "forced (-B)"
+        if r is Reason.CODE and self.subject:
+            return f"code changed: {self.subject}"
+        return f"{r.value}: {self.subject}" if self.subject else r.value
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"reason": self.reason.name.lower(), "text": str(self)}
+        if self.subject:
+            data["subject"] = self.subject
+        if self.old is not None or self.new is not None:
+            data["old"], data["new"] = self.old, self.new
+        return data
+
+
+class State(Enum):
+    FRESH = "fresh"
+    STALE = "stale"
+    RESTORABLE = "restorable"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """The decision for one target: its key (None when an input does not exist yet)."""
+
+    target: Target
+    key: str | None
+    parts: dict[str, Any] | None
+    reasons: tuple[ReasonDetail, ...]
+    state: State
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    steps: tuple[Step, ...]
+
+    def stale(self) -> list[Step]:
+        return [s for s in self.steps if s.state is not State.FRESH]
+
+
+class Checker:
+    """Computes keys and reasons for targets; shared by ``status``, ``why`` and ``build``.
+
+    ``records`` maps target name to its Record; ``code_parts`` gives a python target's
+    code fingerprint (module -> digest); ``cached`` says whether the artifact cache holds
+    a key (restorable).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        records: Mapping[str, Any],
+        hasher: Hasher,
+        *,
+        force: bool = False,
+        code_parts: Callable[[Target], dict[str, str]] | None = None,
+        cached: Callable[[Target, str], bool] | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.graph, self.records, self.hasher = graph, records, hasher
+        self.force = force
+        self.code_parts = code_parts
+        self.cached = cached
+        self.environ = environ
+
+    def check_sources(self, names: Iterable[str]) -> None:
+        """Every input no target produces must exist, before anything runs."""
+        for name in names:
+            target = self.graph.targets[name]
+            for inp in target.inputs:
+                if inp.url or inp.glob or self.graph.producers_of(inp.path):
+                    continue
+                if self.hasher.digest(inp.path) is None:
+                    raise ConfigError(
+                        f"input '{inp.path}' does not exist and no target produces it",
+                        key=f"targets.{target.matrix or target.name}.inputs")
+
+    # -- the key ----------------------------------------------------------------------
+
+    def parts(self, target: Target) -> tuple[dict[str, Any] | None, list[str]]:
+        """The parts of the key, or None and the inputs that do not exist yet."""
+        missing: list[str] = []
+        inputs: dict[str, str] = {}
+        globs: dict[str, list[str]] = {}
+        for inp in target.inputs:
+            if inp.glob:
+                files = self.hasher.glob(inp.path)
+                globs[inp.path] = files
+                paths = files
+            else:
+                paths = [inp.path]
+            for path in paths:
+                digest = self.hasher.digest(path)
+                if digest is None:
+                    missing.append(path)
+                else:
+                    inputs[path] = digest
+        if missing:
+            return None, missing
+        parts: dict[str, Any] = {"action": target.action.text}
+        if isinstance(target.action, Call) and self.code_parts is not None:
+            parts["code"] = self.code_parts(target)
+        if target.params:
+            parts["params"] = target.params
+        if target.project_params:
+            parts["project_params"] = target.project_params
+        if target.env:
+            parts["env"] = {n: hash_bytes(self.environ.get(n, "\0unset")) for n in target.env}
+        parts["inputs"] = inputs
+        if globs:
+            parts["globs"] = globs
+        parts["outputs"] = [o.path for o in target.outputs]
+        return parts, []
+
+    @staticmethod
+    def key(parts: dict[str, Any]) -> str:
+        """XXH3-128 of the parts; sorted and separated so that order never matters."""
+        chunks = [parts["action"]]
+        for name in ("code", "params", "project_params", "env", "globs"):
+            if name in parts:
+                chunks.append(name + json.dumps(parts[name], sort_keys=True, default=str))
+        chunks.append("\x1f".join(f"{p}\0{d}" for p, d in sorted(parts["inputs"].items())))
+        chunks.append("\x1f".join(parts["outputs"]))
+        return hash_bytes("\x1e".join(chunks))
+
+    # -- decisions --------------------------------------------------------------------
+
+    def check(self, target: Target, upstream_stale: Iterable[str] = ()) -> Step:
+        """Fresh, stale (with every reason) or restorable."""
+        reasons = [ReasonDetail(Reason.UPSTREAM, u) for u in upstream_stale]
+        parts, missing = self.parts(target)
+        key = None if parts is None else self.key(parts)
+        record = self.records.get(target.name)
+        if parts is None and not reasons:
+            reasons += [ReasonDetail(Reason.INPUT_REMOVED, p) for p in missing]
+        if record is None:
+            reasons.append(ReasonDetail(Reason.NEW))
+        elif key is not None and record.key != key:
+            reasons += diff_parts(record.parts, parts or {})
+        elif key is not None:
+            reasons += self.output_reasons(record.outputs)
+        if target.always:
+            reasons.append(ReasonDetail(Reason.ALWAYS))
+        if self.force:
+            reasons.append(ReasonDetail(Reason.FORCED))
+        state = State.FRESH
+        if reasons:
+            restorable = (key is not None and self.cached is not None and not self.force
+                          and not target.always and self.cached(target, key))
+            state = State.RESTORABLE if restorable else State.STALE
+        return Step(target, key, parts, tuple(reasons), state)
+
+    def output_reasons(self, recorded: Mapping[str, str]) -> list[ReasonDetail]:
+        reasons = []
+        for path, digest in recorded.items():
+            now = self.hasher.digest(path)
+            if now is None:
+                reasons.append(ReasonDetail(Reason.OUTPUT_MISSING, path))
+            elif now != digest:
+                reasons.append(ReasonDetail(Reason.OUTPUT_MODIFIED, path, digest, now))
+        return reasons
+
+    def plan(self, names: Iterable[str]) -> Plan:
+        """Steps in build order; a target downstream of a stale one is stale too."""
+        order = self.graph.order(names)
+        would_run: set[str] = set()
+        steps = []
+        for name in order:
+            target = self.graph.targets[name]
+            ups = [u for u in self.graph.upstream[name] if u in would_run]
+            step = self.check(target, ups)
+            if step.state is not State.FRESH:
+                would_run.add(name)
+            steps.append(step)
+        return Plan(tuple(steps))
+
+
+def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDetail]:
+    """Every difference between two keys' parts, as reasons (old → new)."""
+    reasons: list[ReasonDetail] = []
+    if old.get("action") != new.get("action"):
+        is_call = str(new.get("action", "")).startswith("python ")
+        reasons.append(ReasonDetail(Reason.CODE if is_call else Reason.COMMAND, "",
+                                    old.get("action"), new.get("action")))
+    old_code, new_code = old.get("code", {}), new.get("code", {})
+    for module in sorted(set(old_code) | set(new_code)):
+        if old_code.get(module) != new_code.get(module):
+            reasons.append(ReasonDetail(Reason.CODE, module, old_code.get(module),
+                                        new_code.get(module)))
+    for group, prefix in (("params", ""), ("project_params", "params.")):
+        o, n = old.get(group, {}), new.get(group, {})
+        for name in sorted(set(o) | set(n)):
+            if o.get(name) != n.get(name) or (name in o) != (name in n):
+                reasons.append(ReasonDetail(Reason.PARAM, prefix + name, o.get(name), n.get(name)))
+    o_env, n_env = old.get("env", {}), new.get("env", {})
+    for name in sorted(set(o_env) | set(n_env)):
+        if o_env.get(name) != n_env.get(name):
+            reasons.append(ReasonDetail(Reason.ENV, name))
+    o_in, n_in = old.get("inputs", {}), new.get("inputs", {})
+    for path in sorted(set(o_in) | set(n_in)):
+        if path not in o_in:
+            reasons.append(ReasonDetail(Reason.INPUT_ADDED, path, None, n_in[path]))
+        elif path not in n_in:
+            reasons.append(ReasonDetail(Reason.INPUT_REMOVED, path, o_in[path], None))
+        elif o_in[path] != n_in[path]:
+            reasons.append(ReasonDetail(Reason.INPUT, path, o_in[path], n_in[path]))
+    if old.get("outputs") != new.get("outputs"):
+        reasons.append(ReasonDetail(Reason.OUTPUTS, "", old.get("outputs"), new.get("outputs")))
+    return reasons

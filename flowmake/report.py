@@ -1,0 +1,165 @@
+"""What a build shows: a rich live view on a terminal, plain lines elsewhere.
+
+Each target's captured output is printed as one block when it ends (``-v`` streams it
+instead). ``--json`` sends all of this to stderr so that stdout carries only the document.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from .execute import Outcome, Summary
+from .plan import Step
+
+_MARK = {"built": "ok", "restored": "restored", "fresh": "fresh", "failed": "FAILED",
+         "skipped": "skipped"}
+
+
+def use_rich(stream: IO[str], no_color: bool) -> bool:
+    """The live view only on a terminal, and never with NO_COLOR or --no-color."""
+    return (not no_color and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+            and stream.isatty())
+
+
+def summary_line(summary: Summary) -> str:
+    c = summary.counts()
+    parts = ", ".join(f"{n} {k}" for k, n in c.items())
+    return f"flowmake: {summary.result}: {parts} in {summary.duration:.2f}s (run {summary.run_id})"
+
+
+class PlainReporter:
+    """One line per event, safe for CI logs and pipes."""
+
+    def __init__(self, stream: IO[str], *, quiet: bool = False, verbose: bool = False) -> None:
+        self.out, self.quiet, self.verbose = stream, quiet, verbose
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.out.write(text)
+            self.out.flush()
+
+    def build_start(self, total: int, jobs: int) -> None:
+        if self.verbose:
+            self.write(f"flowmake: {total} target(s) selected, -j{jobs}\n")
+
+    def target_start(self, step: Step) -> None:
+        if not self.quiet:
+            why = ", ".join(str(r) for r in step.reasons[:3])
+            self.write(f"run      {step.name}  ({why})\n")
+
+    def target_finish(self, outcome: Outcome) -> None:
+        if outcome.status == "fresh" and not self.verbose:
+            return
+        failed = outcome.status == "failed"
+        if self.quiet and not failed:
+            return
+        text = f"{_MARK[outcome.status]:<8} {outcome.name}"
+        if outcome.status in ("built", "restored", "failed"):
+            text += f"  {outcome.duration:.2f}s"
+        if outcome.error:
+            text += f"  ({outcome.error})"
+        block = outcome.output if not self.verbose or outcome.status == "restored" else ""
+        if block and not block.endswith("\n"):
+            block += "\n"
+        self.write(text + "\n" + block)
+
+    def line(self, name: str, text: str) -> None:
+        self.write(f"[{name}] {text}" if text.endswith("\n") else f"[{name}] {text}\n")
+
+    def build_finish(self, summary: Summary) -> None:
+        if not self.quiet or summary.result != "success":
+            self.write(summary_line(summary) + "\n")
+
+
+class RichReporter(PlainReporter):
+    """A live view: progress bar, running targets with elapsed time, and a summary table."""
+
+    def __init__(self, stream: IO[str], *, quiet: bool = False, verbose: bool = False) -> None:
+        super().__init__(stream, quiet=quiet, verbose=verbose)
+        from rich.console import Console
+
+        self.console = Console(file=stream, highlight=False)
+        self.running: dict[str, float] = {}
+        self.done = 0
+        self.total = 0
+        self.live: Any = None
+
+    def build_start(self, total: int, jobs: int) -> None:
+        from rich.live import Live
+
+        self.total = total
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8,
+                         transient=True, get_renderable=self._render)
+        self.live.start()
+
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        bar = ProgressBar(total=max(self.total, 1), completed=self.done, width=40)
+        table.add_row(bar, f"{self.done}/{self.total}")
+        now = time.monotonic()
+        running = Table.grid(padding=(0, 2))
+        for name, started in list(self.running.items())[:10]:
+            running.add_row(f"[cyan]▶ {name}[/]", f"{now - started:5.1f}s")
+        if len(self.running) > 10:
+            running.add_row(f"… and {len(self.running) - 10} more", "")
+        return Group(table, running)
+
+    def print(self, text: str, style: str | None = None) -> None:
+        with self.lock:
+            self.console.print(text, style=style, markup=False, highlight=False, end="")
+
+    def target_start(self, step: Step) -> None:
+        self.running[step.name] = time.monotonic()
+
+    def target_finish(self, outcome: Outcome) -> None:
+        self.running.pop(outcome.name, None)
+        self.done += 1
+        if outcome.status == "fresh" or (self.quiet and outcome.status != "failed"):
+            return
+        style = {"built": "green", "restored": "blue", "failed": "bold red",
+                 "skipped": "yellow"}[outcome.status]
+        text = f"{_MARK[outcome.status]:<8} {outcome.name}"
+        if outcome.status in ("built", "restored", "failed"):
+            text += f"  {outcome.duration:.2f}s"
+        if outcome.error:
+            text += f"  ({outcome.error})"
+        self.print(text + "\n", style)
+        block = outcome.output if not self.verbose or outcome.status == "restored" else ""
+        if block:
+            self.print(block if block.endswith("\n") else block + "\n")
+
+    def line(self, name: str, text: str) -> None:
+        self.print(f"[{name}] {text}" if text.endswith("\n") else f"[{name}] {text}\n")
+
+    def build_finish(self, summary: Summary) -> None:
+        if self.live is not None:
+            self.live.stop()
+        from rich.table import Table
+
+        if self.quiet and summary.result == "success":
+            return
+        table = Table(title=None, show_edge=False, pad_edge=False)
+        for column in ("result", "built", "restored", "fresh", "failed", "skipped", "time"):
+            table.add_column(column, justify="right" if column != "result" else "left")
+        c = summary.counts()
+        colour = {"success": "green", "failed": "red", "interrupted": "yellow"}[summary.result]
+        table.add_row(f"[{colour}]{summary.result}[/]", *(str(c[k]) for k in c),
+                      f"{summary.duration:.2f}s")
+        with self.lock:
+            self.console.print(table)
+
+
+def make_reporter(stream: IO[str] | None = None, *, no_color: bool = False, quiet: bool = False,
+                  verbose: bool = False) -> PlainReporter:
+    stream = stream or sys.stdout
+    cls = RichReporter if use_rich(stream, no_color) else PlainReporter
+    return cls(stream, quiet=quiet, verbose=verbose)

@@ -1,0 +1,214 @@
+"""State under ``.flowmake/``: a SQLite database (WAL) of records, runs and the stat cache,
+and the project lock.
+
+A record is written after each successful target in its own transaction (like ninja's
+build log), so an interrupted build keeps the work it finished and nothing else.
+Deleting ``.flowmake/`` is always safe: everything becomes stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
+    run_id INTEGER, built_at REAL, duration REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stat_cache (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+    hashed_ns INTEGER, digest TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, finished REAL,
+    command TEXT, result TEXT, counts TEXT
+);
+CREATE TABLE IF NOT EXISTS run_targets (
+    run_id INTEGER, target TEXT, status TEXT, duration REAL, reasons TEXT, output TEXT,
+    PRIMARY KEY (run_id, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_targets_target ON run_targets (target, run_id);
+"""
+
+# (size, mtime_ns, inode, hashed_ns, digest)
+StatEntry = tuple[int, int, int, int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a successful build of a target left: its key, the parts of that key, outputs."""
+
+    target: str
+    key: str
+    parts_json: str
+    outputs_json: str
+    run_id: int | None
+    built_at: float
+    duration: float
+
+    @property
+    def parts(self) -> dict[str, Any]:
+        return json.loads(self.parts_json)
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return json.loads(self.outputs_json)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    run_id: int
+    started: float
+    finished: float | None
+    command: str
+    result: str
+    counts: dict[str, int]
+
+
+class Store:
+    """The SQLite database of one project. Use from one thread."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(state_dir / "state.db", timeout=60, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            # An older (or newer) layout is dropped: the state is a cache, safe to lose.
+            self.db.executescript(
+                "DROP TABLE IF EXISTS records; DROP TABLE IF EXISTS stat_cache;"
+                "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS run_targets;"
+                + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- records ----------------------------------------------------------------------
+
+    def records(self, names: Iterable[str] | None = None) -> dict[str, Record]:
+        rows = self.db.execute(
+            "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records")
+        wanted = None if names is None else set(names)
+        return {r[0]: Record(*r) for r in rows if wanted is None or r[0] in wanted}
+
+    def record(self, name: str) -> Record | None:
+        row = self.db.execute(
+            "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records"
+            " WHERE target = ?", (name,)).fetchone()
+        return Record(*row) if row else None
+
+    def put_record(self, record: Record) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (record.target, record.key, record.parts_json, record.outputs_json,
+                        record.run_id, record.built_at, record.duration))
+
+    def forget(self, names: Iterable[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("DELETE FROM records WHERE target = ?", ((n,) for n in names))
+
+    # -- stat cache -------------------------------------------------------------------
+
+    def stat_cache(self) -> dict[str, StatEntry]:
+        rows = self.db.execute(
+            "SELECT path, size, mtime_ns, inode, hashed_ns, digest FROM stat_cache")
+        return {r[0]: r[1:] for r in rows}
+
+    def put_stats(self, entries: dict[str, StatEntry | None]) -> None:
+        """Write changed stat-cache entries; None removes one."""
+        if not entries:
+            return
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO stat_cache VALUES (?, ?, ?, ?, ?, ?)",
+                ((p, *e) for p, e in entries.items() if e is not None))
+            db.executemany("DELETE FROM stat_cache WHERE path = ?",
+                           ((p,) for p, e in entries.items() if e is None))
+
+    # -- runs -------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO runs (started, command, result, counts) VALUES"
+                             " (?, ?, 'running', '{}')", (time.time(), command))
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, result: str, counts: dict[str, int], keep: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished = ?, result = ?, counts = ? WHERE run_id = ?",
+                       (time.time(), result, json.dumps(counts), run_id))
+            # History is pruned to the newest ``keep`` runs.
+            db.execute("DELETE FROM runs WHERE run_id <= ?", (run_id - keep,))
+            db.execute("DELETE FROM run_targets WHERE run_id <= ?", (run_id - keep,))
+
+    def finish_target(self, run_id: int, target: str, status: str, duration: float,
+                      reasons: list[str], output: str, record: Record | None) -> None:
+        """A target's line in the run and, after a success, its record: one transaction."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO run_targets VALUES (?, ?, ?, ?, ?, ?)",
+                       (run_id, target, status, duration, json.dumps(reasons), output))
+            if record is not None:
+                db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (record.target, record.key, record.parts_json, record.outputs_json,
+                            record.run_id, record.built_at, record.duration))
+
+    def runs(self, limit: int = 20) -> list[Run]:
+        rows = self.db.execute(
+            "SELECT run_id, started, finished, command, result, counts FROM runs"
+            " ORDER BY run_id DESC LIMIT ?", (limit,))
+        return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
+
+    def run_targets(self, run_id: int) -> list[tuple[str, str, float, list[str], str]]:
+        rows = self.db.execute(
+            "SELECT target, status, duration, reasons, output FROM run_targets"
+            " WHERE run_id = ? ORDER BY rowid", (run_id,))
+        return [(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def target_history(self, target: str, limit: int = 20) -> list[tuple[int, str, float, list[str], str]]:
+        rows = self.db.execute(
+            "SELECT run_id, status, duration, reasons, output FROM run_targets"
+            " WHERE target = ? ORDER BY run_id DESC LIMIT ?", (target, limit))
+        return [(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+
+@contextlib.contextmanager
+def project_lock(state_dir: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``.flowmake/lock`` (flock: released by the kernel if we are killed).
+
+    A second build waits for the first, telling the user once which process it waits for.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            on_wait(f"waiting for another flowmake build (pid {holder}) to finish...")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
