@@ -57,6 +57,7 @@ class Graph:
         self.downstream = {name: tuple(v) for name, v in down.items()}
         self.producers = {o.path: t.name for t in targets.values() for o in t.outputs}
         self.output_paths = sorted(self.producers)
+        self._order: list[str] | None = None
 
     def producers_of(self, path: str) -> list[str]:
         """The targets whose outputs an input path names, contains or lies inside."""
@@ -69,17 +70,20 @@ class Graph:
         return name in self.targets
 
     def order(self, names: Iterable[str] | None = None) -> list[str]:
-        """Topological order (upstream first) of ``names`` (default: all), stable."""
-        chosen = self.targets if names is None else set(names)
-        sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-        for name in self.targets:
-            if name in chosen:
-                sorter.add(name, *(u for u in self.upstream[name] if u in chosen))
-        try:
-            return list(sorter.static_order())
-        except graphlib.CycleError as exc:
-            cycle = list(exc.args[1])
-            raise CycleError(cycle[::-1] if len(cycle) > 1 else cycle) from None
+        """Topological order (upstream first) of ``names`` (default: all)."""
+        if self._order is None:
+            sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+            for name in self.targets:
+                sorter.add(name, *self.upstream[name])
+            try:
+                self._order = list(sorter.static_order())
+            except graphlib.CycleError as exc:
+                cycle = list(exc.args[1])
+                raise CycleError(cycle[::-1] if len(cycle) > 1 else cycle) from None
+        if names is None:
+            return list(self._order)
+        chosen = names if isinstance(names, (set, frozenset, dict)) else set(names)
+        return [n for n in self._order if n in chosen]
 
     def closure(self, names: Iterable[str]) -> set[str]:
         """``names`` and everything upstream of them."""

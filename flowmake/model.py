@@ -18,8 +18,22 @@ def is_glob(path: str) -> bool:
     return any(c in GLOB_CHARS for c in path)
 
 
+class _Compact:
+    """Pickles as a plain tuple of slot values: the compiled flow (``.flowmake/flow.pickle``)
+    of 10,000 targets loads several times faster than with dataclasses' default."""
+
+    __slots__ = ()
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)  # type: ignore[attr-defined]
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, state):  # type: ignore[attr-defined]
+            object.__setattr__(self, name, value)
+
+
 @dataclass(frozen=True, slots=True)
-class Shell:
+class Shell(_Compact):
     """A shell command, run with ``sh -c`` in ``cwd`` (relative to the project root)."""
 
     command: str
@@ -32,7 +46,7 @@ class Shell:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Call(_Compact):
     """A Python callable ``module:function``; ``version`` replaces its code fingerprint."""
 
     function: str
@@ -51,35 +65,33 @@ Action = Shell | Call
 
 
 @dataclass(frozen=True, slots=True)
-class Input:
+class Input(_Compact):
     """A path, directory, glob or URL a target reads; ``name`` for the table form."""
 
     path: str
     name: str | None = None
+    glob: bool = field(init=False)  # computed once: the planner asks for every input, every run
+    url: bool = field(init=False)
 
-    @property
-    def glob(self) -> bool:
-        return is_glob(self.path)
-
-    @property
-    def url(self) -> bool:
-        return is_url(self.path)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "glob", is_glob(self.path))
+        object.__setattr__(self, "url", is_url(self.path))
 
 
 @dataclass(frozen=True, slots=True)
-class Output:
+class Output(_Compact):
     """A path or URL a target writes; ``key`` names a table-form output."""
 
     path: str
     key: str | None = None
+    url: bool = field(init=False)
 
-    @property
-    def url(self) -> bool:
-        return is_url(self.path)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", is_url(self.path))
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Target(_Compact):
     """One buildable unit; a matrix instance is a Target named ``name[k=v,...]``."""
 
     name: str
@@ -135,3 +147,10 @@ class Project:
     @property
     def state_dir(self) -> Path:
         return self.root / ".flowmake"
+
+
+# dataclass(slots=True, frozen=True) installs its own (slower) pickling methods on each
+# class; put the compact ones back.
+for _cls in (Shell, Call, Input, Output, Target):
+    _cls.__getstate__ = _Compact.__getstate__  # type: ignore[method-assign]
+    _cls.__setstate__ = _Compact.__setstate__  # type: ignore[method-assign]
