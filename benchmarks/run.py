@@ -653,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(results, cfg))
     if throughput:
         shown = ", ".join(
-            f"{k}: " + (f"{v:.0f} MB/s" if v else "n/a") for k, v in throughput.items()
+            f"{k}: " + (f"{v:.0f} MB/s" if v else "n/a (big input not slower than tiny)")
+            for k, v in throughput.items()
         )
         print(f"\nHashing throughput ({cfg.hash_mb} MiB input): {shown}")
     print("\n## bars\n")

@@ -156,11 +156,19 @@ def _emit_json(doc: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
+    from .fastpath import run_noop
+
+    command = "flowmake " + shlex.join(argv)
+    if not args.dry_run and not args.always_make:
+        flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
+        done = run_noop(str(flow_file), args.param, args.targets, command, args.json, args.quiet)
+        if done is not None:
+            return done
     from .build import run_build
 
     ws = _workspace(args)
     try:
-        return run_build(ws, args, "flowmake " + shlex.join(argv))
+        return run_build(ws, args, command)
     finally:
         ws.close()
 

@@ -28,7 +28,7 @@ class _Compact:
         return tuple(getattr(self, name) for name in self.__slots__)  # type: ignore[attr-defined]
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, state):  # type: ignore[attr-defined]
+        for name, value in zip(self.__slots__, state, strict=True):  # type: ignore[attr-defined]
             object.__setattr__(self, name, value)
 
 

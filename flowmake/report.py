@@ -10,10 +10,11 @@ import os
 import sys
 import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from .execute import Outcome, Summary
-from .plan import Step
+if TYPE_CHECKING:  # keep the no-op fast path free of the scheduler's imports
+    from .execute import Outcome, Summary
+    from .plan import Step
 
 _MARK = {"built": "ok", "restored": "restored", "fresh": "fresh", "failed": "FAILED",
          "skipped": "skipped"}
@@ -26,9 +27,12 @@ def use_rich(stream: IO[str], no_color: bool) -> bool:
 
 
 def summary_line(summary: Summary) -> str:
-    c = summary.counts()
-    parts = ", ".join(f"{n} {k}" for k, n in c.items())
-    return f"flowmake: {summary.result}: {parts} in {summary.duration:.2f}s (run {summary.run_id})"
+    return format_summary(summary.result, summary.counts(), summary.duration, summary.run_id)
+
+
+def format_summary(result: str, counts: dict[str, int], duration: float, run_id: int) -> str:
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    return f"flowmake: {result}: {parts} in {duration:.2f}s (run {run_id})"
 
 
 class PlainReporter:

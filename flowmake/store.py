@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import fastpath
+
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -80,6 +82,7 @@ class Store:
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
+        self._fast_voided = False
         state_dir.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(state_dir / "state.db", timeout=60, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -118,13 +121,21 @@ class Store:
             " WHERE target = ?", (name,)).fetchone()
         return Record(*row) if row else None
 
+    def _records_change(self) -> None:
+        """Any record write voids the no-op fast path's saved answer."""
+        if not self._fast_voided:
+            fastpath.invalidate(str(self.dir))
+            self._fast_voided = True
+
     def put_record(self, record: Record) -> None:
+        self._records_change()
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (record.target, record.key, record.parts_json, record.outputs_json,
                         record.run_id, record.built_at, record.duration))
 
     def forget(self, names: Iterable[str]) -> None:
+        self._records_change()
         with self.transaction() as db:
             db.executemany("DELETE FROM records WHERE target = ?", ((n,) for n in names))
 
@@ -165,6 +176,8 @@ class Store:
     def finish_target(self, run_id: int, target: str, status: str, duration: float,
                       reasons: list[str], output: str, record: Record | None) -> None:
         """A target's line in the run and, after a success, its record: one transaction."""
+        if record is not None:
+            self._records_change()
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO run_targets VALUES (?, ?, ?, ?, ?, ?)",
                        (run_id, target, status, duration, json.dumps(reasons), output))

@@ -20,7 +20,6 @@ from .model import Project
 from .plan import Checker
 from .store import Store
 
-
 CACHE_FORMAT = 1
 
 
@@ -90,6 +89,10 @@ class Workspace:
         if not patterns:
             patterns = list(self.project.settings.default) or list(self.graph.targets)
         return self.graph.select(patterns)
+
+    def code_files(self, target: Any) -> list[str]:
+        """Absolute paths of the source files behind a python target's code fingerprint."""
+        return []
 
     def save_stats(self) -> None:
         """Write back what the stat cache learned (cheap when nothing changed)."""
