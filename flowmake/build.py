@@ -29,6 +29,9 @@ def default_jobs(ws: Workspace, requested: int | None) -> int:
 def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     names = ws.graph.closure(ws.select(args.targets))
     jobs = default_jobs(ws, args.jobs)
+    ws.check_plugins()
+    executor_name = getattr(args, "executor", None) or ws.project.settings.executor
+    ws.plugins.executor_class(executor_name)  # an unknown executor is exit 2, before anything runs
     ws.checker().check_sources(names)
     if args.dry_run:
         return _dry_run(ws, names, args)
@@ -42,9 +45,12 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         run_id = ws.store.start_run(command)
         scheduler = Scheduler(
             ws.project, ws.graph, list(names), checker, ws.store,
-            lambda: _executor(ws, jobs), reporter, jobs=jobs, keep_going=args.keep_going,
-            run_id=run_id, stream=args.verbose)
+            lambda: _executor(ws, executor_name, jobs, _executor_options(ws, args)), reporter,
+            jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
+            on_event=_observer(ws))
+        ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
         summary = scheduler.run()
+        ws.plugins.hook.flowmake_build_finish(summary=summary)
         ws.save_stats()
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
@@ -55,10 +61,8 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     return EXIT_FOR_RESULT[summary.result]
 
 
-def _executor(ws: Workspace, jobs: int) -> Any:
-    from .builtin.local_executor import LocalExecutor
-
-    return LocalExecutor(jobs, {})
+def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Any:
+    return ws.plugins.executor_class(name)(jobs, options)
 
 
 def _report_failures(summary: Summary, args: argparse.Namespace) -> None:
@@ -100,3 +104,26 @@ def _save_fast_path(ws: Workspace, args: argparse.Namespace, names: list[str]) -
         env.update(target.env)
     fastpath.save(str(ws.project.state_dir), str(ws.path), args.param, args.targets, env,
                   paths, names, ws.project.settings.history)
+
+
+def _executor_options(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    """What an executor may need besides -j: [flow] keys it owns, CLI options, the root."""
+    options: dict[str, Any] = dict(ws.project.settings.extra)
+    options["root"] = str(ws.root)
+    options["resources"] = dict(ws.project.settings.resources)
+    if getattr(args, "scheduler", None):
+        options["dask_scheduler"] = args.scheduler
+    return options
+
+
+def _observer(ws: Workspace) -> Any:
+    """Forward the scheduler's events to the plugins' observer hooks."""
+    hook = ws.plugins.hook
+
+    def on_event(name: str, payload: Any) -> None:
+        if name == "target_start":
+            hook.flowmake_target_start(step=payload)
+        elif name == "target_finish":
+            hook.flowmake_target_finish(outcome=payload)
+
+    return on_event

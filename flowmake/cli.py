@@ -129,6 +129,10 @@ def _print_error(err: FlowmakeError, args: argparse.Namespace) -> None:
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.version:
         print(f"flowmake {__version__}")
+        from .plugins import Plugins
+
+        for line in Plugins().describe():
+            print(f"  plugin: {line}")
         return EXIT_OK
     if not args.command:
         build_parser().print_help()

@@ -63,6 +63,7 @@ class Job:
     retries: int = 0
     env: Mapping[str, str] | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    plugins: tuple[str, ...] = ()  # [flow] plugins modules, for formats and backends in workers
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,35 @@ class Workspace:
     def hasher(self) -> Hasher:
         return Hasher(str(self.root), self.store.stat_cache())
 
+    @cached_property
+    def plugins(self) -> Any:
+        """The plugin manager, loaded on first use (the no-op fast path never needs it)."""
+        from .plugins import Plugins
+
+        return Plugins(self.project.settings.plugins, str(self.root))
+
+    def check_plugins(self) -> None:
+        """Every URL needs a backend, every loaded input a format: exit 2 before running."""
+        from .errors import ConfigError, PluginError
+        from .formats import extension
+        from .plugins import INSTALL_HINTS
+
+        for target in self.project.targets.values():
+            where = f"targets.{target.matrix or target.name}"
+            paths = [(i.path, f"{where}.inputs", i.name is not None and target.kind == "python")
+                     for i in target.inputs]
+            paths += [(o.path, f"{where}.outputs", False) for o in target.outputs]
+            for path, key, loaded in paths:
+                try:
+                    if "://" in path:
+                        self.plugins.backend_class(path)
+                    ext = extension(path)
+                    if target.kind == "python" and (loaded or ext in INSTALL_HINTS):
+                        self.plugins.format_for(path)
+                except PluginError as exc:
+                    raise ConfigError(exc.message, file=self.path.name, key=key,
+                                      hint=exc.hint) from None
+
     def checker(self, *, force: bool = False) -> Checker:
         """A Checker over the records as they are now (call it again after taking the lock)."""
         return Checker(self.graph, self.store.records(), self.hasher, force=force)

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 from flowmake.executor import Job, JobResult, LineSink, finish_outputs, prepare_outputs
+from flowmake.hookspecs import hookimpl
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 
@@ -147,3 +148,8 @@ def _read(stream: IO[bytes] | None, name: str, on_line: LineSink | None,
             line = raw.decode("utf-8", errors="replace")
             output.append(line)
             on_line(name, line)
+
+
+@hookimpl
+def flowmake_register_executors() -> list[type]:
+    return [LocalExecutor]

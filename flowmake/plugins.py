@@ -1,0 +1,142 @@
+"""The plugin manager and a typed façade over hook calls.
+
+Load order: the built-ins (registered exactly like third-party plugins), then the
+``flowmake`` entry points, then the modules named in ``[flow] plugins``, then
+``check_pending()``. ``FLOWMAKE_DISABLE_PLUGINS=a,b`` blocks plugins by name. Two
+plugins registering one name (format extension, backend protocol, executor) is an error
+naming both.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+BUILTINS = (
+    "flowmake.builtin.formats",
+    "flowmake.builtin.local_executor",
+    "flowmake.builtin.backends",
+)
+
+# What to install for the names people most often miss.
+INSTALL_HINTS = {
+    "s3": "pip install flowmake-s3   (from plugins/flowmake-s3 in the flowmake repository)",
+    ".parquet": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
+    "dask": "pip install flowmake-dask   (from plugins/flowmake-dask)",
+    "gs": "pip install gcsfs",
+    "gcs": "pip install gcsfs",
+    "az": "pip install adlfs",
+    "abfs": "pip install adlfs",
+}
+
+
+def _hint(name: str) -> str:
+    return INSTALL_HINTS.get(name, "install a flowmake plugin that provides it")
+
+
+class Plugins:
+    """Every loaded plugin, and what they registered, by name."""
+
+    def __init__(self, extra_modules: Iterable[str] = (), project_root: str | None = None) -> None:
+        self.pm = pluggy.PluginManager("flowmake")
+        self.pm.add_hookspecs(hookspecs)
+        blocked = [n.strip() for n in os.environ.get("FLOWMAKE_DISABLE_PLUGINS", "").split(",")]
+        for name in filter(None, blocked):
+            self.pm.set_blocked(name)
+        for module in BUILTINS:
+            if not self.pm.is_blocked(module):
+                self.pm.register(importlib.import_module(module), name=module)
+        self.pm.load_setuptools_entrypoints("flowmake")
+        self._load_modules(extra_modules, project_root)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+        self.formats = self._collect(self.pm.hook.flowmake_register_formats, "EXTENSIONS", "format")
+        self.backends = self._collect(self.pm.hook.flowmake_register_backends, "PROTOCOLS", "backend")
+        self.executors = self._collect(self.pm.hook.flowmake_register_executors, None, "executor")
+
+    def _load_modules(self, modules: Iterable[str], root: str | None) -> None:
+        if root and root not in sys.path:
+            sys.path.insert(0, root)
+        for module in modules:
+            if self.pm.is_blocked(module) or self.pm.has_plugin(module):
+                continue
+            try:
+                self.pm.register(importlib.import_module(module), name=module)
+            except ImportError as exc:
+                raise PluginError(f"[flow] plugins: cannot import '{module}': {exc}",
+                                  plugin=module) from None
+
+    def _collect(self, hook: Any, keys_attr: str | None, kind: str) -> dict[str, type]:
+        """Map each registered name (extension, protocol, executor name) to its class."""
+        found: dict[str, type] = {}
+        owner: dict[str, str] = {}
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            plugin_name = impl.plugin_name
+            for cls in impl.function() or []:
+                for key in getattr(cls, keys_attr) if keys_attr else (cls.NAME,):
+                    if key in found and found[key] is not cls:
+                        raise PluginError(
+                            f"{kind} '{key}' is registered twice: by plugin '{owner[key]}'"
+                            f" ({found[key].__name__}) and by plugin '{plugin_name}'"
+                            f" ({cls.__name__})", plugin=plugin_name,
+                            install_hint="uninstall one, or block it with"
+                                         " FLOWMAKE_DISABLE_PLUGINS=NAME")
+                    found[key], owner[key] = cls, plugin_name
+        return found
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def format_for(self, path: str) -> Any:
+        from .formats import extension
+
+        ext = extension(path)
+        cls = self.formats.get(ext)
+        if cls is None:
+            known = ", ".join(sorted(self.formats))
+            raise PluginError(f"no installed plugin saves or loads '{ext or path}' files"
+                              f" (known: {known})", install_hint=_hint(ext))
+        return cls()
+
+    def backend_class(self, url: str) -> type:
+        from .backends import protocol
+
+        proto = protocol(url)
+        cls = self.backends.get(proto)
+        if cls is None:
+            raise PluginError(f"no installed plugin serves '{proto}://' URLs ({url})",
+                              install_hint=_hint(proto))
+        return cls
+
+    def executor_class(self, name: str) -> type:
+        cls = self.executors.get(name)
+        if cls is None:
+            known = ", ".join(sorted(self.executors))
+            raise PluginError(f"unknown executor '{name}' (installed: {known})",
+                              install_hint=_hint(name))
+        return cls
+
+    def describe(self) -> list[str]:
+        """``name version`` of every loaded plugin, for ``flowmake --version``."""
+        dists = dict(self.pm.list_plugin_distinfo())
+        lines = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            dist = dists.get(plugin)
+            version = f" {dist.project_name} {dist.version}" if dist else ""
+            lines.append(f"{name}{version}")
+        return lines
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
