@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print what would run and why; change nothing")
     p.add_argument("-B", "--always-make", action="store_true", help="rebuild even if fresh")
     p.add_argument("--no-cache", action="store_true", help="neither restore from nor save to the artifact cache")
+    p.add_argument("--executor", metavar="NAME", help="run targets with this executor (default: [flow].executor)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler, tcp://HOST:PORT (executor dask)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
     p = command("status", "show each target's state (fresh, stale + reasons, restorable)")
@@ -97,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("why", "explain one target's state, with old → new values")
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = command("graph", "draw the dependency graph (text, mermaid, dot, json or an HTML page)")
+    p.add_argument("targets", nargs="*", metavar="TARGET")
+    p.add_argument("--format", choices=["text", "mermaid", "dot", "json", "html"], default="text")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    p = command("log", "past builds; one build's targets; one target's history and output")
+    p.add_argument("ref", nargs="?", metavar="RUN_ID|TARGET")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N entries")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = command("cache", "the artifact cache: status, gc, push, pull")
+    p.add_argument("action", choices=["status", "gc", "push", "pull"])
+    p.add_argument("--max-age", metavar="DAYS", type=float, help="gc: drop entries unused for DAYS")
+    p.add_argument("--max-size", metavar="SIZE", help="gc: shrink the cache below SIZE (e.g. 2G)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    p = command("accept", "record targets as fresh with their current inputs and outputs")
+    p.add_argument("targets", nargs="+", metavar="TARGET")
+
+    p = command("init", "write a commented starter flow.toml (never overwrites)")
     return parser
 
 
@@ -250,9 +273,40 @@ def cmd_why(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_OK
 
 
+def cmd_graph(args: argparse.Namespace, argv: list[str]) -> int:
+    from .graphview import graph_command
+
+    return graph_command(_workspace(args), args)
+
+
+def cmd_log(args: argparse.Namespace, argv: list[str]) -> int:
+    from .history import log_command
+
+    return log_command(_workspace(args), args)
+
+
+def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
+    from .cache_cli import cache_command
+
+    return cache_command(_workspace(args), args)
+
+
+def cmd_accept(args: argparse.Namespace, argv: list[str]) -> int:
+    from .accept import accept_command
+
+    return accept_command(_workspace(args), args)
+
+
+def cmd_init(args: argparse.Namespace, argv: list[str]) -> int:
+    from .init import init_command
+
+    return init_command(Path(args.directory or "."), args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "build": cmd_build, "status": cmd_status, "clean": cmd_clean, "list": cmd_list,
-    "why": cmd_why,
+    "why": cmd_why, "graph": cmd_graph, "log": cmd_log, "cache": cmd_cache,
+    "accept": cmd_accept, "init": cmd_init,
 }
 
 
