@@ -112,6 +112,9 @@ class Plugins:
 
         proto = protocol(url)
         cls = self.backends.get(proto)
+        fallback = self.backends.get("*")  # serves what fsspec itself implements
+        if cls is None and fallback is not None and fallback.serves(proto):
+            cls = fallback
         if cls is None:
             raise PluginError(f"no installed plugin serves '{proto}://' URLs ({url})",
                               install_hint=_hint(proto))

@@ -105,16 +105,18 @@ class RichReporter(PlainReporter):
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
         table = Table.grid(padding=(0, 1))
         bar = ProgressBar(total=max(self.total, 1), completed=self.done, width=40)
-        table.add_row(bar, f"{self.done}/{self.total}")
+        table.add_row(bar, Text(f"{self.done}/{self.total}"))
         now = time.monotonic()
         running = Table.grid(padding=(0, 2))
         for name, started in list(self.running.items())[:10]:
-            running.add_row(f"[cyan]▶ {name}[/]", f"{now - started:5.1f}s")
+            # Text, not markup: target names may contain [brackets] (matrix instances).
+            running.add_row(Text(f"▶ {name}", style="cyan"), Text(f"{now - started:5.1f}s"))
         if len(self.running) > 10:
-            running.add_row(f"… and {len(self.running) - 10} more", "")
+            running.add_row(Text(f"… and {len(self.running) - 10} more"), Text(""))
         return Group(table, running)
 
     def print(self, text: str, style: str | None = None) -> None:

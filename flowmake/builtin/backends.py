@@ -8,6 +8,7 @@ left to the ``flowmake-s3`` plugin.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -61,7 +62,13 @@ class FsspecBackend:
     """Any fsspec filesystem; metadata fingerprints, never a download to compare."""
 
     NAME = "fsspec"
-    PROTOCOLS: tuple[str, ...] = ()  # filled in by available_protocols()
+    # The fallback for protocols no plugin claims; importing fsspec's registry costs
+    # ~60 ms, so which protocols it really serves is asked only when a URL shows up.
+    PROTOCOLS: tuple[str, ...] = ("*",)
+
+    @classmethod
+    def serves(cls, proto: str) -> bool:
+        return proto in available_protocols()
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})
@@ -113,6 +120,7 @@ def fingerprint_from_info(info: Mapping[str, Any]) -> str:
     return f"size:{info.get('size')}:mtime:{mtime}"
 
 
+@functools.lru_cache(maxsize=1)
 def available_protocols() -> tuple[str, ...]:
     """fsspec protocols whose implementation can be imported here, except s3 (a plugin)."""
     try:
@@ -131,5 +139,4 @@ def available_protocols() -> tuple[str, ...]:
 
 @hookimpl
 def flowmake_register_backends() -> list[type]:
-    FsspecBackend.PROTOCOLS = available_protocols()
     return [LocalBackend, FsspecBackend]
