@@ -58,6 +58,11 @@ class Graph:
         self.producers = {o.path: t.name for t in targets.values() for o in t.outputs}
         self.output_paths = sorted(self.producers)
         self._order: list[str] | None = None
+        # Inputs no target produces (must exist before a build): computed once, cached.
+        self.sources = {
+            name: tuple(i.path for i in t.inputs
+                        if not (i.url or i.glob) and not self.producers_of(i.path))
+            for name, t in targets.items()}
 
     def producers_of(self, path: str) -> list[str]:
         """The targets whose outputs an input path names, contains or lies inside."""

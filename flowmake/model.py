@@ -1,4 +1,9 @@
-"""The model: what flow.toml declares, as frozen values. No I/O here."""
+"""The model: what flow.toml declares, as frozen values. No I/O here.
+
+The per-target classes are frozen but not slotted on purpose: the compiled flow
+(``.flowmake/flow.pickle``) of 10,000 targets unpickles several times faster when
+each object's state is a plain ``__dict__`` restored in C.
+"""
 
 from __future__ import annotations
 
@@ -18,22 +23,8 @@ def is_glob(path: str) -> bool:
     return any(c in GLOB_CHARS for c in path)
 
 
-class _Compact:
-    """Pickles as a plain tuple of slot values: the compiled flow (``.flowmake/flow.pickle``)
-    of 10,000 targets loads several times faster than with dataclasses' default."""
-
-    __slots__ = ()
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)  # type: ignore[attr-defined]
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):  # type: ignore[attr-defined]
-            object.__setattr__(self, name, value)
-
-
-@dataclass(frozen=True, slots=True)
-class Shell(_Compact):
+@dataclass(frozen=True)
+class Shell:
     """A shell command, run with ``sh -c`` in ``cwd`` (relative to the project root)."""
 
     command: str
@@ -45,8 +36,8 @@ class Shell(_Compact):
         return self.command if not self.cwd else f"cd {self.cwd} && {self.command}"
 
 
-@dataclass(frozen=True, slots=True)
-class Call(_Compact):
+@dataclass(frozen=True)
+class Call:
     """A Python callable ``module:function``; ``version`` replaces its code fingerprint."""
 
     function: str
@@ -64,8 +55,8 @@ class Call(_Compact):
 Action = Shell | Call
 
 
-@dataclass(frozen=True, slots=True)
-class Input(_Compact):
+@dataclass(frozen=True)
+class Input:
     """A path, directory, glob or URL a target reads; ``name`` for the table form."""
 
     path: str
@@ -78,8 +69,8 @@ class Input(_Compact):
         object.__setattr__(self, "url", is_url(self.path))
 
 
-@dataclass(frozen=True, slots=True)
-class Output(_Compact):
+@dataclass(frozen=True)
+class Output:
     """A path or URL a target writes; ``key`` names a table-form output."""
 
     path: str
@@ -90,8 +81,8 @@ class Output(_Compact):
         object.__setattr__(self, "url", is_url(self.path))
 
 
-@dataclass(frozen=True, slots=True)
-class Target(_Compact):
+@dataclass(frozen=True)
+class Target:
     """One buildable unit; a matrix instance is a Target named ``name[k=v,...]``."""
 
     name: str
@@ -148,9 +139,3 @@ class Project:
     def state_dir(self) -> Path:
         return self.root / ".flowmake"
 
-
-# dataclass(slots=True, frozen=True) installs its own (slower) pickling methods on each
-# class; put the compact ones back.
-for _cls in (Shell, Call, Input, Output, Target):
-    _cls.__getstate__ = _Compact.__getstate__  # type: ignore[method-assign]
-    _cls.__setstate__ = _Compact.__setstate__  # type: ignore[method-assign]

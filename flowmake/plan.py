@@ -126,15 +126,14 @@ class Checker:
 
     def check_sources(self, names: Iterable[str]) -> None:
         """Every input no target produces must exist, before anything runs."""
+        digest = self.hasher.digest
         for name in names:
-            target = self.graph.targets[name]
-            for inp in target.inputs:
-                if inp.url or inp.glob or self.graph.producers_of(inp.path):
-                    continue
-                if self.hasher.digest(inp.path) is None:
+            for path in self.graph.sources[name]:
+                if digest(path) is None:
+                    target = self.graph.targets[name]
                     raise ConfigError(
-                        f"input '{inp.path}' does not exist and no target produces it",
-                        key=f"targets.{target.matrix or target.name}.inputs")
+                        f"input '{path}' of target '{name}' does not exist and no target"
+                        " produces it", key=f"targets.{target.matrix or target.name}.inputs")
 
     # -- the key ----------------------------------------------------------------------
 
