@@ -102,7 +102,7 @@ class _Loader:
             if key not in allowed:
                 close = suggest(key, allowed)
                 extra = f" (did you mean '{close}'?)" if close else ""
-                raise self.error(f"{where}.{key}", f"unknown key{extra}")
+                raise self.error(f"{where}.{key}" if where else key, f"unknown key{extra}")
 
     def expect(self, value: Any, types: tuple[type, ...], key: str, what: str) -> Any:
         # bool is an int in Python; a boolean where a number is wanted is still wrong.

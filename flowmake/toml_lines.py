@@ -18,12 +18,27 @@ def _parts(dotted: str) -> list[str]:
     return [a or b or c for a, b, c in parts]
 
 
+def _code(line: str) -> str:
+    """The line without its comment: a ``#`` outside quotes starts one."""
+    quote = ""
+    for i, c in enumerate(line):
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            return line[:i]
+    return line
+
+
 def key_lines(text: str) -> dict[str, int]:
     """Map each dotted key (``targets.train.deps``) to its 1-based line."""
     lines: dict[str, int] = {}
     table: list[str] = []
     in_multiline = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw if in_multiline else _code(raw)
         # Skip the body of multi-line strings: their lines are not keys.
         if line.count('"""') % 2 == 1 or line.count("'''") % 2 == 1:
             if in_multiline:
