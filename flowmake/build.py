@@ -90,6 +90,8 @@ def _dry_run(ws: Workspace, names: set[str], args: argparse.Namespace) -> int:
 
 def _save_fast_path(ws: Workspace, args: argparse.Namespace, names: list[str]) -> None:
     """Remember the stats behind an all-fresh build, for the next no-op (fastpath.py)."""
+    if ws.plugins.has_observers():
+        return  # observer plugins must see every build
     root = str(ws.root)
     paths: list[str] = []
     env: set[str] = set()

@@ -41,7 +41,23 @@ def signature(flow_file: str, overrides: list[str], selection: list[str],
     if st is None:
         return None
     env_values = tuple((n, os.environ.get(n)) for n in sorted(env))
-    return (FORMAT, __version__, flow_file, *st, tuple(overrides), tuple(selection), env_values)
+    return (FORMAT, __version__, flow_file, *st, tuple(overrides), tuple(selection), env_values,
+            _installed())
+
+
+def _installed() -> tuple[tuple[str, int], ...]:
+    """The mtimes of the package folders: installing or removing a package (a new
+    observer plugin, say) changes them, and with them the signature."""
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    found = []
+    for entry in dict.fromkeys([paths["purelib"], paths["platlib"], site.getusersitepackages()]):
+        st = _stat(entry)
+        if st is not None:
+            found.append((entry, st[1]))
+    return tuple(found)
 
 
 def load(state_dir: str) -> tuple[Any, ...] | None:

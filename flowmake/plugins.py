@@ -140,6 +140,12 @@ class Plugins:
             lines.append(f"{name}{version}")
         return lines
 
+    def has_observers(self) -> bool:
+        """True when a plugin watches builds (then every build must run its hooks)."""
+        hooks = (self.pm.hook.flowmake_build_start, self.pm.hook.flowmake_build_finish,
+                 self.pm.hook.flowmake_target_start, self.pm.hook.flowmake_target_finish)
+        return any(impl.plugin_name not in BUILTINS for h in hooks for impl in h.get_hookimpls())
+
     @property
     def hook(self) -> Any:
         return self.pm.hook
