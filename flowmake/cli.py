@@ -188,7 +188,8 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
     command = "flowmake " + shlex.join(argv)
     if not args.dry_run and not args.always_make:
         flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
-        done = run_noop(str(flow_file), args.param, args.targets, command, args.json, args.quiet)
+        done = run_noop(str(flow_file), args.param, args.targets, command, args.json, args.quiet,
+                        args.verbose)
         if done is not None:
             return done
     from .build import run_build

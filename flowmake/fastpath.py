@@ -131,7 +131,7 @@ def invalidate(state_dir: str) -> None:
 
 
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
-             as_json: bool, quiet: bool) -> int | None:
+             as_json: bool, quiet: bool, verbose: bool = False) -> int | None:
     """A whole no-op `flowmake build` (lock, check, record the run, print); None if not one."""
     import json
     import sys
@@ -162,6 +162,9 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
                "counts": counts,
                "targets": [{"name": n, "status": "fresh", "duration": 0.0} for n in names]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    elif not quiet:
+    if verbose:
+        print(f"flowmake: no input, output or setting changed since the last all-fresh build"
+              f" ({len(names)} targets, no-op fast path)", file=sys.stderr)
+    if not as_json and not quiet:
         print(format_summary("success", counts, duration, run_id))
     return 0
