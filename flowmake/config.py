@@ -141,6 +141,7 @@ class _Loader:
             for target in self.targets(name, table):
                 expanded[target.name] = target
         self.check_outputs(expanded)
+        self.check_resources(expanded, settings.resources)
         for name in settings.default:
             base = name.split("[", 1)[0]
             if name not in expanded and base not in targets and not is_glob(name):
@@ -158,6 +159,8 @@ class _Loader:
         if jobs is not None and self.expect(jobs, (int,), "flow.jobs", "an integer") < 1:
             raise self.error("flow.jobs", "must be at least 1")
         history = self.expect(flow.get("history", 100), (int,), "flow.history", "an integer")
+        if history < 1:
+            raise self.error("flow.history", "must be at least 1")
         remote = flow.get("remote")
         if remote is not None:
             self.expect(remote, (str,), "flow.remote", "a URL or path")
@@ -295,7 +298,22 @@ class _Loader:
             raise self.error(key, "the project root itself cannot be an output")
         return path
 
+    def check_resources(self, targets: dict[str, Target], capacity: dict[str, float]) -> None:
+        """A target asking more than ``[flow.resources]`` holds in total could never start.
+
+        A resource that ``[flow.resources]`` does not declare is unlimited (as ninja's
+        default pool), so only declared ones are checked.
+        """
+        for target in targets.values():
+            for name, amount in target.resources.items():
+                if name in capacity and amount > capacity[name]:
+                    raise self.error(
+                        f"targets.{target.matrix or target.name}.resources.{name}",
+                        f"target '{target.name}' asks for {name} = {amount:g} but "
+                        f"[flow.resources] has only {name} = {capacity[name]:g} in total")
+
     def check_outputs(self, targets: dict[str, Target]) -> None:
+        """One owner per output path, and no output inside another target's output folder."""
         owner: dict[str, str] = {}
         for target in targets.values():
             for output in target.outputs:
@@ -305,6 +323,15 @@ class _Loader:
                         f"targets.{target.matrix or target.name}.outputs",
                         f"'{output.path}' is also an output of target '{other}'",
                     )
+        for inner, name in owner.items():
+            parts = inner.split("/")
+            for i in range(1, len(parts)):
+                outer = "/".join(parts[:i])
+                if owner.get(outer, name) != name:
+                    target = targets[name]
+                    raise self.error(
+                        f"targets.{target.matrix or target.name}.outputs",
+                        f"'{inner}' lies inside '{outer}', an output of target '{owner[outer]}'")
 
 
 class _Scope:

@@ -20,6 +20,7 @@ from .graph import Graph
 from .model import Call, Project, Shell, Target
 from .plan import Checker, State, Step
 from .store import Record, Store
+from .urls import digest_url_outputs
 
 
 @dataclass(slots=True)
@@ -96,7 +97,8 @@ def make_job(project: Project, target: Target) -> Job:
         return Job(cwd=cwd, command=action.command, **common)
     assert isinstance(action, Call)
     return Job(cwd=root, function=action.function, kwargs=target.params,
-               inputs=tuple((i.name, i.path) for i in target.inputs if i.name), **common)
+               inputs=tuple((i.name, i.path) for i in target.inputs if i.name),
+               plugins=project.settings.plugins, **common)
 
 
 class Scheduler:
@@ -214,6 +216,7 @@ class Scheduler:
             self._done(Outcome(step.name, "failed", result.duration, reasons, result.output,
                                "interrupted", result.attempts))
             return
+        result = digest_url_outputs(self.checker.hasher, step.target, result)
         if not result.ok:
             outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
                               result.error, result.attempts)
@@ -239,7 +242,8 @@ class Scheduler:
             if digests is None:  # restored: digest what the cache put in place
                 digests = {o.path: self.checker.hasher.digest(o.path) or ""
                            for o in step.target.outputs}
-            record = Record(step.name, step.key, json.dumps(step.parts), json.dumps(digests),
+            record = Record(step.name, step.key, json.dumps(step.parts, default=str),
+                            json.dumps(digests),
                             self.run_id, time.time(), outcome.duration)
         self.store.finish_target(self.run_id, outcome.name, outcome.status, outcome.duration,
                                  outcome.reasons, outcome.output, record)

@@ -49,6 +49,8 @@ class Call:
 
     @property
     def text(self) -> str:
+        if self.version is not None:
+            return f"python {self.function} (version {self.version})"
         return f"python {self.function}"
 
 

@@ -36,6 +36,7 @@ class Reason(Enum):
     ALWAYS = "always"
     FORCED = "forced"
     UPSTREAM = "upstream stale"
+    KEY = "key changed"
 
 
 def _show(value: Any) -> str:
@@ -128,7 +129,11 @@ class Checker:
         """Every input no target produces must exist, before anything runs."""
         digest = self.hasher.digest
         for name in names:
-            for path in self.graph.sources[name]:
+            paths = list(self.graph.sources[name])
+            # URL inputs (not in graph.sources) are checked through their backend.
+            paths += [i.path for i in self.graph.targets[name].inputs
+                      if i.url and not i.glob and not self.graph.producers_of(i.path)]
+            for path in paths:
                 if digest(path) is None:
                     target = self.graph.targets[name]
                     raise ConfigError(
@@ -161,9 +166,9 @@ class Checker:
         if isinstance(target.action, Call) and self.code_parts is not None:
             parts["code"] = self.code_parts(target)
         if target.params:
-            parts["params"] = target.params
+            parts["params"] = _jsonable(target.params)
         if target.project_params:
-            parts["project_params"] = target.project_params
+            parts["project_params"] = _jsonable(target.project_params)
         if target.env:
             parts["env"] = {n: hash_bytes(self.environ.get(n, "\0unset")) for n in target.env}
         parts["inputs"] = inputs
@@ -196,7 +201,8 @@ class Checker:
         if record is None:
             reasons.append(ReasonDetail(Reason.NEW))
         elif key is not None and record.key != key:
-            reasons += diff_parts(record.parts, parts or {})
+            # A key written by another flowmake version may differ in no part we can name.
+            reasons += diff_parts(record.parts, parts or {}) or [ReasonDetail(Reason.KEY)]
         elif key is not None:
             reasons += self.output_reasons(record.outputs)
         if target.always:
@@ -235,6 +241,23 @@ class Checker:
         return Plan(tuple(steps))
 
 
+def _jsonable(value: Any) -> Any:
+    """Params as JSON values (TOML dates and times become ISO strings): parts are stored
+    as JSON and must read back as they were hashed."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _canonical(value: Any) -> str:
+    """A value as the key sees it: 1, 1.0 and true differ (Python's == says they don't)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDetail]:
     """Every difference between two keys' parts, as reasons (old → new)."""
     reasons: list[ReasonDetail] = []
@@ -250,7 +273,7 @@ def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDet
     for group, prefix in (("params", ""), ("project_params", "params.")):
         o, n = old.get(group, {}), new.get(group, {})
         for name in sorted(set(o) | set(n)):
-            if o.get(name) != n.get(name) or (name in o) != (name in n):
+            if _canonical(o.get(name)) != _canonical(n.get(name)) or (name in o) != (name in n):
                 reasons.append(ReasonDetail(Reason.PARAM, prefix + name, o.get(name), n.get(name)))
     o_env, n_env = old.get("env", {}), new.get("env", {})
     for name in sorted(set(o_env) | set(n_env)):

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import fastpath
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_targets (
     run_id INTEGER, target TEXT, status TEXT, duration REAL, reasons TEXT, output TEXT,
     PRIMARY KEY (run_id, target)
-) WITHOUT ROWID;
+);  -- a rowid table: rowid keeps the order in which the build finished its targets
 CREATE INDEX IF NOT EXISTS run_targets_target ON run_targets (target, run_id);
 """
 
@@ -191,6 +191,19 @@ class Store:
             "SELECT run_id, started, finished, command, result, counts FROM runs"
             " ORDER BY run_id DESC LIMIT ?", (limit,))
         return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
+
+    def run(self, run_id: int) -> Run | None:
+        """One build of the history, or None when it was pruned (or never was)."""
+        r = self.db.execute(
+            "SELECT run_id, started, finished, command, result, counts FROM runs"
+            " WHERE run_id = ?", (run_id,)).fetchone()
+        return Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) if r else None
+
+    def last_runs(self) -> dict[str, tuple[int, str, float]]:
+        """Each target's latest line in the history: (run_id, status, duration)."""
+        rows = self.db.execute(
+            "SELECT target, MAX(run_id), status, duration FROM run_targets GROUP BY target")
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     def run_targets(self, run_id: int) -> list[tuple[str, str, float, list[str], str]]:
         rows = self.db.execute(

@@ -1,0 +1,293 @@
+"""flowmake.store: records, stat cache, run history and the project lock (real SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from flowmake.store import SCHEMA_VERSION, Record, Store, project_lock
+
+
+def record(name: str, key: str = "k1", *, run_id: int | None = 1, outputs=None,
+           parts=None) -> Record:
+    return Record(name, key, json.dumps(parts or {"action": f"make {name}"}),
+                  json.dumps(outputs or {f"{name}.out": "abc"}), run_id, 1234.5, 0.25)
+
+
+# -- records --------------------------------------------------------------------------
+
+
+def test_record_round_trip(store):
+    rec = record("a", parts={"action": "x", "params": {"lr": 0.1}}, outputs={"o": "d1"})
+    store.put_record(rec)
+    got = store.record("a")
+    assert got == rec
+    assert got.parts == {"action": "x", "params": {"lr": 0.1}}
+    assert got.outputs == {"o": "d1"}
+    assert store.record("missing") is None
+
+
+def test_records_survive_reopening(tmp_path):
+    first = Store(tmp_path / ".flowmake")
+    first.put_record(record("a"))
+    first.close()
+    second = Store(tmp_path / ".flowmake")
+    try:
+        assert second.record("a") == record("a")
+    finally:
+        second.close()
+
+
+def test_put_record_replaces(store):
+    store.put_record(record("a", "k1"))
+    store.put_record(record("a", "k2", run_id=None))
+    assert store.record("a").key == "k2"
+    assert store.record("a").run_id is None
+    assert list(store.records()) == ["a"]
+
+
+def test_records_filtered_by_names(store):
+    for name in "abc":
+        store.put_record(record(name))
+    assert set(store.records()) == {"a", "b", "c"}
+    assert set(store.records(["a", "c", "zzz"])) == {"a", "c"}
+    assert store.records([]) == {}
+
+
+def test_forget(store):
+    for name in ["a", "b", "sweep[lr=0.1]"]:
+        store.put_record(record(name))
+    store.forget(["a", "sweep[lr=0.1]", "never-there"])
+    assert set(store.records()) == {"b"}
+    store.forget([])
+    assert set(store.records()) == {"b"}
+
+
+def test_record_write_invalidates_the_noop_fast_path(store):
+    marker = store.dir / "noop.marshal"
+    marker.write_bytes(b"saved")
+    store.put_record(record("a"))
+    assert not marker.exists()
+
+
+def test_finish_target_writes_line_and_record_together(store):
+    run = store.start_run("build")
+    store.finish_target(run, "a", "built", 1.5, ["never built"], "hello\n", record("a"))
+    store.finish_target(run, "b", "failed", 0.5, ["input changed: x"], "boom\n", None)
+    assert store.record("a") == record("a")
+    assert store.record("b") is None  # a failure leaves no record
+    history = store.target_history("a")
+    assert history == [(run, "built", 1.5, ["never built"], "hello\n")]
+    assert store.target_history("b") == [(run, "failed", 0.5, ["input changed: x"], "boom\n")]
+
+
+def test_transaction_rolls_back_on_error(store):
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        db.execute("INSERT INTO records VALUES ('x', 'k', '{}', '{}', 1, 0, 0)")
+        raise RuntimeError("interrupted")
+    assert store.record("x") is None
+    store.put_record(record("y"))  # the connection is usable afterwards
+    assert store.record("y") is not None
+
+
+def test_old_schema_is_dropped(tmp_path):
+    state = tmp_path / ".flowmake"
+    state.mkdir()
+    db = sqlite3.connect(state / "state.db")
+    db.executescript("CREATE TABLE records (target TEXT, junk TEXT); PRAGMA user_version=0;")
+    db.close()
+    s = Store(state)
+    try:
+        assert s.records() == {}
+        s.put_record(record("a"))
+        assert s.record("a") == record("a")
+        assert s.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        s.close()
+
+
+# -- stat cache -----------------------------------------------------------------------
+
+
+def test_stat_cache_put_and_remove(store):
+    assert store.stat_cache() == {}
+    store.put_stats({"a.txt": (3, 100, 7, 200, "d1"), "b.txt": (4, 101, 8, 201, "d2")})
+    assert store.stat_cache() == {"a.txt": (3, 100, 7, 200, "d1"),
+                                  "b.txt": (4, 101, 8, 201, "d2")}
+    store.put_stats({"a.txt": (5, 102, 7, 202, "d3"), "b.txt": None})
+    assert store.stat_cache() == {"a.txt": (5, 102, 7, 202, "d3")}
+    store.put_stats({})
+    assert store.stat_cache() == {"a.txt": (5, 102, 7, 202, "d3")}
+
+
+def test_stat_cache_keeps_large_nanosecond_values(store):
+    entry = (2**40, time.time_ns(), 2**62, time.time_ns(), "f" * 32)
+    store.put_stats({"big": entry})
+    assert store.stat_cache()["big"] == entry
+
+
+# -- runs -----------------------------------------------------------------------------
+
+
+def test_runs_start_and_finish(store):
+    before = time.time()
+    run = store.start_run("flowmake build -j 2")
+    (started,) = store.runs()
+    assert started.run_id == run and started.result == "running"
+    assert started.finished is None and started.counts == {}
+    assert started.command == "flowmake build -j 2" and started.started >= before - 1
+    counts = {"built": 2, "restored": 0, "fresh": 1, "failed": 0, "skipped": 0}
+    store.finish_run(run, "success", counts, keep=10)
+    (done,) = store.runs()
+    assert done.result == "success" and done.counts == counts
+    assert done.finished >= done.started
+
+
+def test_runs_newest_first_and_limited(store):
+    ids = [store.start_run(f"cmd {i}") for i in range(5)]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert [r.run_id for r in store.runs()] == ids[::-1]
+    assert [r.run_id for r in store.runs(limit=2)] == ids[:-3:-1]
+
+
+def test_finish_run_prunes_to_keep(store):
+    ids = []
+    for i in range(6):
+        run = store.start_run(f"build {i}")
+        store.finish_target(run, f"t{i}", "built", 0.1, [], "", None)
+        store.finish_run(run, "success", {}, keep=3)
+        ids.append(run)
+    assert [r.run_id for r in store.runs(limit=100)] == ids[:-4:-1]
+    # Target lines of pruned runs go too.
+    assert store.target_history("t0") == []
+    assert store.target_history("t2") == []
+    assert [h[0] for h in store.target_history("t5")] == [ids[5]]
+
+
+def test_target_history_newest_first(store):
+    runs = [store.start_run("b") for _ in range(3)]
+    for i, run in enumerate(runs):
+        store.finish_target(run, "a", "built", float(i), [], f"out {i}", None)
+    history = store.target_history("a")
+    assert [h[0] for h in history] == runs[::-1]
+    assert [h[4] for h in history] == ["out 2", "out 1", "out 0"]
+    assert len(store.target_history("a", limit=1)) == 1
+
+
+def test_run_targets(store):
+    run = store.start_run("build")
+    store.finish_target(run, "b", "built", 1.0, ["never built"], "out b", None)
+    store.finish_target(run, "a", "fresh", 0.0, [], "", None)
+    other = store.start_run("build")
+    store.finish_target(other, "a", "built", 2.0, [], "", None)
+    # In the order the build finished them, not by name.
+    assert store.run_targets(run) == [("b", "built", 1.0, ["never built"], "out b"),
+                                      ("a", "fresh", 0.0, [], "")]
+    assert store.run_targets(other) == [("a", "built", 2.0, [], "")]
+    assert store.run_targets(other + 1) == []
+
+
+# -- the project lock -----------------------------------------------------------------
+
+HOLDER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from flowmake.store import project_lock
+
+    with project_lock(Path(sys.argv[1]), lambda message: print("WAIT", message, flush=True)):
+        print("LOCKED", flush=True)
+        sys.stdin.readline()  # hold the lock until told to go
+""")
+
+
+def hold_lock(state_dir: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(state_dir)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "LOCKED"
+    return proc
+
+
+def test_project_lock_waits_for_another_process(tmp_path):
+    state = tmp_path / ".flowmake"
+    holder = hold_lock(state)
+    try:
+        assert (state / "lock").read_text() == str(holder.pid)
+        messages: list[str] = []
+        acquired = threading.Event()
+
+        def take() -> None:
+            with project_lock(state, messages.append):
+                acquired.set()
+                assert (state / "lock").read_text() == str(os.getpid())
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        # The second taker waits (and says so, naming the holder) while the first holds it.
+        assert not acquired.wait(0.5)
+        assert len(messages) == 1
+        assert f"pid {holder.pid}" in messages[0]
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert acquired.wait(10)
+        thread.join(10)
+        assert holder.wait(10) == 0
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_project_lock_is_released_when_the_holder_is_killed(tmp_path):
+    state = tmp_path / ".flowmake"
+    holder = hold_lock(state)
+    messages: list[str] = []
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    started = time.monotonic()
+    with project_lock(state, messages.append):
+        pass
+    assert time.monotonic() - started < 5
+
+
+def test_project_lock_uncontended(tmp_path):
+    state = tmp_path / "new" / ".flowmake"  # created when missing
+    messages: list[str] = []
+    with project_lock(state, messages.append):
+        assert (state / "lock").read_text() == str(os.getpid())
+    with project_lock(state, messages.append):  # re-entrant after release
+        pass
+    assert messages == []
+
+
+def test_second_process_waits_while_we_hold_it(tmp_path):
+    state = tmp_path / ".flowmake"
+    with project_lock(state, lambda m: None):
+        waiter = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            line = waiter.stdout.readline()
+            assert line.startswith("WAIT") and f"pid {os.getpid()}" in line
+            time.sleep(0.3)
+            assert waiter.poll() is None  # still waiting, not locked
+        except BaseException:
+            waiter.kill()
+            raise
+    try:
+        assert waiter.stdout.readline().strip() == "LOCKED"
+        waiter.stdin.write("\n")
+        waiter.stdin.flush()
+        assert waiter.wait(10) == 0
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
