@@ -31,6 +31,9 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     jobs = default_jobs(ws, args.jobs)
     ws.check_plugins()
     executor_name = getattr(args, "executor", None) or ws.project.settings.executor
+    if getattr(args, "scheduler", None) and not getattr(args, "executor", None) \
+            and executor_name == "local":
+        executor_name = "dask"  # --scheduler alone means "build on that Dask cluster"
     ws.plugins.executor_class(executor_name)  # an unknown executor is exit 2, before anything runs
     ws.checker().check_sources(names)
     if args.dry_run:
@@ -41,15 +44,20 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         from .cli import install_sigterm
 
         install_sigterm()
-        checker = ws.checker(force=args.always_make)  # records as they are now, under the lock
+        use_cache = not getattr(args, "no_cache", False)
+        # records as they are now, under the lock
+        checker = ws.checker(force=args.always_make, cache=use_cache)
+        restorer = ws.artifacts if use_cache else None
         run_id = ws.store.start_run(command)
         scheduler = Scheduler(
             ws.project, ws.graph, list(names), checker, ws.store,
             lambda: _executor(ws, executor_name, jobs, _executor_options(ws, args)), reporter,
             jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
-            on_event=_observer(ws))
+            restorer=restorer, on_event=_observer(ws))
         ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
         summary = scheduler.run()
+        if restorer is not None:
+            restorer.close()  # waits for the background pushes to the remote cache
         ws.plugins.hook.flowmake_build_finish(summary=summary)
         ws.save_stats()
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
@@ -74,7 +82,8 @@ def _report_failures(summary: Summary, args: argparse.Namespace) -> None:
 def _dry_run(ws: Workspace, names: set[str], args: argparse.Namespace) -> int:
     from .views import dry_run_json, step_line
 
-    plan = ws.checker(force=args.always_make).plan(names)
+    plan = ws.checker(force=args.always_make,
+                      cache=not getattr(args, "no_cache", False)).plan(names)
     ws.save_stats()
     if args.json:
         doc = {"run_id": None, "result": "success", "dry_run": True, "targets": dry_run_json(plan)}
@@ -115,6 +124,7 @@ def _executor_options(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
     options["resources"] = dict(ws.project.settings.resources)
     if getattr(args, "scheduler", None):
         options["dask_scheduler"] = args.scheduler
+        options["scheduler"] = args.scheduler  # the command line outranks the environment
     return options
 
 

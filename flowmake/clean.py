@@ -21,8 +21,13 @@ def clean(ws: Workspace, names: list[str], *, dry_run: bool) -> Iterator[str]:
     verb = "would remove" if dry_run else "removed"
     for name in names:
         for output in ws.graph.targets[name].outputs:
-            if output.url:
-                continue  # URL outputs are removed through their backend (storage plugins)
+            if output.url:  # declared URL outputs go through their backend (SPEC §3)
+                urls = ws.hasher.url_backends()
+                if urls.exists(output.path):
+                    if not dry_run:
+                        urls.remove(output.path)
+                    yield f"{verb} {output.path}"
+                continue
             path = os.path.join(root, output.path)
             if not os.path.lexists(path):
                 continue

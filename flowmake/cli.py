@@ -255,23 +255,9 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_why(args: argparse.Namespace, argv: list[str]) -> int:
-    from .views import why_json, why_lines
+    from .why import why_command
 
-    ws = _workspace(args)
-    try:
-        [name] = ws.graph.select([args.target])[:1] or [args.target]
-        checker = ws.checker()
-        closure = ws.graph.closure([name])
-        checker.check_sources(closure)
-        step = next(s for s in checker.plan(closure).steps if s.name == name)
-        ws.save_stats()
-    finally:
-        ws.close()
-    if args.json:
-        _emit_json(why_json(step))
-    else:
-        print("\n".join(why_lines(step)))
-    return EXIT_OK
+    return why_command(_workspace(args), args)
 
 
 def cmd_graph(args: argparse.Namespace, argv: list[str]) -> int:

@@ -8,6 +8,7 @@ take no job slot. A record is written after each success, in its own transaction
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -91,7 +92,10 @@ def make_job(project: Project, target: Target) -> Job:
     common: dict[str, Any] = {
         "name": target.name, "root": root,
         "outputs": tuple((o.key, o.path) for o in target.outputs),
-        "timeout": target.timeout, "retries": target.retries, "resources": target.resources}
+        "timeout": target.timeout, "retries": target.retries, "resources": target.resources,
+        # The values of the listed env variables entered the key here, on the client: a
+        # remote executor's worker must run with those, not with its own.
+        "env": {n: os.environ[n] for n in target.env if n in os.environ} or None}
     if isinstance(action, Shell):
         cwd = f"{root}/{action.cwd}" if action.cwd else root
         return Job(cwd=cwd, command=action.command, **common)
@@ -138,7 +142,9 @@ class Scheduler:
             if self.executor is not None:
                 self.executor.shutdown()
         for name in self.order:  # never reached: stopped after a failure, or interrupted
-            self.outcomes.setdefault(name, Outcome(name, "skipped"))
+            if name not in self.outcomes:
+                self.outcomes[name] = Outcome(name, "skipped")
+                self.on_event("target_finish", self.outcomes[name])  # observers see every target
         if result == "success" and any(o.status == "failed" for o in self.outcomes.values()):
             result = "failed"
         ordered = {n: self.outcomes[n] for n in self.order}
@@ -269,6 +275,7 @@ class Scheduler:
                 skipped = Outcome(down, "skipped", error=f"upstream '{name}' failed")
                 self.outcomes[down] = skipped
                 self.reporter.target_finish(skipped)
+                self.on_event("target_finish", skipped)
 
     def _interrupt(self) -> None:
         """Ctrl-C or SIGTERM: stop every job, wait for them, record none of them fresh."""
@@ -283,4 +290,5 @@ class Scheduler:
             self.outcomes[step.name] = Outcome(step.name, "failed", result.duration,
                                                [str(r) for r in step.reasons], result.output,
                                                "interrupted", result.attempts)
+            self.on_event("target_finish", self.outcomes[step.name])
         self.running.clear()

@@ -12,10 +12,14 @@ import os
 import stat
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import xxhash
 
 from .store import StatEntry
+
+if TYPE_CHECKING:
+    from .urls import Urls
 
 RACY_NS = 2_000_000_000  # an mtime this close to the hash time is not trusted
 _CHUNK = 1 << 20
@@ -50,6 +54,7 @@ class Hasher:
         self.dirty: dict[str, StatEntry | None] = {}
         self.memo: dict[str, str | None] = {}
         self.hashed_files = 0  # files actually read, for tests and benchmarks
+        self.urls: Urls | None = None  # URL paths' backends (urls.py); default on first URL
 
     def full(self, path: str) -> str:
         return f"{self.root}/{path}"  # hot path: cheaper than os.path.join
@@ -60,6 +65,9 @@ class Hasher:
             return self.memo[path]
         except KeyError:
             pass
+        if "://" in path:  # metadata only (ETag...), memoized for the command like files
+            self.memo[path] = result = self.url_backends().fingerprint(path)
+            return result
         try:
             st = os.stat(self.full(path))
         except (FileNotFoundError, NotADirectoryError):
@@ -68,6 +76,13 @@ class Hasher:
             result = self._tree(path) if stat.S_ISDIR(st.st_mode) else self._file(path, st)
         self.memo[path] = result
         return result
+
+    def url_backends(self) -> Urls:
+        if self.urls is None:
+            from .urls import Urls
+
+            self.urls = Urls.default(self.root)
+        return self.urls
 
     def _file(self, path: str, st: os.stat_result) -> str:
         entry = self.cache.get(path)
@@ -81,11 +96,8 @@ class Hasher:
 
     def _tree(self, path: str) -> str:
         """A folder's digest: every file's relative path and digest, in sorted order."""
-        h = xxhash.xxh3_128()
-        for rel in self.walk(path):
-            digest = self.digest(f"{path}/{rel}") if path != "." else self.digest(rel)
-            h.update(f"{rel}\0{digest}\n".encode())
-        return "d" + h.hexdigest()[1:]  # folders and files never share a digest
+        return tree_digest((rel, self.digest(f"{path}/{rel}") if path != "." else self.digest(rel))
+                           for rel in self.walk(path))
 
     def walk(self, path: str) -> list[str]:
         """Files below a folder, relative to it, sorted; symlinked folders are not followed."""
@@ -115,9 +127,22 @@ class Hasher:
 
     def glob(self, pattern: str) -> list[str]:
         """Files matching a root-relative glob (``**`` crosses folders), sorted."""
+        if "://" in pattern:
+            return sorted(self.url_backends().glob(pattern))
         matches = globlib.glob(pattern, root_dir=self.root, recursive=True)
         return sorted(m.replace(os.sep, "/") for m in matches
                       if not m.startswith(".flowmake") and os.path.isfile(self.full(m)))
+
+
+def tree_digest(files: Iterable[tuple[str, str | None]]) -> str:
+    """A folder's digest from its files' (relative path, digest) pairs, in sorted order.
+
+    The artifact cache recomputes it from a folder manifest to verify a download.
+    """
+    h = xxhash.xxh3_128()
+    for rel, digest in files:
+        h.update(f"{rel}\0{digest}\n".encode())
+    return "d" + h.hexdigest()[1:]  # folders and files never share a digest
 
 
 def stat_entry(full_path: str, digest: str) -> StatEntry | None:

@@ -15,6 +15,8 @@ from functools import lru_cache
 from .errors import ConfigError, CycleError, UnknownTargetError, suggest
 from .model import Project, Target, is_glob
 
+_INSTANCE = re.compile(r"([^\[\]]+)\[(.*=.*)\]\Z")  # name[k=v,...]: a matrix instance
+
 
 @lru_cache(maxsize=1024)
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -117,6 +119,17 @@ class Graph:
         if pattern in self.targets:
             return [pattern]
         found = [n for n, t in self.targets.items() if t.matrix == pattern]
+        instance = _INSTANCE.match(pattern)
+        if not found and instance:
+            # ``sweep[lr=0.1,depth=3]`` names the instance whatever the key order, and
+            # ``sweep[depth=3,*]`` globs over values: its brackets are literal, not a class.
+            base, inner = instance.groups()
+            pairs = sorted(inner.split(","), key=lambda kv: kv.partition("=")[0])
+            exact = f"{base}[{','.join(pairs)}]"
+            if exact in self.targets:
+                return [exact]
+            literal = f"{base}[[]{inner.replace('[', '[[]')}[]]"
+            return [n for n in self.targets if fnmatch.fnmatchcase(n, literal)]
         if not found and (is_glob(pattern)):
             found = [n for n, t in self.targets.items()
                      if fnmatch.fnmatchcase(n, pattern)

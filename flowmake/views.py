@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import Any
 
 from .graph import Graph
-from .plan import Plan, Reason, ReasonDetail, State, Step
+from .plan import Plan, State, Step
 
 _STATE_MARK = {State.FRESH: "fresh", State.STALE: "stale", State.RESTORABLE: "restorable"}
 
@@ -47,37 +46,6 @@ def status_json(plan: Plan, graph: Graph) -> dict[str, Any]:
         {"name": s.name, "state": s.state.value, "reasons": [str(r) for r in s.reasons],
          "upstream": list(graph.upstream[s.name])}
         for s in plan.steps]}
-
-
-def why_lines(step: Step) -> list[str]:
-    """The whole explanation of one target's state, old → new where values differ."""
-    lines = [f"{step.name}: {_STATE_MARK[step.state]}"]
-    if step.key:
-        lines.append(f"  key: {step.key}")
-    if not step.reasons:
-        lines.append("  every part of the key matches the record and every output is intact")
-    for reason in step.reasons:
-        lines.extend("  " + line for line in _explain(reason))
-    return lines
-
-
-def _explain(r: ReasonDetail) -> list[str]:
-    if r.reason in (Reason.COMMAND, Reason.CODE) and not r.subject and r.old and r.new:
-        diff = difflib.unified_diff(str(r.old).splitlines(), str(r.new).splitlines(),
-                                    "recorded", "now", lineterm="", n=1)
-        return [f"{r.reason.value}:", *("  " + d for d in diff)]
-    if r.reason in (Reason.INPUT, Reason.OUTPUT_MODIFIED, Reason.CODE) and r.subject:
-        return [f"{r.reason.value}: {r.subject}", f"  {r.old} → {r.new}"]
-    if r.reason in (Reason.INPUT_ADDED, Reason.INPUT_REMOVED):
-        return [f"{r.reason.value}: {r.subject} ({r.new or r.old})"]
-    if r.reason is Reason.OUTPUTS:
-        return [f"{r.reason.value}: {r.old} → {r.new}"]
-    return [str(r)]
-
-
-def why_json(step: Step) -> dict[str, Any]:
-    return {"name": step.name, "state": step.state.value, "key": step.key,
-            "reasons": [r.to_json() for r in step.reasons], "parts": step.parts}
 
 
 def list_json(graph: Graph) -> dict[str, Any]:

@@ -78,7 +78,18 @@ class Workspace:
 
     @cached_property
     def hasher(self) -> Hasher:
-        return Hasher(str(self.root), self.store.stat_cache())
+        from .urls import Urls
+
+        hasher = Hasher(str(self.root), self.store.stat_cache())
+        hasher.urls = Urls(lambda: self.plugins)  # URL paths: the project's plugins' backends
+        return hasher
+
+    @cached_property
+    def artifacts(self) -> Any:
+        """The artifact cache (artifacts.py); None with ``[flow] cache = false``."""
+        from .artifacts import open_artifacts, warn_stderr
+
+        return open_artifacts(self.project, self.hasher, warn_stderr)
 
     @cached_property
     def plugins(self) -> Any:
@@ -109,9 +120,21 @@ class Workspace:
                     raise ConfigError(exc.message, file=self.path.name, key=key,
                                       hint=exc.hint) from None
 
-    def checker(self, *, force: bool = False) -> Checker:
-        """A Checker over the records as they are now (call it again after taking the lock)."""
-        return Checker(self.graph, self.store.records(), self.hasher, force=force)
+    @cached_property
+    def code(self) -> Any:
+        """Code fingerprints of python targets (codefp.py), memoized for this command."""
+        from .codefp import CodeFingerprint
+
+        return CodeFingerprint(str(self.root), self.hasher)
+
+    def checker(self, *, force: bool = False, cache: bool = True) -> Checker:
+        """A Checker over the records as they are now (call it again after taking the lock).
+
+        With ``cache`` (and a cache configured) a stale target whose key is cached is
+        "restorable"."""
+        cached = self.artifacts.has if cache and self.artifacts is not None else None
+        return Checker(self.graph, self.store.records(), self.hasher, force=force,
+                       code_parts=self.code.parts, cached=cached)
 
     def select(self, patterns: list[str]) -> list[str]:
         """The named targets; with none, ``[flow] default`` or every target."""
@@ -121,7 +144,7 @@ class Workspace:
 
     def code_files(self, target: Any) -> list[str]:
         """Absolute paths of the source files behind a python target's code fingerprint."""
-        return []
+        return self.code.files(target) if target.kind == "python" else []
 
     def save_stats(self) -> None:
         """Write back what the stat cache learned (cheap when nothing changed)."""

@@ -88,6 +88,12 @@ class FsspecBackend:
             info = fs.info(url)
         except FileNotFoundError:
             return None
+        if info.get("type") == "directory":  # a folder-like prefix: every object under it
+            from ..fingerprint import hash_bytes
+
+            found = fs.find(url, detail=True)
+            lines = sorted(f"{name}\0{fingerprint_from_info(i)}" for name, i in found.items())
+            return "d" + hash_bytes("\n".join(lines))[1:]
         return fingerprint_from_info(info)
 
     def open(self, url: str, mode: str = "rb") -> IO[bytes]:

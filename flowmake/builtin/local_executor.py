@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
@@ -40,30 +40,22 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None
             return
 
 
-class LocalExecutor:
-    """Runs up to ``jobs`` commands at once in threads that each wait on one process."""
+class CommandRunner:
+    """Runs shell jobs as process groups, with timeout and retries, and kills them on demand.
 
-    NAME = "local"
+    The local executor is one; a remote executor (flowmake-dask) uses one on each worker
+    so that shell targets behave the same wherever they run.
 
-    def __init__(self, jobs: int, options: Mapping[str, Any] | None = None) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="flowmake-job")
+    Args:
+        preexec_fn: called in the child before ``sh`` starts (after ``setsid``); a remote
+            worker uses it to have commands die with the worker process.
+    """
+
+    def __init__(self, preexec_fn: Callable[[], None] | None = None) -> None:
         self.running: set[subprocess.Popen[bytes]] = set()
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
-        self.python: Any = None  # the python-target worker pool, started on first use
-
-    def submit(self, job: Job, on_line: LineSink | None = None) -> Future[JobResult]:
-        if job.function is not None:
-            return self._python_pool().submit(job, on_line)
-        return self.pool.submit(self.run, job, on_line)
-
-    def _python_pool(self) -> Any:
-        with self.lock:
-            if self.python is None:
-                from .python_workers import WorkerPool
-
-                self.python = WorkerPool(self.pool._max_workers)
-            return self.python
+        self.preexec_fn = preexec_fn
 
     def run(self, job: Job, on_line: LineSink | None) -> JobResult:
         start = time.monotonic()
@@ -90,7 +82,8 @@ class LocalExecutor:
         env = None if job.env is None else {**os.environ, **job.env}
         proc = subprocess.Popen(
             ["sh", "-c", job.command or ""], cwd=job.cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=self.preexec_fn)
         with self.lock:
             self.running.add(proc)
         timed_out = threading.Event()
@@ -118,6 +111,7 @@ class LocalExecutor:
         return None if code == 0 else f"exit code {code}"
 
     def cancel(self) -> None:
+        """Kill every running command's process group; later attempts do not start."""
         self.cancelled.set()
         with self.lock:
             procs = list(self.running)
@@ -126,6 +120,33 @@ class LocalExecutor:
             t.start()
         for t in threads:
             t.join()
+
+
+class LocalExecutor(CommandRunner):
+    """Runs up to ``jobs`` commands at once in threads that each wait on one process."""
+
+    NAME = "local"
+
+    def __init__(self, jobs: int, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="flowmake-job")
+        self.python: Any = None  # the python-target worker pool, started on first use
+
+    def submit(self, job: Job, on_line: LineSink | None = None) -> Future[JobResult]:
+        if job.function is not None:
+            return self._python_pool().submit(job, on_line)
+        return self.pool.submit(self.run, job, on_line)
+
+    def _python_pool(self) -> Any:
+        with self.lock:
+            if self.python is None:
+                from .python_workers import WorkerPool
+
+                self.python = WorkerPool(self.pool._max_workers)
+            return self.python
+
+    def cancel(self) -> None:
+        super().cancel()
         if self.python is not None:
             self.python.cancel()
 

@@ -1,0 +1,225 @@
+"""The artifact cache as a build sees it: ``cached`` for the Checker (state "restorable")
+and the Restorer of execute.py (``restore`` before running, ``save`` after a success).
+
+A key is looked up in the local cache first, then in the remote (``[flow] remote``); a
+remote hit is downloaded into the local cache (every blob verified) before its outputs
+are put in place. New results are pushed to the remote in the background; ``close``
+waits for those pushes and reports failures as warnings. A remote that cannot be
+reached is reported once and left alone for the rest of the command.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .cache import (
+    DIR,
+    FILE,
+    URL,
+    ActionRecord,
+    Entry,
+    LocalCache,
+    Mismatch,
+    is_executable,
+    manifest_bytes,
+)
+from .errors import FlowmakeError
+from .fingerprint import tree_digest
+from .remote import PushCount, Transfers, open_remote
+
+if TYPE_CHECKING:
+    from .executor import JobResult
+    from .fingerprint import Hasher
+    from .model import Project, Target
+    from .plan import Step
+
+Warn = Callable[[str], None]
+
+
+class Artifacts:
+    """One project's artifact cache, local and (optionally) remote.
+
+    Args:
+        root: the project root (output paths are relative to it).
+        local: the local cache folder.
+        hasher: the command's Hasher (digests of outputs, URL backends).
+        warn: prints one warning line.
+        remote: ``[flow] remote``, or None.
+        writable: False for ``remote_readonly = true``.
+    """
+
+    def __init__(self, root: Path, local: LocalCache, hasher: Hasher, warn: Warn, *,
+                 remote: str | None = None, writable: bool = True) -> None:
+        self.root, self.local, self.hasher, self.warn = root, local, hasher, warn
+        self.remote_url, self.writable = remote, writable
+        self._transfers: Transfers | None = None
+        self._remote_off = remote is None
+        self._remote_records: dict[str, ActionRecord | None] = {}
+
+    # -- the remote, opened on first use ------------------------------------------------
+
+    def transfers(self) -> Transfers | None:
+        if self._transfers is None and not self._remote_off:
+            assert self.remote_url is not None
+            try:
+                store = open_remote(self.remote_url, self.root,
+                                    self.hasher.url_backends().backend)
+            except FlowmakeError as exc:
+                self.remote_down(exc)
+                return None
+            self._transfers = Transfers(self.local, store, self.warn, writable=self.writable)
+        return self._transfers
+
+    def remote_down(self, exc: BaseException) -> None:
+        if not self._remote_off:
+            self.warn(f"remote cache {self.remote_url} unavailable ({exc}); going on without it")
+            self._remote_off = True
+
+    def remote_record(self, key: str) -> ActionRecord | None:
+        """The remote's record for ``key`` (memoized for the command)."""
+        if key not in self._remote_records:
+            transfers = self.transfers()
+            record = None
+            if transfers is not None:
+                try:
+                    record = transfers.fetch_record(key)
+                except Exception as exc:  # network, credentials: the build goes on without it
+                    self.remote_down(exc)
+            self._remote_records[key] = record
+        return self._remote_records[key]
+
+    # -- the Checker's question ---------------------------------------------------------
+
+    def has(self, target: Target, key: str) -> bool:
+        """Whether ``key``'s outputs can be restored (state "restorable")."""
+        if not target.cache:
+            return False
+        record = self.local.read_action(key)
+        if record is not None and all(self.local.has_blob(e.digest)
+                                      for e in record.outputs.values()):
+            return True
+        return self.remote_record(key) is not None
+
+    # -- the Restorer -------------------------------------------------------------------
+
+    def restore(self, step: Step) -> str | None:
+        """Put a cached target's outputs in place; its log, or None to build it instead."""
+        key, target = step.key, step.target
+        if key is None or not target.cache:
+            return None
+        record = self._complete_record(key)
+        if record is None or set(record.outputs) != {o.path for o in target.outputs}:
+            return None
+        try:
+            for path, entry in record.outputs.items():
+                self._place(path, entry)
+        except (Mismatch, OSError, FlowmakeError) as exc:
+            self.warn(f"{step.name}: cannot restore from the cache ({exc}); building it")
+            return None
+        self.local.touch(key)
+        return record.log
+
+    def _complete_record(self, key: str) -> ActionRecord | None:
+        """A record whose blobs are all in the local cache, downloading them if needed."""
+        record = self.local.read_action(key)
+        if record is not None and all(self.local.has_blob(d) for d in self.local.blobs_of(record)):
+            return record
+        record = self.remote_record(key)
+        transfers = self.transfers()
+        if record is None or transfers is None:
+            return None
+        try:
+            if not transfers.fetch_blobs(record):
+                return None
+        except Exception as exc:
+            self.remote_down(exc)
+            return None
+        self.local.write_action(record)
+        return record
+
+    def _place(self, path: str, entry: Entry) -> None:
+        if entry.kind == URL:
+            self._place_url(path, entry)
+        elif self.hasher.digest(path) != entry.digest:  # already there: nothing to copy
+            dest = str(self.root / path)
+            if entry.kind == FILE:
+                self.local.place_file(entry.digest, dest, entry.executable)
+            else:
+                self.local.place_dir(entry.digest, dest)
+
+    def _place_url(self, url: str, entry: Entry) -> None:
+        urls = self.hasher.url_backends()
+        if entry.fingerprint is not None and urls.fingerprint(url) == entry.fingerprint:
+            return  # the object is still what the cached run wrote
+        with open(self.local.blob_path(entry.digest), "rb") as src, \
+                urls.backend(url).open(url, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    def save(self, step: Step, result: JobResult) -> None:
+        """Keep a built target's outputs and log; push them in the background."""
+        target = step.target
+        if step.key is None or not target.cache or target.always:
+            return
+        try:
+            outputs = {o.path: self._entry(o.path, result.digests[o.path])
+                       for o in target.outputs}
+        except (OSError, Mismatch, KeyError, FlowmakeError) as exc:
+            self.warn(f"{step.name}: outputs not cached ({exc})")
+            return
+        record = ActionRecord(step.key, step.name, outputs, result.output)
+        self.local.write_action(record)
+        transfers = self.transfers() if self.writable else None
+        if transfers is not None:
+            transfers.push_later(record)
+
+    def _entry(self, path: str, digest: str) -> Entry:
+        if "://" in path:  # a URL output: its content is downloaded once, into the cache
+            with self.hasher.url_backends().backend(path).open(path, "rb") as f:
+                return Entry(URL, self.local.receive(f, None), fingerprint=digest)
+        full = str(self.root / path)
+        if os.path.isdir(full):
+            return self._save_dir(path, full, digest)
+        self.local.add_file(full, digest)
+        return Entry(FILE, digest, is_executable(full))
+
+    def _save_dir(self, path: str, full: str, digest: str) -> Entry:
+        files = [(rel, self.hasher.digest(f"{path}/{rel}") or "",
+                  is_executable(os.path.join(full, rel))) for rel in self.hasher.walk(path)]
+        if tree_digest((rel, d) for rel, d, _ in files) != digest:
+            raise Mismatch(f"{path} changed while it was being cached")
+        for rel, file_digest, _ in files:
+            self.local.add_file(os.path.join(full, rel), file_digest)
+        self.local.add_bytes(manifest_bytes(files), digest)
+        return Entry(DIR, digest)
+
+    def close(self) -> PushCount:
+        """Wait for the background pushes; warn about those that failed."""
+        if self._transfers is None:
+            return PushCount()
+        count, errors = self._transfers.wait()
+        if errors:
+            self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not pushed"
+                      f" to {self.remote_url}: {errors[0]}")
+        self._transfers.close()
+        self._transfers = None
+        return count
+
+
+def warn_stderr(message: str) -> None:
+    print(f"flowmake: warning: {message}", file=sys.stderr, flush=True)
+
+
+def open_artifacts(project: Project, hasher: Hasher, warn: Warn) -> Artifacts | None:
+    """The project's artifact cache per ``[flow]``; None when ``cache = false``."""
+    settings = project.settings
+    if settings.cache is None:
+        return None
+    path = Path(os.path.expanduser(settings.cache))
+    local = LocalCache(path if path.is_absolute() else project.root / path)
+    return Artifacts(project.root, local, hasher, warn, remote=settings.remote,
+                     writable=not settings.remote_readonly)

@@ -1,0 +1,275 @@
+"""`flowmake cache status|gc|push|pull`: look after the artifact cache (cache.py, remote.py).
+
+- ``status``: where the cache is, its entries and size, the remote.
+- ``gc``: drop entries unused for ``--max-age`` days and/or the least recently used until
+  the cache fits ``--max-size``; entries the current records use are always kept, and so
+  are blobs written in the last hour that no entry names yet (a build may be saving them).
+- ``push``: send the entries of the current records to the remote.
+- ``pull``: fetch the remote's entries for the targets' current keys, so that a build
+  restores them (a target's key may depend on upstream outputs: those are taken from
+  the entries pulled, in build order, as the build would restore them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .artifacts import Artifacts
+from .cache import URL, ActionRecord, LocalCache
+from .errors import UsageError
+from .remote import Transfers
+from .workspace import Workspace
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+YOUNG_ORPHAN = 3600.0  # seconds: a blob this new may belong to a record being written
+
+
+def cache_command(ws: Workspace, args: argparse.Namespace) -> int:
+    artifacts: Artifacts | None = ws.artifacts
+    try:
+        if args.action == "status":
+            doc = status(ws, artifacts)
+        elif artifacts is None:
+            raise UsageError("the artifact cache is disabled ([flow] cache = false)")
+        elif args.action == "gc":
+            doc = collect(ws, artifacts.local, args)
+        else:
+            doc = transfer(ws, artifacts, args.action)
+    finally:
+        if artifacts is not None:
+            artifacts.close()
+        ws.close()
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    elif not args.quiet:
+        print(describe(args.action, doc))
+    return 0
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def status(ws: Workspace, artifacts: Artifacts | None) -> dict[str, Any]:
+    settings = ws.project.settings
+    doc: dict[str, Any] = {"enabled": artifacts is not None, "path": None, "entries": 0,
+                           "blobs": 0, "size": 0, "remote": settings.remote,
+                           "remote_readonly": settings.remote_readonly}
+    if artifacts is not None:
+        entries, blobs, size = artifacts.local.usage()
+        current = {r.key for r in ws.store.records().values()}
+        doc.update(path=str(artifacts.local.path), entries=entries, blobs=blobs, size=size,
+                   current=sum(artifacts.local.action_path(k).exists() for k in current))
+    return doc
+
+
+def human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover
+
+
+def describe(action: str, doc: dict[str, Any]) -> str:
+    if action == "status":
+        if not doc["enabled"]:
+            return "cache:   disabled ([flow] cache = false)"
+        remote = doc["remote"] or "none"
+        if doc["remote"] and doc["remote_readonly"]:
+            remote += " (read-only)"
+        return (f"cache:   {doc['path']}\n"
+                f"entries: {doc['entries']} ({doc['current']} used by the current records),"
+                f" {doc['blobs']} blobs, {human(doc['size'])}\n"
+                f"remote:  {remote}")
+    if action == "gc":
+        return (f"gc: removed {doc['removed_entries']} entries and {doc['removed_blobs']} blobs"
+                f" ({human(doc['freed'])}); the cache now holds {doc['entries']} entries,"
+                f" {human(doc['size'])}")
+    if action == "push":
+        return (f"pushed {doc['entries']} entries to {doc['remote']}: {doc['uploaded']} blobs"
+                f" uploaded, {doc['present']} already there")
+    return (f"pulled {doc['entries']} entries from {doc['remote']} ({doc['blobs']} blobs"
+            f" downloaded); {doc['missing']} keys not in the remote, {doc['local']} already"
+            " in the local cache")
+
+
+# -- gc --------------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G``, ``1.5GiB``, ``1024`` → bytes (powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text, re.IGNORECASE)
+    if not match:
+        raise UsageError(f"--max-size {text!r}: expected a size such as 500M or 2G")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+@dataclass(slots=True)
+class _Entry:
+    key: str
+    used: float  # mtime: when it was last saved or restored
+    size: int
+    blobs: set[str]
+
+
+def _entries(local: LocalCache) -> tuple[dict[str, _Entry], list[Path]]:
+    """Every readable action record, and the paths of unreadable ones."""
+    found: dict[str, _Entry] = {}
+    broken: list[Path] = []
+    for path in local.path.glob("actions/*/*.json"):
+        record = local.read_action(path.stem)
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if record is None:
+            broken.append(path)
+        else:
+            found[record.key] = _Entry(record.key, st.st_mtime, st.st_size,
+                                       local.blobs_of(record))
+    return found, broken
+
+
+def collect(ws: Workspace, local: LocalCache, args: argparse.Namespace) -> dict[str, Any]:
+    """Drop old or least recently used entries, then every blob no entry needs."""
+    from .store import project_lock
+
+    max_size = parse_size(args.max_size) if args.max_size is not None else None
+    if args.max_age is not None and args.max_age < 0:
+        raise UsageError("--max-age must be 0 or more days")
+    with project_lock(ws.project.state_dir, lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
+        keep = {r.key for r in ws.store.records().values()}
+        return _collect(local, keep, args.max_age, max_size)
+
+
+def _collect(local: LocalCache, keep: set[str], max_age: float | None,
+             max_size: int | None) -> dict[str, Any]:
+    now = time.time()
+    entries, broken = _entries(local)
+    blob_sizes = {p.name: (p.stat().st_size, p.stat().st_mtime) for p in local.blobs()}
+    refs = Counter(d for e in entries.values() for d in e.blobs)
+    droppable = sorted((e for e in entries.values() if e.key not in keep), key=lambda e: e.used)
+    drop: dict[str, _Entry] = {}
+    if max_age is not None:
+        drop = {e.key: e for e in droppable if e.used < now - max_age * 86400}
+    for entry in drop.values():
+        refs.subtract(entry.blobs)
+    size = (sum(e.size for e in entries.values() if e.key not in drop)
+            + sum(s for d, (s, _) in blob_sizes.items() if refs[d] > 0))
+    for entry in droppable:
+        if max_size is None or size <= max_size:
+            break
+        if entry.key in drop:
+            continue
+        drop[entry.key] = entry
+        size -= entry.size
+        for digest in entry.blobs:
+            refs[digest] -= 1
+            if refs[digest] == 0:
+                size -= blob_sizes.get(digest, (0, 0.0))[0]
+    freed = 0
+    for path in [*(local.action_path(k) for k in drop), *broken]:
+        freed += _unlink(path)
+    removed_blobs = 0
+    for digest, (_, mtime) in blob_sizes.items():
+        named = digest in refs  # named by some entry, maybe only by dropped ones
+        if refs[digest] <= 0 and (named or mtime < now - YOUNG_ORPHAN):
+            freed += _unlink(local.blob_path(digest))
+            removed_blobs += 1
+    for tmp in local.path.glob("tmp/*"):
+        if _mtime(tmp) < now - YOUNG_ORPHAN:
+            freed += _unlink(tmp)
+    entries_left, _, size_left = local.usage()
+    return {"removed_entries": len(drop) + len(broken), "removed_blobs": removed_blobs,
+            "freed": freed, "entries": entries_left, "size": size_left}
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _unlink(path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except OSError:
+        return 0
+    return size
+
+
+# -- push and pull ---------------------------------------------------------------------
+
+
+def transfer(ws: Workspace, artifacts: Artifacts, action: str) -> dict[str, Any]:
+    settings = ws.project.settings
+    if not settings.remote:
+        raise UsageError(f"cache {action}: no remote cache is configured ([flow] remote)")
+    if action == "push" and settings.remote_readonly:
+        raise UsageError("cache push: the remote cache is read-only ([flow] remote_readonly)")
+    transfers = artifacts.transfers()
+    if transfers is None:
+        raise UsageError(f"cache {action}: the remote cache {settings.remote} is unavailable")
+    doc = push(ws, artifacts.local, transfers) if action == "push" \
+        else pull(ws, artifacts.local, transfers)
+    return {"remote": settings.remote, **doc}
+
+
+def push(ws: Workspace, local: LocalCache, transfers: Transfers) -> dict[str, Any]:
+    """Every local entry the current records use, in parallel."""
+    records = [r for r in (local.read_action(rec.key) for rec in ws.store.records().values())
+               if r is not None]
+    counts = list(transfers.pool.map(transfers.push, records))
+    return {"entries": len(counts), "uploaded": sum(c.uploaded for c in counts),
+            "present": sum(c.present for c in counts)}
+
+
+def pull(ws: Workspace, local: LocalCache, transfers: Transfers) -> dict[str, Any]:
+    """The remote's entries for the current keys, wave by wave in build order."""
+    checker = ws.checker(cache=False)
+    graph, done = ws.graph, set()
+    pending = graph.order()
+    counts = Counter(entries=0, blobs=0, missing=0, local=0)
+    blobs_before = sum(1 for _ in local.blobs())
+    while pending:
+        wave = [n for n in pending if all(u in done for u in graph.upstream[n])]
+        keys: dict[str, str] = {}
+        for name in wave:
+            target = graph.targets[name]
+            parts, _ = checker.parts(target)
+            if parts is not None and target.cache and not target.always:
+                keys[name] = checker.key(parts)
+        found = {n: local.read_action(k) for n, k in keys.items()}
+        counts["local"] += sum(r is not None for r in found.values())
+        wanted = [k for n, k in keys.items() if found[n] is None]
+        remote = {k: r for k, r in transfers.fetch_records(wanted).items() if r is not None}
+        counts["missing"] += len(wanted) - len(remote)
+        complete = transfers.fetch_many(list(remote.values()))
+        for name, key in keys.items():
+            record = found[name] or (remote[key] if complete.get(key) else None)
+            if record is not None and found[name] is None:
+                local.write_action(record)
+                counts["entries"] += 1
+            if record is not None:
+                _assume_outputs(checker.hasher, record)
+        done.update(wave)
+        pending = [n for n in pending if n not in done]
+    counts["blobs"] = sum(1 for _ in local.blobs()) - blobs_before
+    return dict(counts)
+
+
+def _assume_outputs(hasher: Any, record: ActionRecord) -> None:
+    """Take a pulled entry's outputs as in place, so that downstream keys can be computed."""
+    for path, entry in record.outputs.items():
+        hasher.memo[path] = entry.fingerprint if entry.kind == URL else entry.digest
+

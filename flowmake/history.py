@@ -1,0 +1,210 @@
+"""`flowmake log`: past builds, one build's targets, one target's history and output.
+
+The store keeps the newest ``[flow] history`` builds (``runs``) and, for each, the line of
+every target it built, restored or failed (``run_targets``: status, duration, reasons and
+the captured output). Every ``--json`` document has the same shape, ``{"runs": [...]}``;
+the run and target views nest a ``targets`` list inside each run.
+
+    flowmake log                 the builds, newest first
+    flowmake log 12              build 12: its targets, status, duration, reasons
+    flowmake log train           train's history, and the output of its latest run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+from .errors import UnknownTargetError, UsageError, suggest
+from .store import Run
+from .workspace import Workspace
+
+# (target, run_id, status, duration, reasons, output)
+Entry = tuple[str, int, str, float, list[str], str]
+
+
+def log_command(ws: Workspace, args: argparse.Namespace) -> int:
+    """Dispatch on the argument: nothing, a run id or a target name / pattern."""
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {args.limit}")
+    try:
+        if args.ref is None:
+            runs = ws.store.runs(args.limit)
+            doc, lines = runs_json(runs), runs_lines(runs)
+        elif _is_run_id(ws, args.ref):
+            run = _run(ws, int(args.ref))
+            entries = _run_entries(ws, run)
+            doc, lines = runs_json([run], entries), run_lines(run, entries, args.verbose)
+        else:
+            names = _target_names(ws, args.ref)
+            entries = _history(ws, names, args.limit)
+            runs = _runs_of(ws, entries)
+            doc = runs_json(runs, entries)
+            lines = target_lines(names, runs, entries, every_output=args.verbose)
+    finally:
+        ws.close()
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _is_run_id(ws: Workspace, ref: str) -> bool:
+    """Digits are a run id, unless no such run exists and a target has that name."""
+    return ref.isdigit() and not (ref in ws.graph.targets and ws.store.run(int(ref)) is None)
+
+
+def _run(ws: Workspace, run_id: int) -> Run:
+    run = ws.store.run(run_id)
+    if run is None:
+        keep = ws.project.settings.history
+        raise UsageError(f"no build {run_id} in the history",
+                         hint=f"`flowmake log` lists the builds kept ([flow] history = {keep})")
+    return run
+
+
+def _run_entries(ws: Workspace, run: Run) -> list[Entry]:
+    """A build's targets in build order (targets since removed from flow.toml last)."""
+    rank = {name: i for i, name in enumerate(ws.graph.order())}
+    rows = sorted(ws.store.run_targets(run.run_id), key=lambda r: (rank.get(r[0], len(rank)), r[0]))
+    return [(name, run.run_id, status, duration, reasons, output)
+            for name, status, duration, reasons, output in rows]
+
+
+def _target_names(ws: Workspace, ref: str) -> list[str]:
+    """Targets of the flow that ``ref`` names, or a name only the history still knows."""
+    names = ws.graph.match(ref)
+    if names:
+        return names
+    if ws.store.target_history(ref, 1):
+        return [ref]  # removed from flow.toml since; its history is still worth showing
+    raise UnknownTargetError(ref, suggest(ref, ws.graph.targets))
+
+
+def _history(ws: Workspace, names: list[str], limit: int) -> list[Entry]:
+    """The newest ``limit`` lines of these targets' history, newest first."""
+    rank = {name: i for i, name in enumerate(names)}
+    entries = [(name, *row) for name in names for row in ws.store.target_history(name, limit)]
+    entries.sort(key=lambda e: (-e[1], rank[e[0]]))
+    return entries[:limit]
+
+
+def _runs_of(ws: Workspace, entries: list[Entry]) -> list[Run]:
+    wanted = sorted({e[1] for e in entries}, reverse=True)
+    return [r for r in map(ws.store.run, wanted) if r is not None]
+
+
+# -- formatting -------------------------------------------------------------------------
+
+
+def when(ts: float | None) -> str:
+    """A local time for people: ``2024-05-01 12:00:03``."""
+    return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iso(ts: float | None) -> str | None:
+    """A local time with its offset, for tools: ``2024-05-01T12:00:03.123+02:00``."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+
+
+def run_duration(run: Run) -> float | None:
+    return None if run.finished is None else max(0.0, run.finished - run.started)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "nothing"
+
+
+def runs_lines(runs: list[Run]) -> list[str]:
+    """One line per build, newest first."""
+    if not runs:
+        return ["no builds recorded yet"]
+    rows = [(str(r.run_id), when(r.started), _seconds(run_duration(r)), r.result,
+             _counts(r.counts), r.command) for r in runs]
+    header = ("run", "started", "took", "result", "targets", "command")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)), row[5]])
+            for row in [header, *rows]]
+
+
+def run_lines(run: Run, entries: list[Entry], with_output: bool) -> list[str]:
+    """One build: its command and result, then each target it ran."""
+    lines = [f"run {run.run_id}: {run.result}, started {when(run.started)}, "
+             f"took {_seconds(run_duration(run))}",
+             f"  command: {run.command}", f"  targets: {_counts(run.counts)}"]
+    if not entries:
+        lines.append("  (no target ran: everything was fresh)")
+    width = max((len(e[0]) for e in entries), default=0)
+    for name, _, status, duration, reasons, output in entries:
+        why = f"  ({'; '.join(reasons)})" if reasons else ""
+        lines.append(f"  {name:<{width}}  {status:<8}  {_seconds(duration):>8}{why}")
+        if with_output and output:
+            lines.extend(_output_block(output, "    "))
+    return lines
+
+
+def target_lines(names: list[str], runs: list[Run], entries: list[Entry], *,
+                 every_output: bool) -> list[str]:
+    """A target's runs, newest first, and its captured output (the latest, or each)."""
+    if not entries:
+        return [f"{', '.join(names)}: no run recorded in the history"]
+    started = {r.run_id: r.started for r in runs}
+    width = max(len(e[0]) for e in entries)
+    lines = []
+    for name, run_id, status, duration, reasons, _ in entries:
+        why = f"  ({'; '.join(reasons)})" if reasons else ""
+        lines.append(f"run {run_id:<5} {when(started.get(run_id))}  {name:<{width}}  "
+                     f"{status:<8}  {_seconds(duration):>8}{why}")
+    shown = entries if every_output else _latest_each(entries)
+    for name, run_id, status, _, _, output in shown:
+        lines.append("")
+        lines.append(f"output of {name} in run {run_id} ({status}):")
+        lines.extend(_output_block(output, "  ") if output else ["  (no output)"])
+    return lines
+
+
+def _latest_each(entries: list[Entry]) -> list[Entry]:
+    latest: dict[str, Entry] = {}
+    for entry in entries:  # newest first: the first seen per target is its latest
+        latest.setdefault(entry[0], entry)
+    return list(latest.values())
+
+
+def _output_block(output: str, indent: str) -> list[str]:
+    return [indent + line for line in output.rstrip("\n").splitlines()]
+
+
+# -- JSON -------------------------------------------------------------------------------
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    """One build; ``finished`` and ``duration`` are None while it runs (or if it was killed)."""
+    took = run_duration(run)
+    return {"run_id": run.run_id, "started": iso(run.started), "finished": iso(run.finished),
+            "duration": None if took is None else round(took, 4),
+            "result": run.result, "command": run.command, "counts": run.counts}
+
+
+def runs_json(runs: list[Run], entries: list[Entry] | None = None) -> dict[str, Any]:
+    """``{"runs": [...]}``; with ``entries``, each run carries its ``targets``."""
+    docs = []
+    for run in runs:
+        doc = run_json(run)
+        if entries is not None:
+            doc["targets"] = [
+                {"name": name, "status": status, "duration": round(duration or 0.0, 4),
+                 "reasons": reasons, "output": output}
+                for name, run_id, status, duration, reasons, output in entries
+                if run_id == run.run_id]
+        docs.append(doc)
+    return {"runs": docs}

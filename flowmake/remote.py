@@ -1,0 +1,237 @@
+"""A remote artifact cache (``[flow] remote``) and the transfers between it and the local one.
+
+The remote has the local cache's layout (cache.py) under its URL: ``s3://…``, ``memory://…``
+or any protocol a backend serves, or a plain folder (``file://`` or a path, relative to
+the project root). Blobs are immutable and named by their digest, so concurrent pushers
+never conflict: an object store writes each object whole, a folder gets a temporary
+name and a rename. A record is pushed only after all its blobs. Every blob downloaded is
+verified against its digest; one that does not match is rejected (and, unless the remote
+is read-only, deleted so that the next push replaces it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .cache import DIR, ActionRecord, LocalCache, Mismatch, action_rel, blob_rel
+
+TRANSFER_THREADS = 16  # object stores answer slowly but in parallel
+
+
+class RemoteStore(Protocol):
+    """Objects by relative path under the remote's URL."""
+
+    url: str
+
+    def open(self, rel: str) -> IO[bytes]:
+        """Open for reading; FileNotFoundError when absent."""
+        ...
+
+    def put_file(self, rel: str, source: str) -> None: ...
+    def put_bytes(self, rel: str, data: bytes) -> None: ...
+    def exists(self, rel: str) -> bool: ...
+    def remove(self, rel: str) -> None: ...
+
+
+class FolderRemote:
+    """A folder on this machine (a mounted share): temporary names, then renames."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.url = str(path)
+
+    def open(self, rel: str) -> IO[bytes]:
+        return open(self.path / rel, "rb")
+
+    def _whole(self, rel: str, write: Callable[[str], None]) -> None:
+        final = self.path / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f"{final}.{uuid.uuid4().hex}.tmp"
+        try:
+            write(tmp)
+            os.replace(tmp, final)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def put_file(self, rel: str, source: str) -> None:
+        self._whole(rel, lambda tmp: shutil.copyfile(source, tmp))
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        self._whole(rel, lambda tmp: Path(tmp).write_bytes(data))
+
+    def exists(self, rel: str) -> bool:
+        return (self.path / rel).exists()
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / rel).unlink()
+
+
+class BackendRemote:
+    """A URL served by a storage backend; an object store writes each object whole."""
+
+    def __init__(self, url: str, backend: Any) -> None:
+        self.url = url.rstrip("/")
+        self.backend = backend
+
+    def _url(self, rel: str) -> str:
+        return f"{self.url}/{rel}"
+
+    def open(self, rel: str) -> IO[bytes]:
+        return self.backend.open(self._url(rel), "rb")
+
+    def put_file(self, rel: str, source: str) -> None:
+        with open(source, "rb") as src, self.backend.open(self._url(rel), "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    def put_bytes(self, rel: str, data: bytes) -> None:
+        with self.backend.open(self._url(rel), "wb") as dst:
+            dst.write(data)
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.backend.exists(self._url(rel)))
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.backend.remove(self._url(rel))
+
+
+def open_remote(url: str, root: Path, backend_for: Callable[[str], Any]) -> RemoteStore:
+    """The store behind ``[flow] remote``: a folder for paths and ``file://``, else a backend."""
+    if "://" not in url or url.startswith("file://"):
+        path = Path(os.path.expanduser(url.removeprefix("file://")))
+        return FolderRemote(path if path.is_absolute() else root / path)
+    return BackendRemote(url, backend_for(url))
+
+
+@dataclass(slots=True)
+class PushCount:
+    records: int = 0
+    uploaded: int = 0
+    present: int = 0
+
+
+class Transfers:
+    """Pulls and pushes between a local cache and a remote, in parallel threads.
+
+    Args:
+        warn: prints one warning line (corrupt blobs, an unreachable remote).
+        writable: False for ``remote_readonly``: nothing is ever written or deleted.
+    """
+
+    def __init__(self, local: LocalCache, remote: RemoteStore, warn: Callable[[str], None],
+                 *, writable: bool, threads: int = TRANSFER_THREADS) -> None:
+        self.local, self.remote, self.warn, self.writable = local, remote, warn, writable
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="flowmake-transfer")
+        self.pushes: list[Future[PushCount]] = []
+
+    # -- pulling ------------------------------------------------------------------------
+
+    def fetch_record(self, key: str) -> ActionRecord | None:
+        """The remote's record for ``key``; None when absent (or not a valid record)."""
+        try:
+            with self.remote.open(action_rel(key)) as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        try:
+            record = ActionRecord.loads(data)
+        except ValueError as exc:
+            self.warn(f"remote record {action_rel(key)} rejected: {exc}")
+            return None
+        return record if record.key == key else None
+
+    def fetch_records(self, keys: list[str]) -> dict[str, ActionRecord | None]:
+        """Several records at once, in parallel."""
+        return dict(zip(keys, self.pool.map(self.fetch_record, keys), strict=True))
+
+    def fetch_blobs(self, record: ActionRecord) -> bool:
+        """Download the blobs a record needs that the local cache lacks, verified."""
+        return self.fetch_many([record])[record.key]
+
+    def fetch_many(self, records: list[ActionRecord]) -> dict[str, bool]:
+        """Download (in parallel) what each record needs; which records are now complete.
+
+        Folder manifests come first: they name the folders' files.
+        """
+        def fetch(pairs: list[tuple[str, ActionRecord]], manifest: bool) -> set[str]:
+            ok = self.pool.map(lambda p: self.fetch_blob(p[0], p[1], manifest=manifest), pairs)
+            return {d for (d, _), good in zip(pairs, ok, strict=True) if good}
+
+        manifests = {e.digest: r for r in records for e in r.outputs.values() if e.kind == DIR}
+        have = fetch(sorted(manifests.items()), True)
+        files: dict[str, ActionRecord] = {}
+        for record in records:
+            for entry in record.outputs.values():
+                if entry.kind != DIR:
+                    files.setdefault(entry.digest, record)
+                elif entry.digest in have:
+                    for _, digest, _ in self.local.manifest(entry.digest) or ():
+                        files.setdefault(digest, record)
+        have |= fetch(sorted(files.items()), False)
+        return {r.key: all(d in have for d in self.local.blobs_of(r))
+                and all(e.digest in have for e in r.outputs.values()) for r in records}
+
+    def fetch_blob(self, digest: str, record: ActionRecord, *, manifest: bool = False) -> bool:
+        if self.local.has_blob(digest):
+            return True
+        rel = blob_rel(digest)
+        try:
+            with self.remote.open(rel) as f:
+                self.local.receive(f, digest, manifest=manifest)
+            return True
+        except FileNotFoundError:
+            self.warn(f"remote blob {rel} of target '{record.target}' is missing")
+        except Mismatch:
+            self.warn(f"remote blob {self.remote.url}/{rel} of target '{record.target}' does"
+                      " not match its digest: rejected")
+            if self.writable:  # so that the next push of these outputs replaces it
+                self.remote.remove(rel)
+        return False
+
+    # -- pushing ------------------------------------------------------------------------
+
+    def push(self, record: ActionRecord) -> PushCount:
+        """Upload a record's blobs that the remote lacks, then the record itself."""
+        count = PushCount(records=1)
+        for digest in sorted(self.local.blobs_of(record)):
+            rel = blob_rel(digest)
+            if self.remote.exists(rel):
+                count.present += 1
+                continue
+            self.remote.put_file(rel, str(self.local.blob_path(digest)))
+            count.uploaded += 1
+        self.remote.put_bytes(action_rel(record.key), record.dumps())
+        return count
+
+    def push_later(self, record: ActionRecord) -> None:
+        """Push in the background; :meth:`wait` collects the results."""
+        if self.writable:
+            self.pushes.append(self.pool.submit(self.push, record))
+
+    def wait(self) -> tuple[PushCount, list[str]]:
+        """Wait for every background push: the totals and one line per failure."""
+        total, errors = PushCount(), []
+        for future in self.pushes:
+            try:
+                count = future.result()
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            total.records += count.records
+            total.uploaded += count.uploaded
+            total.present += count.present
+        self.pushes.clear()
+        return total, errors
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)

@@ -1,0 +1,234 @@
+"""The HTML graph page in a real browser: headless Chromium driven by Selenium.
+
+Every target's node is drawn, visible and coloured by its state; clicking one shows its
+details; the page loads nothing from the network. A screenshot is saved (to
+``$FLOWMAKE_SCREENSHOT_DIR`` when set, for a person to look at).
+
+Chromium comes from Debian (`apt-get install chromium chromium-driver`, done by the
+README's install command). Without it these tests skip, unless
+``FLOWMAKE_BROWSER_TESTS=required`` (set by ``.ci/run``) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.slow
+
+# After the builds below: c fresh; a and b restorable (their n=1 keys are cached, the files
+# hold n=2); d never built (stale).
+FLOW = """
+[params]
+n = 1
+
+[targets.a]
+help    = "Write n"
+cmd     = "echo ${params.n} > ${outputs}"
+outputs = ["out/a.txt"]
+
+[targets.b]
+cmd     = "cat ${inputs} > ${outputs}"
+inputs  = ["out/a.txt"]
+outputs = ["out/b.txt"]
+
+[targets.c]
+cmd     = "echo c > ${outputs}"
+outputs = ["out/c.txt"]
+
+[targets.wide]
+matrix  = { k = [1, 2, 3] }
+cmd     = "cat ${inputs} > ${outputs}"
+inputs  = ["out/b.txt", "out/c.txt"]
+outputs = ["out/wide-${k}.txt"]
+
+[targets.d]
+help    = "Never built"
+cmd     = "cat ${inputs} > ${outputs}"
+inputs  = ["out/wide-*.txt", "out/a.txt"]
+outputs = ["out/d.txt"]
+"""
+
+
+def flowmake(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "flowmake", "-C", str(root), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def _browser_missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.path.exists(path):
+            return f"{path} is missing (apt-get install chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("FLOWMAKE_BROWSER_TESTS") == "required":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1400,900",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    browser.set_page_load_timeout(60)
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The project, its page and the JSON document the page was drawn from."""
+    root = tmp_path_factory.mktemp("graph-page")
+    (root / "flow.toml").write_text(textwrap.dedent(FLOW))
+    for args in (["build", "a", "b", "c"], ["build", "-p", "n=2", "a", "b"]):
+        result = flowmake(root, *args)
+        assert result.returncode == 0, result.stderr
+    result = flowmake(root, "graph", "--format", "html", "-o", "graph.html")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(flowmake(root, "graph", "--format", "json").stdout)
+    return root / "graph.html", doc
+
+
+def load(driver: Any, path: Path) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(path.as_uri())
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.body.dataset.ready") == "true")
+
+
+def node(driver: Any, name: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'g.node[data-name="{name}"]')
+
+
+def test_states_are_what_the_page_should_show(page):
+    _, doc = page
+    states = {n["name"]: n["state"] for n in doc["nodes"]}
+    assert states == {"a": "restorable", "b": "restorable", "c": "fresh", "d": "stale",
+                      "wide[k=1]": "stale", "wide[k=2]": "stale", "wide[k=3]": "stale"}
+
+
+def test_every_node_is_drawn_visible_and_coloured_by_state(driver, page):
+    path, doc = page
+    load(driver, path)
+    fills: dict[str, set[str]] = {}
+    boxes = {}
+    for item in doc["nodes"]:
+        element = node(driver, item["name"])
+        assert element.is_displayed(), item["name"]
+        assert f"state-{item['state']}" in element.get_attribute("class")
+        fill = driver.execute_script(
+            "return getComputedStyle(arguments[0].querySelector('rect')).fill", element)
+        fills.setdefault(item["state"], set()).add(fill)
+        boxes[item["name"]] = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "return [r.left, r.top, r.right, r.bottom];", element)
+        label = driver.execute_script("return arguments[0].textContent", element)
+        assert item["name"] in label
+    # One colour per state, and different states never share one.
+    assert all(len(f) == 1 for f in fills.values())
+    assert len({next(iter(f)) for f in fills.values()}) == len(fills) == 3
+    # A readable layout: no two nodes overlap, and every edge runs left to right.
+    names = list(boxes)
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            a, b = boxes[p], boxes[q]
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (p, q)
+    for edge in doc["edges"]:
+        assert boxes[edge["from"]][2] < boxes[edge["to"]][0], edge
+    drawn = driver.execute_script("return document.querySelectorAll('path.edge').length")
+    assert drawn == len(doc["edges"]) == 11
+    # Legend counts, and nothing was fetched: no resource entries, no console errors.
+    assert driver.find_element("id", "count-restorable").text == "2"
+    assert driver.find_element("id", "count-stale").text == "4"
+    assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_clicking_a_node_shows_its_details(driver, page, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    path, _ = page
+    load(driver, path)
+    details = driver.find_element(By.ID, "details")
+    assert not details.is_displayed()
+
+    node(driver, "a").click()
+    assert details.is_displayed()
+    assert driver.find_element(By.ID, "d-name").text == "a"
+    assert driver.find_element(By.ID, "d-state").text == "restorable"
+    reasons = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#d-reasons li")]
+    assert reasons == ["command changed", "param params.n: 2 → 1"]
+    durations = driver.find_element(By.ID, "d-durations").text
+    assert "run 2: built" in durations and "took" in durations
+    assert driver.find_element(By.ID, "d-action").text == "echo 1 > out/a.txt"
+    assert driver.find_element(By.ID, "d-help").text == "Write n"
+    downstream = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#d-downstream li")]
+    assert downstream == ["b", "d"]
+    assert "selected" in node(driver, "a").get_attribute("class")
+    hot = driver.execute_script("return document.querySelectorAll('path.edge.hot').length")
+    assert hot == 2
+
+    # The never-built target: no history, and a link to its upstream.
+    node(driver, "d").click()
+    assert driver.find_element(By.ID, "d-state").text == "stale"
+    assert "never built" in driver.find_element(By.ID, "d-durations").text
+    driver.find_element(By.LINK_TEXT, "wide[k=2]").click()
+    assert driver.find_element(By.ID, "d-name").text == "wide[k=2]"
+    assert "matrix wide" in driver.find_element(By.ID, "d-kind").text
+
+    shot = tmp_path / "graph.png"
+    assert driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("FLOWMAKE_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "flowmake-graph.png")
+
+    driver.find_element(By.ID, "close").click()
+    assert not details.is_displayed()
+
+
+def test_search_highlights_and_selects(driver, page):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    path, _ = page
+    load(driver, path)
+    box = driver.find_element(By.ID, "search")
+    box.send_keys("wide")
+    matches = driver.execute_script(
+        "return [...document.querySelectorAll('g.node.match')].map(g => g.dataset.name)")
+    assert sorted(matches) == ["wide[k=1]", "wide[k=2]", "wide[k=3]"]
+    box.send_keys(Keys.ENTER)
+    assert driver.find_element(By.ID, "d-name").text == "wide[k=1]"
+    assert driver.execute_script("return decodeURIComponent(location.hash)") == "#wide[k=1]"
