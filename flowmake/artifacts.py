@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,17 +30,20 @@ from .cache import (
     is_executable,
     manifest_bytes,
 )
-from .errors import FlowmakeError
-from .fingerprint import tree_digest
+from .errors import FlowmakeError, UsageError
+from .fingerprint import Hasher, tree_digest
 from .remote import PushCount, Transfers, open_remote
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from .executor import JobResult
-    from .fingerprint import Hasher
+    from .graph import Graph
     from .model import Project, Target
-    from .plan import Step
+    from .plan import Checker, Step
 
 Warn = Callable[[str], None]
+SAVE_THREADS = 2  # local copies: disk-bound, a couple at a time is plenty
 
 
 class Artifacts:
@@ -60,24 +65,31 @@ class Artifacts:
         self._transfers: Transfers | None = None
         self._remote_off = remote is None
         self._remote_records: dict[str, ActionRecord | None] = {}
+        self._local_records: dict[str, ActionRecord] = {}  # read once: has(), then restore()
+        self._lock = threading.Lock()  # saves run in threads; the remote opens once
+        self._saver: ThreadPoolExecutor | None = None
+        self._saves: list[Future[None]] = []
 
     # -- the remote, opened on first use ------------------------------------------------
 
     def transfers(self) -> Transfers | None:
-        if self._transfers is None and not self._remote_off:
-            assert self.remote_url is not None
-            try:
-                store = open_remote(self.remote_url, self.root,
-                                    self.hasher.url_backends().backend)
-            except FlowmakeError as exc:
-                self.remote_down(exc)
-                return None
-            self._transfers = Transfers(self.local, store, self.warn, writable=self.writable)
-        return self._transfers
+        with self._lock:
+            if self._transfers is None and not self._remote_off:
+                assert self.remote_url is not None
+                try:
+                    store = open_remote(self.remote_url, self.root,
+                                        self.hasher.url_backends().backend)
+                except FlowmakeError as exc:
+                    self.remote_down(exc)
+                    return None
+                self._transfers = Transfers(self.local, store, self.warn,
+                                            writable=self.writable)
+            return self._transfers
 
     def remote_down(self, exc: BaseException) -> None:
         if not self._remote_off:
-            self.warn(f"remote cache {self.remote_url} unavailable ({exc}); going on without it")
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.warn(f"remote cache {self.remote_url} unavailable ({why}); going on without it")
             self._remote_off = True
 
     def remote_record(self, key: str) -> ActionRecord | None:
@@ -93,13 +105,26 @@ class Artifacts:
             self._remote_records[key] = record
         return self._remote_records[key]
 
+    def prefetch(self, graph: Graph, names: Iterable[str], checker: Checker) -> None:
+        """Before a build: fetch the remote's entries for the stale targets, in parallel."""
+        transfers = self.transfers()
+        if transfers is None or checker.force:
+            return
+        from .prefetch import prefetch, shadow
+
+        try:
+            prefetch(graph, names, shadow(checker), self.local, transfers, skip_fresh=True,
+                     seen=self._remote_records)
+        except Exception as exc:  # network, credentials: the build goes on without it
+            self.remote_down(exc)
+
     # -- the Checker's question ---------------------------------------------------------
 
     def has(self, target: Target, key: str) -> bool:
         """Whether ``key``'s outputs can be restored (state "restorable")."""
         if not target.cache:
             return False
-        record = self.local.read_action(key)
+        record = self._local_record(key)
         if record is not None and all(self.local.has_blob(e.digest)
                                       for e in record.outputs.values()):
             return True
@@ -126,7 +151,7 @@ class Artifacts:
 
     def _complete_record(self, key: str) -> ActionRecord | None:
         """A record whose blobs are all in the local cache, downloading them if needed."""
-        record = self.local.read_action(key)
+        record = self._local_record(key)
         if record is not None and all(self.local.has_blob(d) for d in self.local.blobs_of(record)):
             return record
         record = self.remote_record(key)
@@ -140,6 +165,12 @@ class Artifacts:
             self.remote_down(exc)
             return None
         self.local.write_action(record)
+        return record
+
+    def _local_record(self, key: str) -> ActionRecord | None:
+        record = self._local_records.get(key) or self.local.read_action(key)
+        if record is not None:
+            self._local_records[key] = record
         return record
 
     def _place(self, path: str, entry: Entry) -> None:
@@ -161,23 +192,34 @@ class Artifacts:
             shutil.copyfileobj(src, dst, 1 << 20)
 
     def save(self, step: Step, result: JobResult) -> None:
-        """Keep a built target's outputs and log; push them in the background."""
+        """Keep a built target's outputs and log, then push them: in the background, so
+        that copying a large output never holds the scheduler up (``close`` waits)."""
         target = step.target
         if step.key is None or not target.cache or target.always:
             return
+        digests = {o.path: result.digests.get(o.path) for o in target.outputs}
+        with self._lock:
+            if self._saver is None:
+                self._saver = ThreadPoolExecutor(SAVE_THREADS, thread_name_prefix="flowmake-save")
+            self._saves.append(self._saver.submit(self._save, step.key, step.name, digests,
+                                                  result.output))
+
+    def _save(self, key: str, name: str, digests: dict[str, str | None], log: str) -> None:
         try:
-            outputs = {o.path: self._entry(o.path, result.digests[o.path])
-                       for o in target.outputs}
-        except (OSError, Mismatch, KeyError, FlowmakeError) as exc:
-            self.warn(f"{step.name}: outputs not cached ({exc})")
+            outputs = {path: self._entry(path, digest) for path, digest in digests.items()}
+        except (OSError, Mismatch, FlowmakeError) as exc:
+            self.warn(f"{name}: outputs not cached ({exc})")
             return
-        record = ActionRecord(step.key, step.name, outputs, result.output)
+        record = ActionRecord(key, name, outputs, log)
         self.local.write_action(record)
+        self._local_records[key] = record
         transfers = self.transfers() if self.writable else None
         if transfers is not None:
             transfers.push_later(record)
 
-    def _entry(self, path: str, digest: str) -> Entry:
+    def _entry(self, path: str, digest: str | None) -> Entry:
+        if digest is None:
+            raise Mismatch(f"no digest for {path}")
         if "://" in path:  # a URL output: its content is downloaded once, into the cache
             with self.hasher.url_backends().backend(path).open(path, "rb") as f:
                 return Entry(URL, self.local.receive(f, None), fingerprint=digest)
@@ -188,20 +230,28 @@ class Artifacts:
         return Entry(FILE, digest, is_executable(full))
 
     def _save_dir(self, path: str, full: str, digest: str) -> Entry:
-        files = [(rel, self.hasher.digest(f"{path}/{rel}") or "",
-                  is_executable(os.path.join(full, rel))) for rel in self.hasher.walk(path)]
+        """A folder's files as blobs (each hashed as it is copied) and its manifest."""
+        files = []
+        for rel in Hasher(str(self.root)).walk(path):  # a Hasher of its own: another thread
+            with open(os.path.join(full, rel), "rb") as f:
+                files.append((rel, self.local.receive(f, None),
+                              is_executable(os.path.join(full, rel))))
         if tree_digest((rel, d) for rel, d, _ in files) != digest:
             raise Mismatch(f"{path} changed while it was being cached")
-        for rel, file_digest, _ in files:
-            self.local.add_file(os.path.join(full, rel), file_digest)
         self.local.add_bytes(manifest_bytes(files), digest)
         return Entry(DIR, digest)
 
-    def close(self) -> PushCount:
-        """Wait for the background pushes; warn about those that failed."""
+    def close(self, *, cancel: bool = False) -> PushCount:
+        """Finish the saves, wait for the pushes (``cancel``: drop those not started, after
+        an interrupted build), and warn about the pushes that failed."""
+        if self._saver is not None:
+            for future in self._saves:
+                future.result()
+            self._saver.shutdown()
+            self._saver, self._saves = None, []
         if self._transfers is None:
             return PushCount()
-        count, errors = self._transfers.wait()
+        count, errors = self._transfers.wait(cancel=cancel)
         if errors:
             self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not pushed"
                       f" to {self.remote_url}: {errors[0]}")
@@ -222,4 +272,20 @@ def open_artifacts(project: Project, hasher: Hasher, warn: Warn) -> Artifacts | 
     path = Path(os.path.expanduser(settings.cache))
     local = LocalCache(path if path.is_absolute() else project.root / path)
     return Artifacts(project.root, local, hasher, warn, remote=settings.remote,
-                     writable=not settings.remote_readonly)
+                     writable=not remote_readonly(settings.remote_readonly))
+
+
+def remote_readonly(configured: bool) -> bool:
+    """``[flow] remote_readonly``, unless ``FLOWMAKE_REMOTE_READONLY`` says otherwise.
+
+    The variable lets one flow.toml serve CI jobs that push (main) and jobs that must
+    not (pull requests) without editing it per branch.
+    """
+    value = os.environ.get("FLOWMAKE_REMOTE_READONLY", "").strip().lower()
+    if not value:
+        return configured
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"FLOWMAKE_REMOTE_READONLY={value!r}: expected true or false")

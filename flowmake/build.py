@@ -55,9 +55,13 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
             restorer=restorer, on_event=_observer(ws))
         ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
+        if restorer is not None:
+            restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
         summary = scheduler.run()
         if restorer is not None:
-            restorer.close()  # waits for the background pushes to the remote cache
+            # waits for the background saves and pushes (those not started are dropped
+            # after Ctrl-C)
+            restorer.close(cancel=summary.result == "interrupted")
         ws.plugins.hook.flowmake_build_finish(summary=summary)
         ws.save_stats()
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)

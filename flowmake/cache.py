@@ -32,11 +32,12 @@ from typing import IO, Any
 
 import xxhash
 
-from .fingerprint import hash_file, tree_digest
+from .fingerprint import hash_bytes, hash_file, tree_digest
 
 FILE, DIR, URL = "file", "dir", "url"
 RECORD_VERSION = 1
 _CHUNK = 1 << 20
+_SMALL = 1 << 20  # restored from memory in one read; larger blobs are copied, then verified
 _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs)
 
 
@@ -211,13 +212,18 @@ class LocalCache:
                 tmp.unlink()
 
     def add_file(self, source: str, digest: str) -> None:
-        """Copy a file into the cache as blob ``digest`` (nothing to do if it is there)."""
+        """Copy a file into the cache as blob ``digest`` (nothing to do if it is there).
+
+        Raises Mismatch when the file no longer hashes to ``digest`` (it changed since it
+        was hashed): a blob always holds what its name says.
+        """
         final = self.blob_path(digest)
         if final.exists():
             return
         tmp = self._tmp()
         try:
-            copy_file(source, str(tmp))
+            if not copy_verified(source, str(tmp), digest, 0o444):
+                raise Mismatch(f"{source} changed since it was hashed")
             self._publish(tmp, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -273,14 +279,14 @@ class LocalCache:
         parent = os.path.dirname(dest) or "."
         os.makedirs(parent, exist_ok=True)
         tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{uuid.uuid4().hex[:12]}")
+        mode = 0o777 if executable else 0o666  # the umask applies, as to any new file
+        blob = str(self.blob_path(digest))
         try:
-            copy_file(str(self.blob_path(digest)), tmp)
-            if hash_file(tmp) != digest:
-                self.blob_path(digest).unlink(missing_ok=True)
+            if not copy_verified(blob, tmp, digest, mode):
+                os.unlink(blob)
                 raise Mismatch(f"cached blob {digest} is damaged; it was removed")
-            umask = _umask()
-            os.chmod(tmp, (0o777 if executable else 0o666) & ~umask)
-            remove_path(dest)
+            if os.path.isdir(dest) and not os.path.islink(dest):
+                remove_path(dest)  # a file replaces a folder; a file is replaced atomically
             os.replace(tmp, dest)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -325,12 +331,6 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def remove_path(path: str) -> None:
     """Remove a file, a symlink (never what it points to) or a folder, if there."""
     if os.path.isdir(path) and not os.path.islink(path):
@@ -340,32 +340,51 @@ def remove_path(path: str) -> None:
             os.unlink(path)
 
 
-def copy_file(source: str, dest: str) -> None:
-    """A copy that shares storage where it can: reflink, then copy_file_range, then copy."""
-    with open(source, "rb") as src, open(dest, "wb") as dst:
-        try:
-            import fcntl
+def copy_verified(source: str, dest: str, digest: str, mode: int) -> bool:
+    """Copy ``source`` to a new file ``dest``; False (``dest`` left to the caller to remove)
+    when the content does not hash to ``digest``."""
+    if os.path.getsize(source) <= _SMALL:  # one read, verified before it is written
+        data = Path(source).read_bytes()
+        if hash_bytes(data) != digest:
+            return False
+        with os.fdopen(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as out:
+            out.write(data)
+        return True
+    copy_file(source, dest, mode)  # a reflink where the filesystem can, then a verifying read
+    return hash_file(dest) == digest
 
-            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
-            return
-        except (OSError, ImportError):
-            pass
-        size = os.fstat(src.fileno()).st_size
-        try:
-            copied = 0
-            while copied < size:
-                n = os.copy_file_range(src.fileno(), dst.fileno(), size - copied)
-                if n == 0:
-                    break
-                copied += n
-            if copied == size:
-                return
-        except (OSError, AttributeError):
-            pass  # another filesystem, an old kernel, or no copy_file_range here
-        src.seek(0)
-        dst.seek(0)
-        dst.truncate()
-        shutil.copyfileobj(src, dst, _CHUNK)
+
+def copy_file(source: str, dest: str, mode: int = 0o666) -> None:
+    """A copy that shares storage where it can: reflink, then copy_file_range, then copy."""
+    with open(source, "rb") as src:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as dst:
+            if not _fast_copy(src.fileno(), dst.fileno()):
+                src.seek(0)
+                dst.seek(0)
+                dst.truncate()
+                shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def _fast_copy(src: int, dst: int) -> bool:
+    """Copy inside the kernel: a reflink (btrfs, xfs), else copy_file_range; False if neither."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst, _FICLONE, src)
+        return True
+    except (OSError, ImportError):
+        pass
+    try:
+        size, copied = os.fstat(src).st_size, 0
+        while copied < size:
+            n = os.copy_file_range(src, dst, size - copied)
+            if n == 0:
+                break
+            copied += n
+        return copied == size
+    except (OSError, AttributeError):  # another filesystem, an old kernel, not Linux
+        return False
 
 
 def is_executable(path: str) -> bool:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import Artifacts
-from .cache import URL, ActionRecord, LocalCache
+from .cache import LocalCache
 from .errors import UsageError
 from .remote import Transfers
 from .workspace import Workspace
@@ -61,7 +61,7 @@ def status(ws: Workspace, artifacts: Artifacts | None) -> dict[str, Any]:
     settings = ws.project.settings
     doc: dict[str, Any] = {"enabled": artifacts is not None, "path": None, "entries": 0,
                            "blobs": 0, "size": 0, "remote": settings.remote,
-                           "remote_readonly": settings.remote_readonly}
+                           "remote_readonly": artifacts is not None and not artifacts.writable}
     if artifacts is not None:
         entries, blobs, size = artifacts.local.usage()
         current = {r.key for r in ws.store.records().values()}
@@ -215,8 +215,9 @@ def transfer(ws: Workspace, artifacts: Artifacts, action: str) -> dict[str, Any]
     settings = ws.project.settings
     if not settings.remote:
         raise UsageError(f"cache {action}: no remote cache is configured ([flow] remote)")
-    if action == "push" and settings.remote_readonly:
-        raise UsageError("cache push: the remote cache is read-only ([flow] remote_readonly)")
+    if action == "push" and not artifacts.writable:
+        raise UsageError("cache push: the remote cache is read-only ([flow] remote_readonly"
+                         " or FLOWMAKE_REMOTE_READONLY)")
     transfers = artifacts.transfers()
     if transfers is None:
         raise UsageError(f"cache {action}: the remote cache {settings.remote} is unavailable")
@@ -235,41 +236,10 @@ def push(ws: Workspace, local: LocalCache, transfers: Transfers) -> dict[str, An
 
 
 def pull(ws: Workspace, local: LocalCache, transfers: Transfers) -> dict[str, Any]:
-    """The remote's entries for the current keys, wave by wave in build order."""
-    checker = ws.checker(cache=False)
-    graph, done = ws.graph, set()
-    pending = graph.order()
-    counts = Counter(entries=0, blobs=0, missing=0, local=0)
+    """The remote's entries for the current keys (prefetch.py), and how many blobs came."""
+    from .prefetch import prefetch
+
     blobs_before = sum(1 for _ in local.blobs())
-    while pending:
-        wave = [n for n in pending if all(u in done for u in graph.upstream[n])]
-        keys: dict[str, str] = {}
-        for name in wave:
-            target = graph.targets[name]
-            parts, _ = checker.parts(target)
-            if parts is not None and target.cache and not target.always:
-                keys[name] = checker.key(parts)
-        found = {n: local.read_action(k) for n, k in keys.items()}
-        counts["local"] += sum(r is not None for r in found.values())
-        wanted = [k for n, k in keys.items() if found[n] is None]
-        remote = {k: r for k, r in transfers.fetch_records(wanted).items() if r is not None}
-        counts["missing"] += len(wanted) - len(remote)
-        complete = transfers.fetch_many(list(remote.values()))
-        for name, key in keys.items():
-            record = found[name] or (remote[key] if complete.get(key) else None)
-            if record is not None and found[name] is None:
-                local.write_action(record)
-                counts["entries"] += 1
-            if record is not None:
-                _assume_outputs(checker.hasher, record)
-        done.update(wave)
-        pending = [n for n in pending if n not in done]
-    counts["blobs"] = sum(1 for _ in local.blobs()) - blobs_before
-    return dict(counts)
-
-
-def _assume_outputs(hasher: Any, record: ActionRecord) -> None:
-    """Take a pulled entry's outputs as in place, so that downstream keys can be computed."""
-    for path, entry in record.outputs.items():
-        hasher.memo[path] = entry.fingerprint if entry.kind == URL else entry.digest
-
+    counts = prefetch(ws.graph, ws.graph.order(), ws.checker(cache=False), local, transfers,
+                      skip_fresh=False)
+    return {**counts, "blobs": sum(1 for _ in local.blobs()) - blobs_before}

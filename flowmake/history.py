@@ -68,11 +68,9 @@ def _run(ws: Workspace, run_id: int) -> Run:
 
 
 def _run_entries(ws: Workspace, run: Run) -> list[Entry]:
-    """A build's targets in build order (targets since removed from flow.toml last)."""
-    rank = {name: i for i, name in enumerate(ws.graph.order())}
-    rows = sorted(ws.store.run_targets(run.run_id), key=lambda r: (rank.get(r[0], len(rank)), r[0]))
+    """A build's targets in the order the build finished them."""
     return [(name, run.run_id, status, duration, reasons, output)
-            for name, status, duration, reasons, output in rows]
+            for name, status, duration, reasons, output in ws.store.run_targets(run.run_id)]
 
 
 def _target_names(ws: Workspace, ref: str) -> list[str]:

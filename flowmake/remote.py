@@ -87,6 +87,11 @@ class BackendRemote:
         return f"{self.url}/{rel}"
 
     def open(self, rel: str) -> IO[bytes]:
+        # A backend may offer a one-request sequential read (flowmake-s3 does): blobs and
+        # records are read once, front to back, so the metadata round trip is wasted.
+        read_stream = getattr(self.backend, "read_stream", None)
+        if read_stream is not None:
+            return read_stream(self._url(rel))
         return self.backend.open(self._url(rel), "rb")
 
     def put_file(self, rel: str, source: str) -> None:
@@ -98,7 +103,9 @@ class BackendRemote:
             dst.write(data)
 
     def exists(self, rel: str) -> bool:
-        return bool(self.backend.exists(self._url(rel)))
+        # Blobs are never folders: a backend's plain object probe is enough when it has one.
+        probe = getattr(self.backend, "object_exists", None) or self.backend.exists
+        return bool(probe(self._url(rel)))
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -218,10 +225,13 @@ class Transfers:
         if self.writable:
             self.pushes.append(self.pool.submit(self.push, record))
 
-    def wait(self) -> tuple[PushCount, list[str]]:
-        """Wait for every background push: the totals and one line per failure."""
+    def wait(self, *, cancel: bool = False) -> tuple[PushCount, list[str]]:
+        """Wait for every background push (``cancel``: drop those not started yet): the
+        totals and one line per failure."""
         total, errors = PushCount(), []
         for future in self.pushes:
+            if cancel and future.cancel():
+                continue
             try:
                 count = future.result()
             except Exception as exc:

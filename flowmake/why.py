@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import UsageError
 from .graph import glob_regex
-from .plan import Checker, Reason, ReasonDetail, Step
+from .plan import Checker, Reason, ReasonDetail, State, Step
 from .store import Record
 from .workspace import Workspace
 
@@ -103,6 +103,8 @@ def why_lines(ex: Explanation) -> list[str]:
         lines.append(f"  last built: {_when(record.built_at)}"
                      + (f" in run {record.run_id}" if record.run_id else "")
                      + f", took {record.duration:.2f}s")
+    if step.state is State.RESTORABLE:
+        lines.append("  the artifact cache holds this key: a build restores it, runs nothing")
     if not ex.reasons:
         lines.append("  every part of the key matches the record and every output is intact")
     shown: set[str] = {step.name}

@@ -119,6 +119,13 @@ class Workspace:
                 except PluginError as exc:
                     raise ConfigError(exc.message, file=self.path.name, key=key,
                                       hint=exc.hint) from None
+        remote = self.project.settings.remote
+        if remote and "://" in remote and not remote.startswith("file://"):
+            try:  # the remote cache's backend too (a folder needs none)
+                self.plugins.backend_class(remote)
+            except PluginError as exc:
+                raise ConfigError(exc.message, file=self.path.name, key="flow.remote",
+                                  hint=exc.hint) from None
 
     @cached_property
     def code(self) -> Any:

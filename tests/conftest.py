@@ -180,14 +180,60 @@ class Project:
         doc = self.json("status", *args, check=True, env=env)
         return {t["name"]: t for t in doc["targets"]}
 
-    def popen(self, *args: str, env: Env | None = None) -> subprocess.Popen[str]:
-        """Start ``flowmake ARGS`` in the background (killed at teardown if still running)."""
-        proc = subprocess.Popen(
-            [*FLOWMAKE, *args], cwd=self.root, env=base_env(env), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            preexec_fn=_reset_sigint)
+    def popen(self, *args: str, env: Env | None = None,
+              stderr_to: Path | None = None) -> subprocess.Popen[str]:
+        """Start ``flowmake ARGS`` in the background (killed at teardown if still running).
+
+        ``stderr_to`` sends stderr to a file, to watch for a message while it runs.
+        """
+        stderr: Any = subprocess.PIPE
+        if stderr_to is not None:
+            stderr = open(stderr_to, "w")  # noqa: SIM115 - the child owns it
+        try:
+            proc = subprocess.Popen(
+                [*FLOWMAKE, *args], cwd=self.root, env=base_env(env), text=True,
+                stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL,
+                preexec_fn=_reset_sigint)
+        finally:
+            if stderr_to is not None:
+                stderr.close()
         self.procs.append(proc)
         return proc
+
+    def terminal(self, *args: str, env: Env | None = None,
+                 timeout: float = DEFAULT_TIMEOUT) -> tuple[int, str]:
+        """Run ``flowmake ARGS`` with stdin/stdout/stderr on a pseudo-terminal: (exit, output)."""
+        import pty
+        import select
+
+        master, slave = pty.openpty()
+        try:
+            proc = subprocess.Popen([*FLOWMAKE, *args], cwd=self.root, env=base_env(env),
+                                    stdin=slave, stdout=slave, stderr=slave,
+                                    preexec_fn=_reset_sigint)
+        finally:
+            os.close(slave)
+        self.procs.append(proc)  # type: ignore[arg-type]
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.2)
+                if not ready:
+                    if proc.poll() is not None:
+                        break
+                    continue
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(master)
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        return code, b"".join(chunks).decode("utf-8", errors="replace")
 
     def track_pid_file(self, rel: str) -> None:
         """At teardown, SIGKILL the process group whose leader's pid is in ``rel``."""
@@ -202,10 +248,13 @@ class Project:
         for rel in self.pid_files:
             try:
                 pid = int(self.read(rel).split()[0])
+                # Only the shell the test started, still leading its own process group.
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    is_shell = f.read().split(b"\0")[0].endswith(b"sh")
+                if is_shell and os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
             except (OSError, ValueError, IndexError):
                 continue
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
 
 
 @pytest.fixture

@@ -81,18 +81,23 @@ class Worker:
         self.timed_out = False
 
     def run(self, request: dict[str, Any], deadline: float | None,
-            poll: Callable[[], None]) -> dict[str, Any]:
-        """Send one request and wait for its reply; WorkerDied if the process ends first."""
+            poll: Callable[[], None] | None) -> dict[str, Any]:
+        """Send one request and wait for its reply; WorkerDied if the process ends first.
+
+        ``poll`` (streaming) is called every POLL seconds while the job runs.
+        """
         try:
             send(self.wfd, request)
         except (BrokenPipeError, OSError):
             raise WorkerDied(self._death()) from None
         while True:
-            wait = POLL
+            wait = POLL if poll is not None else None
             if deadline is not None:
-                wait = max(0.0, min(wait, deadline - time.monotonic()))
+                left = max(0.0, deadline - time.monotonic())
+                wait = left if wait is None else min(wait, left)
             readable, _, _ = select.select([self.rfd], [], [], wait)
-            poll()
+            if poll is not None:
+                poll()
             if readable:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -184,7 +189,8 @@ class WorkerPool:
         deadline = time.monotonic() + job.timeout if job.timeout else None
         worker = self._acquire(job.cwd)
         try:
-            reply = worker.run({"job": _request(job), "capture": capture}, deadline, tail.poll)
+            reply = worker.run({"job": _request(job), "capture": capture}, deadline,
+                               tail.poll if on_line is not None else None)
         except WorkerDied as exc:
             self._discard(worker)
             error = f"timed out after {job.timeout:g}s" if worker.timed_out else str(exc)

@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 
-distributed = pytest.importorskip("distributed")
-
 
 @dataclass
 class Cluster:
@@ -35,6 +33,7 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[Cluster]:
+    distributed = pytest.importorskip("distributed")
     import dask
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):

@@ -102,6 +102,7 @@ def alive(pid: int) -> bool:
 # -- the same build as a local one ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_diamond_on_dask_matches_a_local_build(make_project: Any, cluster: Any) -> None:
     local, remote = make_project("local"), make_project("remote")
     for proj in (local, remote):
@@ -125,6 +126,7 @@ def test_diamond_on_dask_matches_a_local_build(make_project: Any, cluster: Any) 
     assert {t["state"] for t in remote.json("status", check=True)["targets"]} == {"fresh"}
 
 
+@pytest.mark.slow
 def test_param_change_rebuilds_on_dask_with_early_cutoff(project: Any, cluster: Any) -> None:
     project.flow(DIAMOND.replace("seq 1 ${params.n}", "seq 1 ${params.n} | head -n 2"), FILES)
     project.build(*on_dask(cluster))
@@ -157,6 +159,7 @@ outputs = ["ok.txt"]
 """
 
 
+@pytest.mark.slow
 def test_failure_skips_dependents_and_keep_going_goes_on(project: Any, cluster: Any) -> None:
     project.flow(FAILING)
     doc = project.json("build", *on_dask(cluster, "-k", "-j", "4"), check=1)
@@ -174,6 +177,7 @@ def test_failure_skips_dependents_and_keep_going_goes_on(project: Any, cluster: 
     assert no_k["bad"] == "failed" and no_k["after_bad"] == "skipped"
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_command_on_the_worker_and_retries(project: Any,
                                                                cluster: Any) -> None:
     project.flow("""
@@ -196,6 +200,7 @@ def test_timeout_kills_the_command_on_the_worker_and_retries(project: Any,
     assert not project.exists("hang.txt") and records(project) == {}
 
 
+@pytest.mark.slow
 def test_retry_after_a_failed_attempt_succeeds(project: Any, cluster: Any) -> None:
     project.flow("""
         [targets.flaky]
@@ -228,6 +233,7 @@ def test_verbose_prints_each_line_prefixed(project: Any, cluster: Any) -> None:
     assert "[talk] one" in result.stdout and "[talk] three" in result.stdout
 
 
+@pytest.mark.slow
 def test_listed_env_values_travel_from_the_client(project: Any, cluster: Any) -> None:
     # The cluster's workers never saw FM_DASK_VALUE: the value that entered the key on the
     # client is the one the command gets on the worker.
@@ -297,6 +303,19 @@ def test_worker_killed_mid_target_is_retried_elsewhere(project: Any, cluster: An
 # -- Ctrl-C ---------------------------------------------------------------------------------
 
 
+SLOW = """
+import os
+import time
+
+
+def wait(seconds):
+    with open("pid3", "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(seconds)
+    return f"slept {seconds}\\n"
+"""
+
+
 @pytest.mark.slow
 def test_sigint_cancels_dask_tasks_and_kills_their_commands(project: Any,
                                                               cluster: Any) -> None:
@@ -309,13 +328,18 @@ def test_sigint_cancels_dask_tasks_and_kills_their_commands(project: Any,
         cmd = "echo $$$$ > pid2; sleep 60; echo done > ${outputs}"
         outputs = ["long2.txt"]
 
+        [targets.long3]
+        python = "slow:wait"
+        params = { seconds = 60 }
+        outputs = ["long3.txt"]
+
         [targets.queued]
         cmd = "echo ran > ${outputs}"
         inputs = ["long1.txt"]
         outputs = ["queued.txt"]
-    """)
-    proc = project.popen("build", "--json", "-j", "2", *on_dask(cluster))
-    pids = [int(wait_file(project.path(f"pid{i}"))) for i in (1, 2)]
+    """, {"slow.py": SLOW})
+    proc = project.popen("build", "--json", "-j", "3", *on_dask(cluster))
+    pids = [int(wait_file(project.path(f"pid{i}"))) for i in (1, 2, 3)]
     assert all(alive(p) for p in pids)
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
@@ -325,14 +349,16 @@ def test_sigint_cancels_dask_tasks_and_kills_their_commands(project: Any,
     doc = json.loads(stdout)
     assert doc["result"] == "interrupted"
     status = {t["name"]: t for t in doc["targets"]}
-    assert status["long1"]["status"] == status["long2"]["status"] == "failed"
-    assert status["long1"]["error"] == "interrupted"
+    for name in ("long1", "long2", "long3"):
+        assert status[name]["status"] == "failed" and status[name]["error"] == "interrupted"
     assert status["queued"]["status"] == "skipped"
     assert not any(alive(p) for p in pids)  # killed on the workers, not left to finish
     assert records(project) == {}
     # The cluster is fine afterwards: the next build runs everything.
     project.edit_flow("sleep 60", "sleep 0")
+    project.edit_flow("seconds = 60", "seconds = 0")
     assert set(project.build(*on_dask(cluster)).values()) == {"built"}
+    assert project.read("long3.txt") == "slept 0\n"
 
 
 # -- choosing the executor and the scheduler -----------------------------------------------
@@ -372,6 +398,7 @@ def test_command_line_outranks_the_environment(project: Any, cluster: Any) -> No
     assert built_on_cluster(project, cluster)
 
 
+@pytest.mark.slow
 def test_unreachable_scheduler_is_exit_2(project: Any) -> None:
     project.flow(ONE)
     result = project.run("build", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9",

@@ -46,6 +46,7 @@ def on_dask(cluster: Any, *args: str) -> list[str]:
     return ["--executor", "dask", "--scheduler", cluster.address, *args]
 
 
+@pytest.mark.slow
 def test_flow_capacities_hold_on_dask(project: Any, cluster: Any) -> None:
     # Four worker threads and -j4, but only 2 gpu: the core keeps the sum at 2.
     flow = "[flow.resources]\ngpu = 2\n"
@@ -58,6 +59,7 @@ def test_flow_capacities_hold_on_dask(project: Any, cluster: Any) -> None:
     assert count >= 2
 
 
+@pytest.mark.slow
 def test_target_resources_become_dask_worker_resources(project: Any, cluster: Any) -> None:
     # flow.toml declares no capacity for "slot", so the core does not limit it; each worker
     # declares slot=1, so Dask runs at most one slot target per worker: two at a time.

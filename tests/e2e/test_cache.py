@@ -194,6 +194,28 @@ def test_a_read_only_remote_is_never_written(project: Any, make_project: Any,
     assert "read-only" in other.run("cache", "push", check=2).stderr
 
 
+def test_a_remote_no_plugin_serves_is_exit_2(project: Any) -> None:
+    chain(project, '[flow]\nremote = "nosuchproto://bucket/cache"\n')
+    result = project.run("build", check=2)
+    assert "flow.remote" in result.stderr and "nosuchproto://" in result.stderr
+    assert not project.exists("out/a.txt")
+
+
+def test_the_environment_can_make_the_remote_read_only(project: Any, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    chain(project, f'[flow]\nremote = "{remote}"\n')
+    assert set(project.build(env={"FLOWMAKE_REMOTE_READONLY": "1"}).values()) == {"built"}
+    assert not remote.exists()
+    doc = project.json("cache", "status", env={"FLOWMAKE_REMOTE_READONLY": "yes"}, check=True)
+    assert doc["remote_readonly"] is True
+    bad = project.run("build", env={"FLOWMAKE_REMOTE_READONLY": "maybe"}, check=2)
+    assert "FLOWMAKE_REMOTE_READONLY" in bad.stderr
+    project.edit_flow("[flow]", "[flow]\nremote_readonly = true")
+    assert project.json("cache", "push", env={"FLOWMAKE_REMOTE_READONLY": "0"},
+                        check=True)["entries"] == 3
+    assert len(entries(remote)) == 3
+
+
 def test_a_corrupt_remote_blob_is_rejected_and_the_target_rebuilt(
         project: Any, make_project: Any, tmp_path: Path) -> None:
     remote = tmp_path / "remote"

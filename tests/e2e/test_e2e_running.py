@@ -135,7 +135,7 @@ outputs = ["out/t{i}.txt"]
 def test_timeout_kills_the_whole_process_group(project):
     project.flow("""
         [targets.hang]
-        cmd = "sleep 30 & echo $$! > child.pid; sleep 10; echo never > ${outputs}"
+        cmd = "sleep 30 & echo $$! > child.pid; wait; echo never > ${outputs}"
         outputs = ["out/hang.txt"]
         timeout = 1
         """, cache=False)
@@ -235,14 +235,14 @@ def test_cwd_runs_the_command_in_the_subfolder(project):
         [targets.insub]
         cwd = "sub"
         cmd = "cat ${inputs} > ${outputs}; pwd >> ${outputs}; echo ${inputs} ${outputs} >> ${outputs}"
-        inputs = ["sub/in.txt"]
+        inputs = ["sub/in.txt", "top.txt"]
         outputs = ["sub/out/res.txt"]
-        """, {"sub/in.txt": "data\n"}, cache=False)
+        """, {"sub/in.txt": "data\n", "top.txt": "top\n"}, cache=False)
     assert project.build() == {"insub": "built"}
-    data, pwd, refs = project.read("sub/out/res.txt").splitlines()
-    assert data == "data"
+    data, top, pwd, refs = project.read("sub/out/res.txt").splitlines()
+    assert (data, top) == ("data", "top")
     assert Path(pwd).resolve() == project.path("sub").resolve()
-    assert refs == "in.txt out/res.txt"
+    assert refs == "in.txt ../top.txt out/res.txt"
     assert project.build() == {"insub": "fresh"}
 
 
@@ -279,14 +279,32 @@ def test_no_ansi_escapes_without_a_terminal(project):
         """, cache=False)
     runs = [
         project.run("build", "-k"),                                   # NO_COLOR=1
-        project.run("build", "-k", "-v", env={"NO_COLOR": None}),     # a pipe, no NO_COLOR
-        project.run("status", env={"NO_COLOR": None, "TERM": "xterm-256color"}),
-        project.run("list", "--no-color", env={"NO_COLOR": None}),
+        # Pipes, and no NO_COLOR: plain all the same.
+        project.run("build", "-k", "-v", env={"NO_COLOR": None, "TERM": "xterm-256color"}),
         project.run("why", "bad", env={"NO_COLOR": None}),
         project.run("build", "nope", env={"NO_COLOR": None}),
     ]
-    assert [r.returncode for r in runs] == [1, 1, 0, 0, 0, 2]
+    assert [r.returncode for r in runs] == [1, 1, 0, 2]
     for result in runs:
         assert not ANSI.search(result.stdout), result.stdout
         assert not ANSI.search(result.stderr), result.stderr
     assert "FAILED" in runs[0].stdout or "failed" in runs[0].stdout
+
+
+
+def test_no_ansi_escapes_on_a_terminal_with_no_color(project):
+    project.flow("""
+        [targets.ok]
+        cmd = "echo fine > ${outputs}"
+        outputs = ["out/ok.txt"]
+        """, cache=False)
+    code, out = project.terminal("build", "-B")  # NO_COLOR=1
+    assert code == 0 and "ok" in out
+    assert not ANSI.search(out), out
+    code, out = project.terminal("--no-color", "build", "-B", env={"NO_COLOR": None})
+    assert code == 0 and "ok" in out
+    assert not ANSI.search(out), out
+    # The check can see escapes: a terminal without NO_COLOR gets the live view.
+    code, out = project.terminal("build", "-B", env={"NO_COLOR": None, "TERM": "xterm"})
+    assert code == 0
+    assert ANSI.search(out)

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 FLOW = """
+[flow]
+cache = false  # these tests are about building: nothing is restored from the cache
+
 [params]
 n = 1
 

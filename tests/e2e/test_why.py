@@ -246,3 +246,20 @@ def test_python_code_change_names_the_module(tmp_path):
     assert "module pipeline.steps" not in text  # only the module that changed
     [reason] = reasons(why_doc(tmp_path, "calc"), "code")
     assert reason["subject"] == "pipeline.helpers" and reason["old"] != reason["new"]
+
+
+def test_restorable_says_the_cache_will_serve_it(tmp_path):
+    (tmp_path / "flow.toml").write_text(textwrap.dedent("""
+        [params]
+        n = 1
+
+        [targets.w]
+        cmd     = "echo ${params.n} > ${outputs}"
+        outputs = ["out/w.txt"]
+        """))
+    for args in (["build"], ["-p", "n=2", "build"]):
+        assert flowmake(tmp_path, *args).returncode == 0
+    lines = why(tmp_path, "w").splitlines()
+    assert lines[0] == "w: restorable"
+    assert "  the artifact cache holds this key: a build restores it, runs nothing" in lines
+    assert "  param params.n: 2 → 1" in lines

@@ -398,10 +398,13 @@ def test_restorable(built, store, root):
 
 
 def test_check_sources(root, load_flow, store):
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("memory://plan-test/x", b"1")  # a URL input that exists
     project = load_flow("""
         [targets.a]
         cmd = "true"
-        inputs = ["scripts/fetch.sh", "s3://bucket/x", "src/*.py"]
+        inputs = ["scripts/fetch.sh", "memory://plan-test/x", "src/*.py"]
         outputs = ["gen/a.txt"]
         [targets.b]
         cmd = "true"
@@ -411,12 +414,16 @@ def test_check_sources(root, load_flow, store):
         inputs = ["does/not/exist.csv"]
     """)
     checker = checker_for(project, store)
-    checker.check_sources(["a", "b"])  # URLs, globs and produced paths are not checked
+    checker.check_sources(["a", "b"])  # globs and produced paths are not checked
     with pytest.raises(ConfigError) as info:
         checker.check_sources(["a", "c"])
     assert info.value.key == "targets.c.inputs"
     assert "does/not/exist.csv" in info.value.detail
     assert "'c'" in info.value.detail
+    fsspec.filesystem("memory").rm("memory://plan-test/x")
+    checker = checker_for(project, store)
+    with pytest.raises(ConfigError, match="memory://plan-test/x"):  # URLs are, by backend
+        checker.check_sources(["a"])
 
 
 # -- the key --------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -53,7 +53,8 @@ class DaskExecutor:
         self.connection: Connection = connect(options, jobs)
         self.client = self.connection.client
         self.lock = threading.Lock()
-        self.tasks: dict[str, Any] = {}  # key -> distributed.Future, kept until done
+        # key -> (distributed.Future, its run): Dask drops a task whose future is garbage
+        self.tasks: dict[str, tuple[Any, _Attempts]] = {}
         self.cancelled = threading.Event()
         self._offered: dict[str, float] | None = None
 
@@ -78,11 +79,18 @@ class DaskExecutor:
             self._resolve(run, JobResult(job.name, False, "", 0.0, _describe(exc)))
             return
         with self.lock:
-            self.tasks[key] = task
+            self.tasks[key] = (task, run)
         task.add_done_callback(lambda done: self._attempt_done(run, done))
 
     def _attempt_done(self, run: _Attempts, task: Any) -> None:
         """A task ended (in distributed's callback thread): retry, or resolve the target."""
+        try:
+            self._next_step(run, task)
+        except Exception as exc:  # never leave the core waiting on a future that won't end
+            if not run.result.done():
+                self._resolve(run, JobResult(run.job.name, False, "", 0.0, _describe(exc)))
+
+    def _next_step(self, run: _Attempts, task: Any) -> None:
         with self.lock:
             self.tasks.pop(task.key, None)
         got = self._result_of(run.job, task)
@@ -151,26 +159,24 @@ class DaskExecutor:
 
     def cancel(self) -> None:
         """Ctrl-C: kill this build's commands on every worker, then cancel its tasks."""
-        import distributed
-
         self.cancelled.set()
         try:
             self.client.run(cancel_build, self.token, on_error="ignore")
         except Exception:  # a cluster that is going away has nothing left to kill
             pass
         with self.lock:
-            tasks = list(self.tasks.values())
+            pending = list(self.tasks.values())
         # Running tasks end as soon as their command is dead, and queued ones end at once
         # on a worker that knows the build is cancelled: waiting a little keeps their
         # output. Whatever is left (a task stuck on a dead worker) is cancelled.
-        try:
-            distributed.wait(tasks, timeout=CANCEL_WAIT)
-        except Exception:
-            pass
-        try:
-            self.client.cancel(tasks)
-        except Exception:
-            pass
+        wait([run.result for _, run in pending], timeout=CANCEL_WAIT)
+        with self.lock:
+            left = [task for task, _ in self.tasks.values()]
+        if left:
+            try:
+                self.client.cancel(left)
+            except Exception:
+                pass
 
     def shutdown(self) -> None:
         """Forget this build on the workers; close the client (and the cluster started here)."""

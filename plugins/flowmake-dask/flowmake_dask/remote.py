@@ -24,6 +24,7 @@ from flowmake.executor import Job, JobResult
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
+
 class _Build:
     """One build's state on this worker: its command runner and (lazily) its python pool."""
 

@@ -8,6 +8,7 @@ first use, so installing this plugin costs flowmake's start-up nothing.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Mapping
@@ -87,6 +88,52 @@ class S3Backend:
 
     def glob(self, pattern: str) -> list[str]:
         return sorted(_url(p) for p in self.fs.glob(pattern))
+
+    # -- what the remote cache asks of immutable objects: one request each ---------------
+
+    def object_exists(self, url: str) -> bool:
+        """One HEAD request (``exists`` also probes for a folder-like prefix when absent)."""
+        from fsspec.asyn import sync
+
+        bucket, key, _ = self.fs.split_path(url)
+        try:
+            sync(self.fs.loop, self.fs._call_s3, "head_object", Bucket=bucket, Key=key)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def read_stream(self, url: str) -> IO[bytes]:
+        """One GET, read as it arrives: no HEAD first, not seekable.
+
+        Raises FileNotFoundError when the object does not exist.
+        """
+        from fsspec.asyn import sync
+
+        bucket, key, _ = self.fs.split_path(url)
+        response = sync(self.fs.loop, self.fs._call_s3, "get_object", Bucket=bucket, Key=key)
+        return io.BufferedReader(_Body(self.fs.loop, response["Body"]), 1 << 20)
+
+
+class _Body(io.RawIOBase):
+    """A GetObject response body, read from the filesystem's event loop."""
+
+    def __init__(self, loop: Any, body: Any) -> None:
+        self.loop, self.body = loop, body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        from fsspec.asyn import sync
+
+        data = sync(self.loop, self.body.read, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.body.close()
+        super().close()
 
 
 def _tree_fingerprint(found: Mapping[str, Mapping[str, Any]], base: str) -> str:
