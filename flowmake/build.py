@@ -18,7 +18,8 @@ EXIT_FOR_RESULT = {"success": 0, "failed": 1, "interrupted": 130}
 
 
 def default_jobs(ws: Workspace, requested: int | None) -> int:
-    jobs = requested or ws.project.settings.jobs or os.cpu_count() or 1
+    jobs = requested if requested is not None else (
+        ws.project.settings.jobs or os.cpu_count() or 1)
     if jobs < 1:
         from .errors import UsageError
 
@@ -41,29 +42,33 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
     with project_lock(ws.project.state_dir, lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
-        from .cli import install_sigterm
-
-        install_sigterm()
         use_cache = not getattr(args, "no_cache", False)
         # records as they are now, under the lock
         checker = ws.checker(force=args.always_make, cache=use_cache)
         restorer = ws.artifacts if use_cache else None
         run_id = ws.store.start_run(command)
-        scheduler = Scheduler(
-            ws.project, ws.graph, list(names), checker, ws.store,
-            lambda: _executor(ws, executor_name, jobs, _executor_options(ws, args)), reporter,
-            jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
-            restorer=restorer, on_event=_observer(ws))
-        ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
-        if restorer is not None:
-            restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
-        summary = scheduler.run()
-        if restorer is not None:
-            # waits for the background saves and pushes (those not started are dropped
-            # after Ctrl-C)
-            restorer.close(cancel=summary.result == "interrupted")
-        ws.plugins.hook.flowmake_build_finish(summary=summary)
-        ws.save_stats()
+        try:
+            scheduler = Scheduler(
+                ws.project, ws.graph, list(names), checker, ws.store,
+                lambda: _executor(ws, executor_name, jobs, _executor_options(ws, args)), reporter,
+                jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
+                restorer=restorer, on_event=_observer(ws))
+            ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
+            if restorer is not None:
+                restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
+            summary = scheduler.run()
+            if restorer is not None:
+                # waits for the background saves and pushes (those not started are dropped
+                # after Ctrl-C)
+                restorer.close(cancel=summary.result == "interrupted")
+            ws.plugins.hook.flowmake_build_finish(summary=summary)
+            ws.save_stats()
+        except BaseException as exc:  # e.g. the executor could not start
+            result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            ws.store.finish_run(run_id, result, {}, ws.project.settings.history)  # not "running"
+            if restorer is not None:
+                restorer.close(cancel=True)
+            raise
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
             _save_fast_path(ws, args, list(summary.outcomes))

@@ -139,9 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_error(err: FlowmakeError, args: argparse.Namespace) -> None:
-    if isinstance(err, ConfigError) and err.key and err.line is None and err.file:
+    if isinstance(err, ConfigError) and err.key and err.line is None:
         from .toml_lines import locate
 
+        # A key without a file is a key of the flow file (e.g. a missing input found late).
+        err.file = err.file or Path(args.file or "flow.toml").name
         directory = Path(args.directory or ".")
         err.line = locate(directory / (args.file or "flow.toml"), err.key)
     print(f"flowmake: error: {err}", file=sys.stderr)
@@ -154,7 +156,14 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"flowmake {__version__}")
         from .plugins import Plugins
 
-        for line in Plugins().describe():
+        root = Path(args.directory or ".").resolve()
+        modules = _flow_plugin_modules(root / (args.file or "flow.toml"))
+        try:
+            plugins = Plugins(modules, str(root))
+        except FlowmakeError as exc:  # --version still answers; the problem is named
+            print(f"  [flow] plugins: {exc}")
+            plugins = Plugins()
+        for line in plugins.describe():
             print(f"  plugin: {line}")
         return EXIT_OK
     if not args.command:
@@ -162,6 +171,19 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return EXIT_USAGE
     handler: Callable[[argparse.Namespace, list[str]], int] = COMMANDS[args.command]
     return handler(args, argv)
+
+
+def _flow_plugin_modules(flow_file: Path) -> list[str]:
+    """The ``[flow] plugins`` of the project here, if there is one (for ``--version``)."""
+    from .config import tomllib
+
+    try:
+        doc = tomllib.loads(flow_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, tomllib.TOMLDecodeError):
+        return []  # no project here, or a broken one: the installed plugins only
+    flow = doc.get("flow", {})
+    plugins = flow.get("plugins", []) if isinstance(flow, dict) else []
+    return [p for p in plugins if isinstance(p, str)] if isinstance(plugins, list) else []
 
 
 def _workspace(args: argparse.Namespace) -> Any:
@@ -186,19 +208,30 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
     from .fastpath import run_noop
 
     command = "flowmake " + shlex.join(argv)
-    if not args.dry_run and not args.always_make:
-        flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
-        done = run_noop(str(flow_file), args.param, args.targets, command, args.json, args.quiet,
-                        args.verbose)
-        if done is not None:
-            return done
-    from .build import run_build
-
-    ws = _workspace(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j must be at least 1, got {args.jobs}")
+    install_sigterm()  # before the lock: a build waiting for it stops like Ctrl-C too
     try:
-        return run_build(ws, args, command)
-    finally:
-        ws.close()
+        if not args.dry_run and not args.always_make:
+            flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
+            done = run_noop(str(flow_file), args.param, args.targets, command, args.json,
+                            args.quiet, args.verbose)
+            if done is not None:
+                return done
+        from .build import run_build
+
+        ws = _workspace(args)
+        try:
+            return run_build(ws, args, command)
+        finally:
+            ws.close()
+    except KeyboardInterrupt:
+        # Interrupted before any target ran (waiting for the lock, planning): the
+        # scheduler handles interrupts once it runs. Tools still get their document.
+        if args.json:
+            _emit_json({"run_id": None, "result": "interrupted", "targets": []})
+        print("flowmake: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:

@@ -224,7 +224,8 @@ class _Loader:
         outputs = self.outputs(table.get("outputs", []), scope, f"{where}.outputs")
         cwd = self.expect(table.get("cwd", ""), (str,), f"{where}.cwd", "a path")
         if cwd:
-            cwd = self.norm(cwd, f"{where}.cwd", inside=True)
+            cwd = self.norm(cwd, f"{where}.cwd", inside=True, root_ok=True)
+            cwd = "" if cwd == "." else cwd  # "." is the default: the project root
         if "cmd" in table:
             command = self.expect(table["cmd"], (str,), f"{where}.cmd", "a string")
             scope.files(inputs, outputs, cwd)
@@ -283,7 +284,7 @@ class _Loader:
                     for n, p in value.items()]
         return [(None, p, key) for p in self.str_list(value, key)]
 
-    def norm(self, path: str, key: str, *, inside: bool) -> str:
+    def norm(self, path: str, key: str, *, inside: bool, root_ok: bool = False) -> str:
         """A root-relative POSIX path (URLs as they are); outputs must stay inside the root."""
         if is_url(path):
             return path
@@ -294,7 +295,7 @@ class _Loader:
         path = posixpath.normpath(path.replace(os.sep, "/"))
         if inside and (path == ".." or path.startswith("../")):
             raise self.error(key, f"'{path}' is outside the project root")
-        if inside and path == ".":
+        if inside and path == "." and not root_ok:
             raise self.error(key, "the project root itself cannot be an output")
         return path
 

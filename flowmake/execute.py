@@ -253,6 +253,8 @@ class Scheduler:
                             self.run_id, time.time(), outcome.duration)
         self.store.finish_target(self.run_id, outcome.name, outcome.status, outcome.duration,
                                  outcome.reasons, outcome.output, record)
+        if record is not None:  # a dependent's ``deps`` part reads it
+            self.checker.records[step.name] = record
 
     def _done(self, outcome: Outcome) -> None:
         self.outcomes[outcome.name] = outcome

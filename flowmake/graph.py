@@ -20,20 +20,24 @@ _INSTANCE = re.compile(r"([^\[\]]+)\[(.*=.*)\]\Z")  # name[k=v,...]: a matrix in
 
 @lru_cache(maxsize=1024)
 def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A path glob as a regex: ``*`` and ``?`` stay within one folder, ``**`` crosses them."""
+    """A path glob as a regex: ``*`` and ``?`` stay within one folder, ``**`` crosses them.
+
+    As ``glob.glob`` (which finds the files), wildcards never match a leading dot.
+    """
     out, i = [], 0
     while i < len(pattern):
+        at_start = i == 0 or pattern[i - 1] == "/"
         if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
+            out.append(r"(?:(?!\.)[^/]+/)*")
             i += 3
         elif pattern.startswith("**", i):
-            out.append(".*")
+            out.append(r"(?:(?!\.)[^/]*(?:/(?!\.)[^/]*)*)?")
             i += 2
         elif pattern[i] == "*":
-            out.append("[^/]*")
+            out.append(r"(?!\.)[^/]*" if at_start else "[^/]*")
             i += 1
         elif pattern[i] == "?":
-            out.append("[^/]")
+            out.append(r"(?!\.)[^/]" if at_start else "[^/]")
             i += 1
         elif pattern[i] == "[" and "]" in pattern[i + 1:]:
             end = pattern.index("]", i + 1)

@@ -36,6 +36,7 @@ class Reason(Enum):
     ALWAYS = "always"
     FORCED = "forced"
     UPSTREAM = "upstream stale"
+    DEP = "dependency changed"
     KEY = "key changed"
 
 
@@ -111,7 +112,7 @@ class Checker:
     def __init__(
         self,
         graph: Graph,
-        records: Mapping[str, Any],
+        records: dict[str, Any],
         hasher: Hasher,
         *,
         force: bool = False,
@@ -174,14 +175,35 @@ class Checker:
         parts["inputs"] = inputs
         if globs:
             parts["globs"] = globs
+        if target.deps:
+            parts["deps"] = self._dep_parts(target)
         parts["outputs"] = [o.path for o in target.outputs]
         return parts, []
+
+    def _dep_parts(self, target: Target) -> dict[str, str]:
+        """What each ``deps`` target left: its outputs' hashes, or its key when it has none.
+
+        Outputs rather than keys, so that early cutoff holds across ``deps`` too.
+        """
+        wanted = set(target.deps)
+        parts: dict[str, str] = {}
+        for name in self.graph.upstream[target.name]:
+            dep = self.graph.targets[name]
+            if name not in wanted and dep.matrix not in wanted:
+                continue  # an upstream through a file input: its outputs are inputs already
+            if dep.outputs:
+                digests = (f"{o.path}\0{self.hasher.digest(o.path) or ''}" for o in dep.outputs)
+                parts[name] = hash_bytes("\x1f".join(digests))
+            else:
+                record = self.records.get(name)
+                parts[name] = record.key if record is not None else ""
+        return parts
 
     @staticmethod
     def key(parts: dict[str, Any]) -> str:
         """XXH3-128 of the parts; sorted and separated so that order never matters."""
         chunks = [parts["action"]]
-        for name in ("code", "params", "project_params", "env", "globs"):
+        for name in ("code", "params", "project_params", "env", "globs", "deps"):
             if name in parts:
                 chunks.append(name + json.dumps(parts[name], sort_keys=True, default=str))
         chunks.append("\x1f".join(f"{p}\0{d}" for p, d in sorted(parts["inputs"].items())))
@@ -279,6 +301,10 @@ def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDet
     for name in sorted(set(o_env) | set(n_env)):
         if o_env.get(name) != n_env.get(name):
             reasons.append(ReasonDetail(Reason.ENV, name))
+    o_dep, n_dep = old.get("deps", {}), new.get("deps", {})
+    for name in sorted(set(o_dep) | set(n_dep)):
+        if o_dep.get(name) != n_dep.get(name):
+            reasons.append(ReasonDetail(Reason.DEP, name, o_dep.get(name), n_dep.get(name)))
     o_in, n_in = old.get("inputs", {}), new.get("inputs", {})
     for path in sorted(set(o_in) | set(n_in)):
         if path not in o_in:

@@ -84,8 +84,11 @@ class CommandRunner:
             ["sh", "-c", job.command or ""], cwd=job.cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=self.preexec_fn)
-        with self.lock:
+        with self.lock:  # cancel() sets the event, then takes the lock: one of us kills it
             self.running.add(proc)
+            cancelled = self.cancelled.is_set()
+        if cancelled:  # cancelled while it was starting
+            kill_group(proc)
         timed_out = threading.Event()
 
         def on_timeout() -> None:

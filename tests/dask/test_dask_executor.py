@@ -406,6 +406,8 @@ def test_unreachable_scheduler_is_exit_2(project: Any) -> None:
     assert result.returncode == 2, result.stderr
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.stderr
     assert "Traceback" not in result.stderr
+    runs = project.json("log", check=True)["runs"]
+    assert [r["result"] for r in runs] == ["failed"]  # finished, never left "running"
 
 
 def test_unknown_executor_is_exit_2_naming_the_installed_ones(project: Any) -> None:

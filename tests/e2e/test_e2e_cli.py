@@ -104,10 +104,6 @@ def test_bad_configuration_is_exit_2_with_one_line(project, case):
     assert not project.exists("x")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: the missing-input error names no line ('flow.toml: targets.a.inputs: ...'):"
-    " Checker.check_sources raises ConfigError without file=, and cli._print_error only"
-    " locates the line when err.file is set"))
 def test_missing_input_error_names_the_line(project):
     project.write("flow.toml", '[targets.a]\ncmd = "true"\ninputs = ["missing.txt"]\n')
     line = _error_line(project.run("build"))
@@ -181,10 +177,6 @@ def test_usage_errors_are_exit_2(project):
     assert not project.path("out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: `build -j 0` is accepted and silently means the CPU count: build.default_jobs"
-    " does `requested or settings.jobs or cpu_count()`, so the `jobs < 1` check never"
-    " sees 0 (`-j -1` is rejected)"))
 def test_j_zero_is_rejected(project):
     project.flow(FITS, cache=False)
     result = project.run("build", "-j", "0")

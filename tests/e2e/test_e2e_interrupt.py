@@ -32,13 +32,10 @@ def slow(project):
     return project
 
 
-# How long to let flowmake settle after the command started, before signalling it.
-# Without it, a signal that lands in the instant between the command's start and its
-# registration with the executor is not passed on to the command, and flowmake waits
-# for the command to end (a product race, reported separately: CommandRunner._once
-# adds the process to `running` after Popen returns, and cancel() kills only the
-# processes already there).
-SETTLE = 0.3
+# How long to let flowmake settle after the command started, before signalling it. None:
+# a signal that lands between the command's start and its registration with the executor
+# still kills it (CommandRunner._once checks for a cancel once it has registered).
+SETTLE = 0.0
 
 
 def started(project, proc, settle=SETTLE):
@@ -211,10 +208,6 @@ def test_sigint_while_waiting_for_the_lock(slow):
     _release(holder)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a build interrupted while it waits for the lock prints no JSON document"
-    " (SPEC: 'An interrupted build still prints its document'); the KeyboardInterrupt"
-    " raised in store.project_lock goes straight to cli.main"))
 def test_sigint_while_waiting_for_the_lock_still_prints_the_json_document(slow):
     holder, waiter, _ = _hold_the_lock(slow)
     waiter.send_signal(signal.SIGINT)
@@ -224,10 +217,6 @@ def test_sigint_while_waiting_for_the_lock_still_prints_the_json_document(slow):
     assert json.loads(out)["result"] == "interrupted"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: SIGTERM to a build waiting for the lock kills it with the signal (exit -15/143,"
-    " no message) instead of exit 130: build.run_build calls cli.install_sigterm only"
-    " after project_lock is taken"))
 def test_sigterm_while_waiting_for_the_lock_is_exit_130(slow):
     holder, waiter, log = _hold_the_lock(slow)
     waiter.send_signal(signal.SIGTERM)

@@ -241,9 +241,6 @@ def test_deps_order_the_build(project):
     assert float(project.read("out/second.txt")) >= float(project.read("out/first.txt"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: `deps` do not enter the key (SPEC: deps give 'order and key'): a target whose"
-    " dep was rebuilt with new outputs stays fresh; plan.Checker.parts ignores target.deps"))
 def test_deps_enter_the_key(chain):
     chain.build()
     chain.write("src/a.txt", "changed\n")
@@ -252,6 +249,36 @@ def test_deps_enter_the_key(chain):
     statuses = chain.build()
     assert statuses["c"] == "built"
     assert statuses["report"] == "built"
+
+
+def test_deps_keep_early_cutoff_and_name_the_dependency(chain):
+    chain.build()
+    chain.write("src/a.txt", "HELLO\n")  # a and b change, c's upper-cased bytes do not
+    statuses = chain.build()
+    assert statuses["c"] == "built"
+    assert statuses["report"] == "fresh"  # early cutoff through deps
+    chain.write("src/a.txt", "other\n")
+    chain.build("c")  # c changes; report is not built yet
+    states = chain.states()
+    assert states["report"]["state"] == "stale"
+    assert "dependency changed: c" in states["report"]["reasons"]
+
+
+def test_a_dep_without_outputs_enters_by_its_key(project):
+    project.flow("""
+        [params]
+        v = 1
+        [targets.setup]
+        cmd = "echo setting up ${params.v}"
+        [targets.use]
+        cmd = "echo used > ${outputs}"
+        outputs = ["used.txt"]
+        deps = ["setup"]
+        """, cache=False)
+    assert project.build() == {"setup": "built", "use": "built"}
+    assert project.build() == {"setup": "fresh", "use": "fresh"}
+    statuses = project.build("-p", "v=2")
+    assert statuses == {"setup": "built", "use": "built"}
 
 
 def test_dry_run_changes_nothing_and_names_stale_and_downstream(chain):

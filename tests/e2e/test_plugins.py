@@ -207,6 +207,19 @@ def test_a_project_plugin_module_serves_formats_in_workers_and_observes(tmp_path
     assert finished == [["say", "built"], ["hear", "built"]]
 
 
+def test_version_lists_the_project_plugin_modules(tmp_path: Path) -> None:
+    root = project(tmp_path, SHOUT_FLOW, {"myplugins.py": SHOUT_PLUGIN, "steps.py": SHOUT_STEPS})
+    shown = run(root, "--version")
+    assert shown.returncode == 0, shown.stderr
+    assert "plugin: myplugins" in shown.stdout
+    assert "plugin: flowmake.builtin.formats" in shown.stdout
+    (root / "myplugins.py").unlink()  # a broken project plugin: named, --version still works
+    broken = run(root, "--version")
+    assert broken.returncode == 0, broken.stderr
+    assert "cannot import 'myplugins'" in broken.stdout
+    assert "plugin: flowmake.builtin.formats" in broken.stdout
+
+
 def test_a_disabled_project_plugin_is_a_config_error(tmp_path: Path) -> None:
     root = project(tmp_path, SHOUT_FLOW, {"myplugins.py": SHOUT_PLUGIN, "steps.py": SHOUT_STEPS})
     result = run(root, "build", env={"FLOWMAKE_DISABLE_PLUGINS": "myplugins"})

@@ -243,6 +243,25 @@ def test_inputs_relative_to_cwd(load_flow):
     assert t.action.text == "cd sub && tool in.txt ../other/x.txt out/o.txt"
 
 
+def test_cwd_dot_is_the_project_root(load_flow):
+    project = load_flow("""
+        [targets.t]
+        cwd = "."
+        cmd = "tool ${outputs}"
+        outputs = ["out/o.txt"]
+    """)
+    t = project.targets["t"]
+    assert t.action.cwd == ""
+    assert t.action.command == "tool out/o.txt"
+
+
+def test_the_commented_example_flow_loads(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "flow.toml.example"
+    (tmp_path / "flow.toml").write_text(example.read_text())
+    project = config.load(tmp_path / "flow.toml")
+    assert project.targets  # every key of the contract, and it is all valid
+
+
 def test_own_params_and_project_params_in_cmd(load_flow):
     project = load_flow("""
         [params]

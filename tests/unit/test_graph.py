@@ -325,6 +325,27 @@ def test_graph_from_model_objects():
     ("data/a+b.csv", "data/a+b.csv", True),   # regex metacharacters are literal
     ("data/a+b.csv", "data/aab.csv", False),
     ("data/*.csv", "data/a.csv.bak", False),  # anchored at the end
+    ("data/*", "data/.hidden", False),  # no leading dot, as glob.glob
+    ("data/.*", "data/.hidden", True),
+    ("data/**/*.csv", "data/.git/a.csv", False),
+    ("src/**", "src/.cache/x", False),
+    ("data/?idden", "data/.idden", False),
+    ("data/a*", "data/a.b", True),
 ])
 def test_glob_regex(pattern, path, matches):
     assert bool(glob_regex(pattern).match(path)) is matches
+
+
+@pytest.mark.parametrize("pattern", ["d/*", "d/**", "d/**/*.txt", "**/*.txt", "d/?.txt",
+                                     "d/.*", "d/*/x.txt", "*"])
+def test_glob_regex_agrees_with_glob(tmp_path, pattern):
+    import glob
+
+    files = ["a.txt", "d/a.txt", "d/.h.txt", "d/b.csv", "d/s/x.txt", "d/.g/x.txt",
+             "d/s/.x.txt", "d/s/t/y.txt"]
+    for rel in files:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    found = {m for m in glob.glob(pattern, root_dir=tmp_path, recursive=True)
+             if (tmp_path / m).is_file()}
+    assert {f for f in files if glob_regex(pattern).match(f)} == found
