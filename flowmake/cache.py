@@ -19,6 +19,7 @@ must not change the cache. An action record's mtime is when it was last used (fo
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -140,6 +141,9 @@ class LocalCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._made: set[str] = set()  # folders known to exist: no mkdir per blob
+        self._names = itertools.count()
+        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # one random part per process
 
     # -- paths and records --------------------------------------------------------------
 
@@ -192,21 +196,34 @@ class LocalCache:
 
     def _tmp(self) -> Path:
         tmp = self.path / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return tmp / f"{os.getpid()}-{uuid.uuid4().hex}"
+        self._mkdir(tmp)
+        return tmp / f"{self._prefix}-{next(self._names)}"
+
+    def _mkdir(self, folder: Path) -> None:
+        key = str(folder)
+        if key not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(key)
 
     def _publish(self, tmp: Path, final: Path) -> None:
         """Rename a whole temporary file into place; blobs are read-only from then on."""
-        final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
-        os.replace(tmp, final)
+        self._rename(tmp, final)
+
+    def _rename(self, tmp: Path, final: Path) -> None:
+        self._mkdir(final.parent)
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:  # its folder was removed since (`rm -r` by hand, ...)
+            self._made.discard(str(final.parent))
+            self._mkdir(final.parent)
+            os.replace(tmp, final)
 
     def _write_whole(self, final: Path, data: bytes) -> None:
         tmp = self._tmp()
         try:
             tmp.write_bytes(data)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            self._rename(tmp, final)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

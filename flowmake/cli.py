@@ -57,19 +57,7 @@ def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="override a project param (a TOML literal; a bare word is a string)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="flowmake", description=DESCRIPTION, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="store_true", help="print the version and plugins")
-    _global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
-    _global_options(common, suppress=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, parents=[common])
-
-    p = command("build", "build targets (default: [flow].default, else all) and their upstream")
+def _build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET",
                    help="names, globs (fit*), a whole matrix or one instance")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel jobs (default: CPUs)")
@@ -78,55 +66,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--dry-run", action="store_true",
                    help="print what would run and why; change nothing")
     p.add_argument("-B", "--always-make", action="store_true", help="rebuild even if fresh")
-    p.add_argument("--no-cache", action="store_true", help="neither restore from nor save to the artifact cache")
-    p.add_argument("--executor", metavar="NAME", help="run targets with this executor (default: [flow].executor)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="the Dask scheduler, tcp://HOST:PORT (executor dask)")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.add_argument("--no-cache", action="store_true",
+                   help="neither restore from nor save to the artifact cache")
+    p.add_argument("--executor", metavar="NAME",
+                   help="run targets with this executor (default: [flow].executor)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="the Dask scheduler, tcp://HOST:PORT (executor dask)")
+    _json(p)
 
-    p = command("status", "show each target's state (fresh, stale + reasons, restorable)")
+
+def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET")
     p.add_argument("--check", action="store_true", help="exit 1 if any target is not fresh")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _json(p)
 
-    p = command("clean", "remove the declared outputs of targets and forget their records")
+
+def _clean_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET")
     p.add_argument("--all", action="store_true", help="clean every target")
     p.add_argument("-n", "--dry-run", action="store_true", help="print what would be removed")
 
-    p = command("list", "list the targets with their kind and help")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
-    p = command("why", "explain one target's state, with old → new values")
+def _why_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", metavar="TARGET")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _json(p)
 
-    p = command("graph", "draw the dependency graph (text, mermaid, dot, json or an HTML page)")
+
+def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="*", metavar="TARGET")
     p.add_argument("--format", choices=["text", "mermaid", "dot", "json", "html"], default="text")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
-    p = command("log", "past builds; one build's targets; one target's history and output")
+
+def _log_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", nargs="?", metavar="RUN_ID|TARGET")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N entries")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _json(p)
 
-    p = command("cache", "the artifact cache: status, gc, push, pull")
+
+def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["status", "gc", "push", "pull"])
     p.add_argument("--max-age", metavar="DAYS", type=float, help="gc: drop entries unused for DAYS")
     p.add_argument("--max-size", metavar="SIZE", help="gc: shrink the cache below SIZE (e.g. 2G)")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _json(p)
 
-    p = command("accept", "record targets as fresh with their current inputs and outputs")
+
+def _accept_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="TARGET")
 
-    p = command("init", "write a commented starter flow.toml (never overwrites)")
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+# name: (help, the function that adds its arguments)
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "build": ("build targets (default: [flow].default, else all) and their upstream",
+              _build_args),
+    "status": ("show each target's state (fresh, stale + reasons, restorable)", _status_args),
+    "clean": ("remove the declared outputs of targets and forget their records", _clean_args),
+    "list": ("list the targets with their kind and help", _json),
+    "why": ("explain one target's state, with old → new values", _why_args),
+    "graph": ("draw the dependency graph (text, mermaid, dot, json or an HTML page)",
+              _graph_args),
+    "log": ("past builds; one build's targets; one target's history and output", _log_args),
+    "cache": ("the artifact cache: status, gc, push, pull", _cache_args),
+    "accept": ("record targets as fresh with their current inputs and outputs", _accept_args),
+    "init": ("write a commented starter flow.toml (never overwrites)", lambda p: None),
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line parser. With ``argv``, only the subcommands named in it get their
+    options: building every one costs more than a no-op build's own work."""
+    parser = _Parser(prog="flowmake", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and plugins")
+    _global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    named = None if argv is None else set(argv)
+    for name, (help, add_arguments) in SUBCOMMANDS.items():
+        if named is None or name in named:
+            add_arguments(sub.add_parser(name, help=help, description=help, parents=[common]))
+        else:  # listed in --help; never parses anything in this run
+            sub.add_parser(name, help=help, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
-        return _dispatch(args, list(sys.argv[1:] if argv is None else argv))
+        return _dispatch(args, argv)
     except FlowmakeError as err:
         _print_error(err, args)
         return err.exit_code

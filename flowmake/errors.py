@@ -16,7 +16,6 @@ keeps its traceback.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
@@ -115,5 +114,7 @@ class BuildFailed(FlowmakeError):
 
 def suggest(name: str, choices: Iterable[str]) -> str | None:
     """The closest of ``choices`` to ``name``, for "did you mean" hints."""
+    import difflib  # only on the error path
+
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
