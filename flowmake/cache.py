@@ -25,7 +25,6 @@ import os
 import shutil
 import stat
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,7 +142,7 @@ class LocalCache:
         self.path = path
         self._made: set[str] = set()  # folders known to exist: no mkdir per blob
         self._names = itertools.count()
-        self._prefix = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"  # one random part per process
+        self._prefix = f"{os.getpid()}-{os.urandom(6).hex()}"  # one random part per process
 
     # -- paths and records --------------------------------------------------------------
 
@@ -295,7 +294,7 @@ class LocalCache:
         """
         parent = os.path.dirname(dest) or "."
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{uuid.uuid4().hex[:12]}")
+        tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{os.urandom(6).hex()}")
         mode = 0o777 if executable else 0o666  # the umask applies, as to any new file
         blob = str(self.blob_path(digest))
         try:
@@ -316,7 +315,7 @@ class LocalCache:
             raise Mismatch(f"cached folder manifest {digest} is missing or damaged")
         parent = os.path.dirname(dest) or "."
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{uuid.uuid4().hex[:12]}")
+        tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{os.urandom(6).hex()}")
         os.makedirs(tmp)
         try:
             for rel, file_digest, executable in files:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ class FolderRemote:
     def _whole(self, rel: str, write: Callable[[str], None]) -> None:
         final = self.path / rel
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{final}.{uuid.uuid4().hex}.tmp"
+        tmp = f"{final}.{os.urandom(16).hex()}.tmp"
         try:
             write(tmp)
             os.replace(tmp, final)

@@ -10,7 +10,6 @@ the target allows it, and never recorded fresh.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
@@ -19,7 +18,6 @@ from typing import Any, ClassVar
 from flowmake.executor import Job, JobResult, LineSink
 
 from .cluster import Connection, connect
-from .remote import cancel_build, forget_build, run_job
 
 CANCEL_WAIT = 5.0  # seconds for killed tasks to report (SIGTERM, then SIGKILL after 2 s)
 
@@ -49,6 +47,8 @@ class DaskExecutor:
     NAME: ClassVar[str] = "dask"
 
     def __init__(self, jobs: int, options: Mapping[str, Any]) -> None:
+        import uuid
+
         self.token = uuid.uuid4().hex
         self.connection: Connection = connect(options, jobs)
         self.client = self.connection.client
@@ -73,6 +73,10 @@ class DaskExecutor:
                 self._resolve(run, JobResult(job.name, False, "", 0.0, problem))
                 return
             key = f"flowmake-{job.name}-{run.attempt}-{self.token}"
+            # Imported here, not at the top: registering the plugin (every flowmake
+            # command) must not pay for ctypes and the local executor.
+            from .remote import run_job
+
             task = self.client.submit(run_job, job, self.token, key=key, pure=False,
                                       resources=resources or None, retries=0)
         except Exception as exc:  # an unreachable scheduler, a job it cannot take
@@ -161,6 +165,8 @@ class DaskExecutor:
         """Ctrl-C: kill this build's commands on every worker, then cancel its tasks."""
         self.cancelled.set()
         try:
+            from .remote import cancel_build
+
             self.client.run(cancel_build, self.token, on_error="ignore")
         except Exception:  # a cluster that is going away has nothing left to kill
             pass
@@ -181,6 +187,8 @@ class DaskExecutor:
     def shutdown(self) -> None:
         """Forget this build on the workers; close the client (and the cluster started here)."""
         try:
+            from .remote import forget_build
+
             self.client.run(forget_build, self.token, on_error="ignore")
         except Exception:
             pass
