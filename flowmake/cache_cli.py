@@ -230,7 +230,8 @@ def push(ws: Workspace, local: LocalCache, transfers: Transfers) -> dict[str, An
     """Every local entry the current records use, in parallel."""
     records = [r for r in (local.read_action(rec.key) for rec in ws.store.records().values())
                if r is not None]
-    counts = list(transfers.pool.map(transfers.push, records))
+    present = transfers.remote_listing()  # one listing, not a probe per blob
+    counts = list(transfers.pool.map(lambda r: transfers.push(r, present), records))
     return {"entries": len(counts), "uploaded": sum(c.uploaded for c in counts),
             "present": sum(c.present for c in counts)}
 

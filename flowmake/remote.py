@@ -39,6 +39,11 @@ class RemoteStore(Protocol):
     def exists(self, rel: str) -> bool: ...
     def remove(self, rel: str) -> None: ...
 
+    def listing(self, folder: str) -> set[str]:
+        """Every object two levels under ``folder`` (``blobs/ab/…``), as relative paths:
+        one listing instead of a probe per object."""
+        ...
+
 
 class FolderRemote:
     """A folder on this machine (a mounted share): temporary names, then renames."""
@@ -73,6 +78,13 @@ class FolderRemote:
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.path / rel).unlink()
+
+    def listing(self, folder: str) -> set[str]:
+        base = self.path / folder
+        if not base.is_dir():
+            return set()
+        return {f"{folder}/{sub.name}/{entry.name}" for sub in os.scandir(base) if sub.is_dir()
+                for entry in os.scandir(sub.path) if not entry.name.endswith(".tmp")}
 
 
 class BackendRemote:
@@ -109,6 +121,10 @@ class BackendRemote:
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.backend.remove(self._url(rel))
+
+    def listing(self, folder: str) -> set[str]:
+        start = len(self.url) + 1
+        return {url[start:] for url in self.backend.glob(self._url(f"{folder}/*/*"))}
 
 
 def open_remote(url: str, root: Path, backend_for: Callable[[str], Any]) -> RemoteStore:
@@ -206,18 +222,27 @@ class Transfers:
 
     # -- pushing ------------------------------------------------------------------------
 
-    def push(self, record: ActionRecord) -> PushCount:
-        """Upload a record's blobs that the remote lacks, then the record itself."""
+    def push(self, record: ActionRecord, present: set[str] | None = None) -> PushCount:
+        """Upload a record's blobs that the remote lacks, then the record itself.
+
+        ``present``: what a listing found on the remote (``cache push``); without it,
+        each blob is probed. A record already there, with all its blobs, is left alone.
+        """
         count = PushCount(records=1)
         for digest in sorted(self.local.blobs_of(record)):
             rel = blob_rel(digest)
-            if self.remote.exists(rel):
+            if rel in present if present is not None else self.remote.exists(rel):
                 count.present += 1
                 continue
             self.remote.put_file(rel, str(self.local.blob_path(digest)))
             count.uploaded += 1
-        self.remote.put_bytes(action_rel(record.key), record.dumps())
+        if count.uploaded or present is None or action_rel(record.key) not in present:
+            self.remote.put_bytes(action_rel(record.key), record.dumps())
         return count
+
+    def remote_listing(self) -> set[str]:
+        """The remote's records and blobs, as relative paths (a few LIST requests)."""
+        return self.remote.listing("actions") | self.remote.listing("blobs")
 
     def push_later(self, record: ActionRecord) -> None:
         """Push in the background; :meth:`wait` collects the results."""

@@ -198,6 +198,12 @@ def test_cache_push_pull_and_status_with_s3(project: Any, make_project: Any,
     assert pushed["entries"] == 3 and pushed["uploaded"] + pushed["present"] == 3
     assert len(bucket.keys("team/cache/blobs/")) == 2
     assert len(bucket.keys("team/cache/actions/")) == 3
+    before = {k: bucket.client.head_object(Bucket=bucket.name, Key=k)["LastModified"]
+              for k in bucket.keys("team/cache/")}
+    again = project.json("cache", "push", env=bucket.env, check=True)  # found by one listing
+    assert (again["uploaded"], again["present"]) == (0, 3)
+    assert {k: bucket.client.head_object(Bucket=bucket.name, Key=k)["LastModified"]
+            for k in bucket.keys("team/cache/")} == before  # nothing rewritten
     other = clone(project, make_project)
     pulled = other.json("cache", "pull", env=bucket.env, check=True)
     assert (pulled["entries"], pulled["blobs"], pulled["missing"]) == (3, 2, 0)
