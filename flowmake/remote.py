@@ -124,7 +124,9 @@ class BackendRemote:
 
     def listing(self, folder: str) -> set[str]:
         start = len(self.url) + 1
-        return {url[start:] for url in self.backend.glob(self._url(f"{folder}/*/*"))}
+        find = getattr(self.backend, "find", None)  # optional: a flat listing is far cheaper
+        urls = find(self._url(folder)) if find else self.backend.glob(self._url(f"{folder}/*/*"))
+        return {url[start:] for url in urls if url[start:].count("/") == 2}
 
 
 def open_remote(url: str, root: Path, backend_for: Callable[[str], Any]) -> RemoteStore:

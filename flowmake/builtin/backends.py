@@ -112,6 +112,11 @@ class FsspecBackend:
         proto = pattern.split("://", 1)[0]
         return sorted(p if "://" in p else f"{proto}://{p.lstrip('/')}" for p in fs.glob(pattern))
 
+    def find(self, prefix: str) -> list[str]:
+        fs = self.fs(prefix)
+        proto = prefix.split("://", 1)[0]
+        return sorted(p if "://" in p else f"{proto}://{p.lstrip('/')}" for p in fs.find(prefix))
+
 
 def fingerprint_from_info(info: Mapping[str, Any]) -> str:
     """The best change detector an object store gives without reading the object."""

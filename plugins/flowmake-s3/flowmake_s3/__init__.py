@@ -89,6 +89,10 @@ class S3Backend:
     def glob(self, pattern: str) -> list[str]:
         return sorted(_url(p) for p in self.fs.glob(pattern))
 
+    def find(self, prefix: str) -> list[str]:
+        """Every object under a prefix: a flat listing, 1,000 keys a request."""
+        return sorted(_url(p) for p in self.fs.find(prefix))
+
     # -- what the remote cache asks of immutable objects: one request each ---------------
 
     def object_exists(self, url: str) -> bool:
