@@ -34,7 +34,7 @@ from flowmake.errors import UsageError
 from flowmake.executor import JobResult
 from flowmake.fingerprint import Hasher, hash_bytes, hash_file
 from flowmake.model import Output, Shell, Target
-from flowmake.remote import BackendRemote, FolderRemote, Transfers, open_remote
+from flowmake.remote import SMALL_BLOB, BackendRemote, FolderRemote, Transfers, open_remote
 from flowmake.urls import Urls, digest_url_outputs
 
 
@@ -193,7 +193,12 @@ def test_push_then_fetch_into_another_cache(tmp_path: Path, kind: str) -> None:
     pusher = Transfers(first, remote, warnings.append, writable=True)
     count = pusher.push(record)
     assert (count.records, count.uploaded, count.present) == (1, 1, 0)
-    assert pusher.push(record).present == 1  # immutable blobs are not sent twice
+    # A small blob is sent again rather than probed (one request either way) ...
+    assert pusher.push(record).uploaded == 1
+    # ... but not when a listing says it is there: then nothing at all is written.
+    listed = pusher.remote_listing()
+    assert blob_rel(record.outputs["out/a.txt"].digest) in listed
+    assert (pusher.push(record, listed).uploaded, pusher.push(record, listed).present) == (0, 1)
     puller = Transfers(second, remote, warnings.append, writable=True)
     fetched = puller.fetch_record(record.key)
     assert fetched == record
@@ -204,6 +209,16 @@ def test_push_then_fetch_into_another_cache(tmp_path: Path, kind: str) -> None:
     assert warnings == []
     pusher.close()
     puller.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "folder"])
+def test_a_large_blob_is_probed_and_never_sent_twice(tmp_path: Path, kind: str) -> None:
+    remote = memory_remote() if kind == "memory" else FolderRemote(tmp_path / "remote")
+    cache = LocalCache(tmp_path / "c1")
+    record = saved_record(cache, tmp_path, b"x" * (SMALL_BLOB + 1))
+    pusher = Transfers(cache, remote, print, writable=True)
+    assert (pusher.push(record).uploaded, pusher.push(record).present) == (1, 1)
+    pusher.close()
 
 
 @pytest.mark.parametrize("writable", [True, False])
