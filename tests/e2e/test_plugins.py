@@ -134,6 +134,25 @@ def test_version_lists_installed_plugins(plugin_site: Path) -> None:
 
 
 @pytest.mark.slow
+def test_the_entry_point_scan_is_cached_until_a_package_comes_or_goes(
+        plugin_site: Path, tmp_path: Path) -> None:
+    root = project(tmp_path / "proj", '[targets.a]\ncmd = "true"\n')
+    (root / ".flowmake").mkdir()
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {"PYTHONPATH": str(site)}
+    assert "testplugin" not in run(root, "--version", env=env).stdout
+    assert (root / ".flowmake" / "entry_points.marshal").exists()  # the scan, kept
+    for item in plugin_site.iterdir():  # "pip install" into that folder
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, site / item.name)
+    assert "plugin: testplugin flowmake-testplugin 0.3.1" in run(root, "--version",
+                                                                  env=env).stdout
+    for item in list(site.iterdir()):  # and uninstalled again
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    assert "testplugin" not in run(root, "--version", env=env).stdout
+
+
+@pytest.mark.slow
 def test_a_disabled_plugin_observes_nothing(plugin_site: Path, tmp_path: Path) -> None:
     root = project(tmp_path / "proj", OBSERVED_FLOW, STEPS)
     log = tmp_path / "events.jsonl"
