@@ -196,8 +196,9 @@ class Artifacts:
             shutil.copyfileobj(src, dst, 1 << 20)
 
     def save(self, step: Step, result: JobResult) -> None:
-        """Keep a built target's outputs and log, then push them: in the background, so
-        that copying a large output never holds the scheduler up (``close`` waits)."""
+        """Keep a built target's outputs and log, then push them. Large outputs are copied
+        in the background, so that they never hold the scheduler up (``close`` waits);
+        small ones right here (see INLINE_SAVE_BYTES). Pushes are always in the background."""
         target = step.target
         if step.key is None or not target.cache or target.always:
             return
