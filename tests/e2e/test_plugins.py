@@ -311,3 +311,23 @@ def test_parquet_without_its_plugin_names_the_plugin(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'.parquet'" in result.stderr and "targets.frame.outputs" in result.stderr
     assert "pip install flowmake-parquet" in result.stderr
+
+
+def test_a_url_protocol_no_plugin_serves_is_a_config_error(tmp_path: Path) -> None:
+    root = project(tmp_path, """
+        [targets.fetch]
+        cmd     = "echo ${inputs} > ${outputs}"
+        inputs  = ["nosuch://bucket/table.csv"]
+        outputs = ["out/fetched.txt"]
+    """)
+    result = run(root, "build")
+    assert result.returncode == 2
+    assert "no installed plugin serves 'nosuch://' URLs" in result.stderr
+    assert "flow.toml:3: targets.fetch.inputs" in result.stderr
+    assert "hint: install a flowmake plugin that provides it" in result.stderr
+    assert "Traceback" not in result.stderr and not (root / "out").exists()
+    # A known name gets its package named.
+    (root / "flow.toml").write_text((root / "flow.toml").read_text().replace("nosuch://",
+                                                                              "gs://"))
+    result = run(root, "build")
+    assert result.returncode == 2 and "pip install gcsfs" in result.stderr
