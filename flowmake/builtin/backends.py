@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from ..hookspecs import hookimpl
@@ -108,14 +108,16 @@ class FsspecBackend:
             fs.rm(url, recursive=True)
 
     def glob(self, pattern: str) -> list[str]:
-        fs = self.fs(pattern)
-        proto = pattern.split("://", 1)[0]
-        return sorted(p if "://" in p else f"{proto}://{p.lstrip('/')}" for p in fs.glob(pattern))
+        return _as_urls(pattern, self.fs(pattern).glob(pattern))
 
     def find(self, prefix: str) -> list[str]:
-        fs = self.fs(prefix)
-        proto = prefix.split("://", 1)[0]
-        return sorted(p if "://" in p else f"{proto}://{p.lstrip('/')}" for p in fs.find(prefix))
+        return _as_urls(prefix, self.fs(prefix).find(prefix))
+
+
+def _as_urls(like: str, paths: Iterable[str]) -> list[str]:
+    """fsspec's paths (which drop the protocol) as sorted URLs of ``like``'s protocol."""
+    proto = like.split("://", 1)[0]
+    return sorted(p if "://" in p else f"{proto}://{p.lstrip('/')}" for p in paths)
 
 
 def fingerprint_from_info(info: Mapping[str, Any]) -> str:
