@@ -27,11 +27,12 @@ A whole minimal backend plugin::
     def flowmake_register_backends():
         return [HttpBackend]
 
-Two optional methods make a remote artifact cache (``[flow] remote``) on the backend
-cheaper: ``object_exists(url) -> bool`` (one metadata request, no probe for a folder)
-and ``read_stream(url) -> IO[bytes]`` (one sequential read with no metadata request
-first; FileNotFoundError when absent). Without them the cache uses ``exists`` and
-``open``. flowmake-s3 has both.
+Three optional methods make a remote artifact cache (``[flow] remote``) on the backend
+cheaper: ``object_exists(url) -> bool`` (one metadata request, no probe for a folder),
+``read_stream(url) -> IO[bytes]`` (one sequential read with no metadata request first;
+FileNotFoundError when absent) and ``find(prefix) -> list[str]`` (every object URL under
+a prefix from one flat listing, for ``cache push``). Without them the cache uses
+``exists``, ``open`` and ``glob``. flowmake-s3 has all three.
 """
 
 from __future__ import annotations

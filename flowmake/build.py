@@ -18,13 +18,11 @@ EXIT_FOR_RESULT = {"success": 0, "failed": 1, "interrupted": 130}
 
 
 def default_jobs(ws: Workspace, requested: int | None) -> int:
-    jobs = requested if requested is not None else (
-        ws.project.settings.jobs or os.cpu_count() or 1)
-    if jobs < 1:
-        from .errors import UsageError
-
-        raise UsageError(f"-j must be at least 1, got {jobs}")
-    return jobs
+    """``-j``, else ``[flow] jobs``, else the CPU count (the CLI and the config loader
+    refuse values below 1)."""
+    if requested is not None:
+        return requested
+    return ws.project.settings.jobs or os.cpu_count() or 1
 
 
 def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:

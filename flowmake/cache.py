@@ -292,9 +292,7 @@ class LocalCache:
 
         Raises Mismatch (and drops the blob) when the cached copy was damaged.
         """
-        parent = os.path.dirname(dest) or "."
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{os.urandom(6).hex()}")
+        tmp = _beside(dest)
         mode = 0o777 if executable else 0o666  # the umask applies, as to any new file
         blob = str(self.blob_path(digest))
         try:
@@ -313,9 +311,7 @@ class LocalCache:
         files = self.manifest(digest)
         if files is None:
             raise Mismatch(f"cached folder manifest {digest} is missing or damaged")
-        parent = os.path.dirname(dest) or "."
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{os.urandom(6).hex()}")
+        tmp = _beside(dest)
         os.makedirs(tmp)
         try:
             for rel, file_digest, executable in files:
@@ -345,6 +341,13 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _beside(dest: str) -> str:
+    """A hidden temporary name in ``dest``'s folder (made if need be), for a rename into place."""
+    parent = os.path.dirname(dest) or "."
+    os.makedirs(parent, exist_ok=True)
+    return os.path.join(parent, f".{os.path.basename(dest)}.flowmake-{os.urandom(6).hex()}")
 
 
 def remove_path(path: str) -> None:
