@@ -11,12 +11,11 @@ import json
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .executor import Executor, Job, JobResult
+from .executor import Executor, Job, JobHandle, JobResult
 from .graph import Graph
 from .model import Call, Project, Shell, Target
 from .plan import Checker, State, Step
@@ -124,7 +123,7 @@ class Scheduler:
         self.waiting = {n: sum(1 for u in graph.upstream[n] if u in chosen) for n in self.order}
         self.ready: deque[str] = deque(n for n in self.order if self.waiting[n] == 0)
         self.runnable: deque[Step] = deque()
-        self.running: dict[Future[JobResult], tuple[Step, float]] = {}
+        self.running: dict[JobHandle, tuple[Step, float]] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.in_use: Counter[str] = Counter()
         self.stopping = False
@@ -154,26 +153,46 @@ class Scheduler:
 
     def _loop(self) -> None:
         while True:
-            self._check_ready()
-            self._start_runnable()
+            self._fill()
             if not self.running:
                 return
-            done, _ = wait(self.running, return_when=FIRST_COMPLETED)
-            for future in done:
-                step, started = self.running.pop(future)
+            finished = [(handle.result(), *self.running.pop(handle))
+                        for handle in self._wait()]
+            for _, step, _ in finished:
                 self._release(step.target)
-                self._finish(step, future.result(), started)
+            if self.keep_going or all(result.ok for result, _, _ in finished):
+                self._start_runnable()  # the freed slots are refilled before the bookkeeping
+            for result, step, started in finished:
+                self._finish(step, result, started)
 
-    def _check_ready(self) -> None:
-        while self.ready and not self.stopping:
-            name = self.ready.popleft()
-            step = self.checker.check(self.graph.targets[name])
-            if step.state is State.FRESH:
-                self._done(Outcome(name, "fresh"))
-            elif step.state is State.RESTORABLE and self._restore(step):
-                continue
-            else:
-                self.runnable.append(step)
+    def _fill(self) -> None:
+        """Check ready targets and start jobs until every slot is busy and as many steps
+        again are checked and waiting (so that a slot freed is refilled at once), or until
+        nothing is ready."""
+        while True:
+            self._start_runnable()
+            if self.stopping or not self.ready:
+                return
+            if len(self.running) >= self.jobs and len(self.runnable) >= self.jobs:
+                return
+            self._check(self.ready.popleft())
+
+    def _wait(self) -> Iterable[JobHandle]:
+        """The running jobs that are done, once there is at least one."""
+        assert self.executor is not None
+        waiter = getattr(self.executor, "wait", None)
+        if waiter is not None:  # an executor that drives its jobs from this thread
+            return waiter(self.running)
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        return wait(self.running, return_when=FIRST_COMPLETED)[0]
+
+    def _check(self, name: str) -> None:
+        step = self.checker.check(self.graph.targets[name])
+        if step.state is State.FRESH:
+            self._done(Outcome(name, "fresh"))
+        elif step.state is not State.RESTORABLE or not self._restore(step):
+            self.runnable.append(step)
 
     def _restore(self, step: Step) -> bool:
         assert self.restorer is not None

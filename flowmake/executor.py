@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
@@ -81,15 +80,29 @@ class JobResult:
     interrupted: bool = False
 
 
+class JobHandle(Protocol):
+    """A submitted job: a ``concurrent.futures.Future`` is one."""
+
+    def done(self) -> bool: ...
+    def result(self, timeout: float | None = None) -> JobResult: ...
+
+
 class Executor(Protocol):
-    """Runs jobs concurrently; ``NAME`` is what ``[flow] executor`` names."""
+    """Runs jobs concurrently; ``NAME`` is what ``[flow] executor`` names.
+
+    The scheduler waits for the handles ``submit`` returns with
+    ``concurrent.futures.wait``, unless the executor has a method
+    ``wait(handles) -> set of the done ones`` (blocking until there is one): then it runs
+    its jobs from the scheduler's thread, as the local executor does.
+    """
 
     NAME: ClassVar[str]
 
     def __init__(self, jobs: int, options: Mapping[str, Any]) -> None: ...
 
-    def submit(self, job: Job, on_line: LineSink | None = None) -> Future[JobResult]:
-        """Start ``job``; the future resolves to its JobResult (never raises for job failures)."""
+    def submit(self, job: Job, on_line: LineSink | None = None) -> JobHandle:
+        """Start ``job``; the handle resolves to its JobResult (never raises for job
+        failures). Without a ``wait`` method it must be a ``concurrent.futures.Future``."""
         ...
 
     def cancel(self) -> None:
@@ -105,7 +118,9 @@ def prepare_outputs(job: Job) -> None:
     """Create the parent folders of a job's local outputs before it runs."""
     for _, path in job.outputs:
         if "://" not in path:
-            os.makedirs(os.path.dirname(os.path.join(job.root, path)) or job.root, exist_ok=True)
+            parent = os.path.dirname(os.path.join(job.root, path)) or job.root
+            if not os.path.isdir(parent):  # a stat: mkdir of an existing folder costs more
+                os.makedirs(parent, exist_ok=True)
 
 
 def finish_outputs(job: Job, ok: bool, output: str, duration: float, error: str | None,

@@ -3,48 +3,266 @@
 Each command runs with ``sh -c`` in a new session (its own process group), so a timeout
 or Ctrl-C kills the command and everything it started, and a terminal's SIGINT reaches
 flowmake first, which then stops its jobs cleanly.
+
+One thread runs every command, as ninja does: the scheduler's own. Commands are started
+when submitted and a selector over their output pipes tells when they end
+(:meth:`LocalExecutor.wait`), so no thread per job fights the scheduler for the GIL
+(measured: with one thread per job, 1,000 small targets spent ~40% of the build waiting
+for it).
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from flowmake.executor import Job, JobResult, LineSink, finish_outputs, prepare_outputs
 from flowmake.hookspecs import hookimpl
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+EXIT_POLL = 0.005  # after EOF, how often to look for the exit of a command still running
+READ_SIZE = 1 << 16
+# As make and ninja: an absolute path, so that starting a command does not try each PATH
+# entry in turn (measured: ~0.5 ms a target with PATH's nine folders here).
+SHELL = "/bin/sh"
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace: float = KILL_GRACE) -> None:
-    """SIGTERM the process group, then SIGKILL it if it has not gone after ``grace``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+class _Attempt:
+    """One run of a shell command: its process group, its output pipe, its deadlines."""
+
+    __slots__ = ("deadline", "error", "fd", "kill_at", "partial", "proc", "timed_out")
+
+    def __init__(self, job: Job, preexec_fn: Callable[[], None] | None) -> None:
+        prepare_outputs(job)
+        env = None if job.env is None else {**os.environ, **job.env}
+        self.proc = subprocess.Popen(
+            [SHELL, "-c", job.command or ""], cwd=job.cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=preexec_fn)
+        assert self.proc.stdout is not None
+        self.fd: int | None = self.proc.stdout.fileno()  # None after EOF
+        self.deadline = time.monotonic() + job.timeout if job.timeout else None
+        self.kill_at: float | None = None  # SIGTERM sent: SIGKILL at this time
+        self.timed_out = False
+        self.partial = b""  # an unfinished line, when streaming
+
+    def terminate(self) -> None:
+        """SIGTERM the group now; the loop sends SIGKILL if it outlives KILL_GRACE."""
+        if self.kill_at is None:
+            self.kill_at = time.monotonic() + KILL_GRACE
+            self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: int) -> None:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
-            return
+            pass
+
+    def close_pipe(self) -> None:
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.fd = None
+
+    def exit_error(self, code: int, timeout: float | None) -> str | None:
+        if self.kill_at is not None:
+            self._signal(signal.SIGKILL)  # the leader is gone; nothing it started outlives it
+        if self.timed_out:
+            return f"timed out after {timeout:g}s"
+        if code < 0:
+            return f"killed by signal {signal.Signals(-code).name}"
+        return None if code == 0 else f"exit code {code}"
+
+
+class JobHandle:
+    """The pending result of one shell job (what ``submit`` returns), Future-like."""
+
+    __slots__ = ("_loop", "_result", "attempt", "current", "job", "number", "on_line", "output",
+                 "started")
+
+    def __init__(self, loop: _Loop, job: Job, on_line: LineSink | None) -> None:
+        self._loop, self.job, self.on_line = loop, job, on_line
+        self._result: JobResult | None = None
+        self.output: list[bytes] = []
+        self.number = 0  # attempts made
+        self.current: _Attempt | None = None
+        self.started = time.monotonic()
+
+    def done(self) -> bool:
+        return self._result is not None
+
+    def result(self, timeout: float | None = None) -> JobResult:
+        """The result, running the loop until there is one (``timeout`` is ignored: the
+        loop itself enforces the job's timeout and the kill grace)."""
+        while self._result is None:
+            self._loop.pump({self})
+        return self._result
+
+
+class _Loop:
+    """Starts attempts and multiplexes their pipes; owned by one thread."""
+
+    def __init__(self, runner: CommandRunner) -> None:
+        self.runner = runner
+        self.selector = selectors.DefaultSelector()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.selector.register(self.wake_r, selectors.EVENT_READ, None)
+        self.active: set[JobHandle] = set()
+        self.exiting: set[JobHandle] = set()  # output closed, process not yet gone
+
+    def close(self) -> None:
+        self.selector.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
+
+    def wake(self) -> None:
         try:
-            proc.wait(grace)
-            # The leader is gone; make sure nothing it started outlives it.
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.write(self.wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # already awake (pipe full) or closed
+
+    def start(self, job: Job, on_line: LineSink | None) -> JobHandle:
+        handle = JobHandle(self, job, on_line)
+        self._next_attempt(handle, None)
+        return handle
+
+    def _next_attempt(self, handle: JobHandle, error: str | None) -> None:
+        """Start the handle's next attempt, or resolve it when there is none to make."""
+        job = handle.job
+        if self.runner.cancelled.is_set():
+            self._resolve(handle, None, interrupted=True)
             return
-        except subprocess.TimeoutExpired:
-            continue
-        except (ProcessLookupError, PermissionError):
+        if handle.number > 0:
+            if error is None or handle.number > job.retries:
+                self._resolve(handle, error)
+                return
+            handle.output.append(
+                f"--- attempt {handle.number + 1} of {job.retries + 1} ({error}) ---\n".encode())
+        handle.number += 1
+        try:
+            attempt = _Attempt(job, self.runner.preexec_fn)
+        except OSError as exc:  # no such cwd, no sh: a failure of this target, not of the build
+            self._resolve(handle, f"cannot start the command: {exc}")
             return
+        handle.current = attempt
+        self.active.add(handle)
+        assert attempt.fd is not None
+        self.selector.register(attempt.fd, selectors.EVENT_READ, handle)
+        # cancel() sets the event, then takes the lock: one of us kills it
+        with self.runner.lock:
+            self.runner.running[attempt] = self
+            cancelled = self.runner.cancelled.is_set()
+        if cancelled:  # cancelled while it was starting
+            attempt.terminate()
+
+    def _resolve(self, handle: JobHandle, error: str | None, interrupted: bool = False) -> None:
+        self.active.discard(handle)
+        handle.current = None
+        job = handle.job
+        output = b"".join(handle.output).decode("utf-8", errors="replace")
+        duration = time.monotonic() - handle.started
+        if interrupted or self.runner.cancelled.is_set():
+            handle._result = JobResult(job.name, False, output, duration, "interrupted",
+                                       max(handle.number, 1), interrupted=True)
+        else:
+            handle._result = finish_outputs(job, error is None, output, duration, error,
+                                            handle.number)
+
+    def pump(self, wanted: Iterable[Any], timeout: float | None = None) -> None:
+        """Handle events until one of ``wanted`` is done (or ``timeout`` passes)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while not any(h.done() for h in wanted):
+            now = time.monotonic()
+            wait = self._next_deadline(now)
+            if end is not None:
+                wait = max(0.0, end - now) if wait is None else min(wait, max(0.0, end - now))
+            for key, _ in self.selector.select(wait):
+                if key.data is None:
+                    os.read(self.wake_r, 4096)  # a python job finished, or a cancel
+                else:
+                    self._readable(key.data, key.fd)
+            self._check_exits()
+            self._check_deadlines()
+            if end is not None and time.monotonic() >= end:
+                return
+
+    def _next_deadline(self, now: float) -> float | None:
+        times = [t for h in self.active if (a := h.current) is not None
+                 for t in (a.deadline, a.kill_at) if t is not None]
+        if self.exiting:
+            times.append(now + EXIT_POLL)
+        return max(0.0, min(times) - now) if times else None
+
+    def _readable(self, handle: JobHandle, fd: int) -> None:
+        attempt = handle.current
+        if attempt is None or attempt.fd != fd:  # left over by a Ctrl-C in mid-step
+            self.selector.unregister(fd)
+            return
+        data = os.read(fd, READ_SIZE)
+        if data:
+            if handle.on_line is None:
+                handle.output.append(data)
+            else:
+                self._stream(handle, attempt, data)
+            return
+        if attempt.partial:  # a last line without a newline
+            self._emit(handle, attempt.partial)
+            attempt.partial = b""
+        self.exiting.add(handle)  # first: a Ctrl-C from here on leaves nothing stuck
+        self.selector.unregister(fd)
+        attempt.close_pipe()
+
+    def _stream(self, handle: JobHandle, attempt: _Attempt, data: bytes) -> None:
+        *lines, attempt.partial = (attempt.partial + data).split(b"\n")
+        for line in lines:
+            self._emit(handle, line + b"\n")
+
+    @staticmethod
+    def _emit(handle: JobHandle, raw: bytes) -> None:
+        handle.output.append(raw)
+        assert handle.on_line is not None
+        handle.on_line(handle.job.name, raw.decode("utf-8", errors="replace"))
+
+    def _check_exits(self) -> None:
+        for handle in list(self.exiting):
+            attempt = handle.current
+            if attempt is None or attempt.fd is not None:  # resolved, or a new attempt
+                self.exiting.discard(handle)
+                continue
+            code = attempt.proc.poll()  # a second poll() returns the same code
+            if code is None:
+                continue
+            with self.runner.lock:
+                self.runner.running.pop(attempt, None)
+            self._next_attempt(handle, attempt.exit_error(code, handle.job.timeout))
+            self.exiting.discard(handle)  # last: a Ctrl-C before this only repeats the step
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for handle in self.active:
+            attempt = handle.current
+            if attempt is None:
+                continue
+            if attempt.deadline is not None and now >= attempt.deadline and not attempt.timed_out:
+                attempt.timed_out = True
+                attempt.terminate()
+            if attempt.kill_at is not None and now >= attempt.kill_at:
+                attempt._signal(signal.SIGKILL)
+                attempt.kill_at = now + KILL_GRACE  # and again, should it still be there
 
 
 class CommandRunner:
     """Runs shell jobs as process groups, with timeout and retries, and kills them on demand.
 
     The local executor is one; a remote executor (flowmake-dask) uses one on each worker
-    so that shell targets behave the same wherever they run.
+    (``run``, from any number of threads) so that shell targets behave the same wherever
+    they run.
 
     Args:
         preexec_fn: called in the child before ``sh`` starts (after ``setsid``); a remote
@@ -52,101 +270,61 @@ class CommandRunner:
     """
 
     def __init__(self, preexec_fn: Callable[[], None] | None = None) -> None:
-        self.running: set[subprocess.Popen[bytes]] = set()
+        self.running: dict[_Attempt, _Loop] = {}
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
         self.preexec_fn = preexec_fn
 
     def run(self, job: Job, on_line: LineSink | None) -> JobResult:
-        start = time.monotonic()
-        output: list[str] = []
-        error: str | None = None
-        attempt = 0
-        for attempt in range(1, job.retries + 2):
-            if self.cancelled.is_set():
-                break
-            if attempt > 1:
-                output.append(f"--- attempt {attempt} of {job.retries + 1} ({error}) ---\n")
-            prepare_outputs(job)
-            error = self._once(job, on_line, output)
-            if error is None:
-                break
-        duration = time.monotonic() - start
-        if self.cancelled.is_set():
-            return JobResult(job.name, False, "".join(output), duration, "interrupted",
-                             attempt, interrupted=True)
-        return finish_outputs(job, error is None, "".join(output), duration, error, attempt)
-
-    def _once(self, job: Job, on_line: LineSink | None, output: list[str]) -> str | None:
-        """Run the command once; None on success, else why it failed."""
-        env = None if job.env is None else {**os.environ, **job.env}
-        proc = subprocess.Popen(
-            ["sh", "-c", job.command or ""], cwd=job.cwd, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=self.preexec_fn)
-        with self.lock:  # cancel() sets the event, then takes the lock: one of us kills it
-            self.running.add(proc)
-            cancelled = self.cancelled.is_set()
-        if cancelled:  # cancelled while it was starting
-            kill_group(proc)
-        timed_out = threading.Event()
-
-        def on_timeout() -> None:
-            timed_out.set()
-            kill_group(proc)
-
-        timer = threading.Timer(job.timeout, on_timeout) if job.timeout else None
-        if timer:
-            timer.daemon = True
-            timer.start()
+        """Run ``job`` to its end on this thread."""
+        loop = _Loop(self)
         try:
-            _read(proc.stdout, job.name, on_line, output)
-            code = proc.wait()
+            return loop.start(job, on_line).result()
         finally:
-            if timer:
-                timer.cancel()
-            with self.lock:
-                self.running.discard(proc)
-        if timed_out.is_set():
-            return f"timed out after {job.timeout:g}s"
-        if code < 0:
-            return f"killed by signal {signal.Signals(-code).name}"
-        return None if code == 0 else f"exit code {code}"
+            loop.close()
 
     def cancel(self) -> None:
-        """Kill every running command's process group; later attempts do not start."""
+        """SIGTERM every running command's process group (SIGKILL after KILL_GRACE);
+        later attempts do not start."""
         self.cancelled.set()
         with self.lock:
-            procs = list(self.running)
-        threads = [threading.Thread(target=kill_group, args=(p,), daemon=True) for p in procs]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            running = list(self.running.items())
+        for attempt, loop in running:
+            attempt.terminate()
+            loop.wake()  # a loop in another thread recomputes its deadlines
 
 
 class LocalExecutor(CommandRunner):
-    """Runs up to ``jobs`` commands at once in threads that each wait on one process."""
+    """Runs up to ``jobs`` commands at once (the scheduler keeps the count), all from the
+    scheduler's thread; python targets go to a pool of worker processes."""
 
     NAME = "local"
 
     def __init__(self, jobs: int, options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        self.pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="flowmake-job")
+        self.jobs = jobs
+        self.loop = _Loop(self)
         self.python: Any = None  # the python-target worker pool, started on first use
 
-    def submit(self, job: Job, on_line: LineSink | None = None) -> Future[JobResult]:
+    def submit(self, job: Job, on_line: LineSink | None = None) -> Any:
         if job.function is not None:
-            return self._python_pool().submit(job, on_line)
-        return self.pool.submit(self.run, job, on_line)
+            future = self._python_pool().submit(job, on_line)
+            future.add_done_callback(lambda _: self.loop.wake())
+            return future
+        return self.loop.start(job, on_line)
+
+    def wait(self, handles: Iterable[Any]) -> set[Any]:
+        """Block until at least one of ``handles`` is done; return those that are."""
+        handles = list(handles)
+        self.loop.pump(handles)
+        return {h for h in handles if h.done()}
 
     def _python_pool(self) -> Any:
-        with self.lock:
-            if self.python is None:
-                from .python_workers import WorkerPool
+        if self.python is None:
+            from .python_workers import WorkerPool
 
-                self.python = WorkerPool(self.pool._max_workers)
-            return self.python
+            self.python = WorkerPool(self.jobs)
+        return self.python
 
     def cancel(self) -> None:
         super().cancel()
@@ -154,24 +332,9 @@ class LocalExecutor(CommandRunner):
             self.python.cancel()
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
         if self.python is not None:
             self.python.shutdown()
-
-
-def _read(stream: IO[bytes] | None, name: str, on_line: LineSink | None,
-          output: list[str]) -> None:
-    """Collect a command's output; with ``on_line`` (-v) pass each line on as it comes."""
-    if stream is None:
-        return
-    with stream:
-        if on_line is None:
-            output.append(stream.read().decode("utf-8", errors="replace"))
-            return
-        for raw in stream:
-            line = raw.decode("utf-8", errors="replace")
-            output.append(line)
-            on_line(name, line)
+        self.loop.close()
 
 
 @hookimpl
