@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import marshal
 import os
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
 FILE = "noop.marshal"
-FORMAT = 1
+FORMAT = 2
 RACY_NS = 2_000_000_000
+SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -33,80 +35,87 @@ def _stat(path: str) -> tuple[int, int, int] | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
+def _stats(paths: list[str]) -> bytes:
+    """The (size, mtime_ns, inode) of every path, serialized; OSError if one is missing.
+    Compared as bytes: no tuple of the last save has to be loaded."""
+    stat = os.stat
+    return marshal.dumps([(s.st_size, s.st_mtime_ns, s.st_ino) for s in map(stat, paths)])
+
+
 def signature(flow_file: str, overrides: list[str], selection: list[str],
-              env: Iterable[str] = ()) -> tuple[Any, ...] | None:
+              env: Iterable[str], site_dirs: Iterable[str]) -> tuple[Any, ...] | None:
     from . import __version__
 
     st = _stat(flow_file)
     if st is None:
         return None
     env_values = tuple((n, os.environ.get(n)) for n in sorted(env))
-    return (FORMAT, __version__, flow_file, *st, tuple(overrides), tuple(selection), env_values,
-            _installed())
+    # Installing or removing a package (a new observer plugin, say) changes the mtime of
+    # its site folder, and with it the signature (another environment has other folders).
+    installed = tuple((d, found[1]) for d in site_dirs if (found := _stat(d)) is not None)
+    return (__version__, sys.hexversion, flow_file, *st, tuple(overrides),
+            tuple(selection), env_values, installed)
 
 
-def _installed() -> tuple[tuple[str, int], ...]:
-    """The mtimes of the package folders: installing or removing a package (a new
-    observer plugin, say) changes them, and with them the signature."""
+def _site_dirs() -> list[str]:
+    """Where packages are installed (sysconfig is imported only when the answer is saved)."""
     import site
     import sysconfig
 
     paths = sysconfig.get_paths()
-    found = []
-    for entry in dict.fromkeys([paths["purelib"], paths["platlib"], site.getusersitepackages()]):
-        st = _stat(entry)
-        if st is not None:
-            found.append((entry, st[1]))
-    return tuple(found)
+    return list(dict.fromkeys([paths["purelib"], paths["platlib"], site.getusersitepackages()]))
 
 
 def load(state_dir: str) -> tuple[Any, ...] | None:
     try:
         with open(os.path.join(state_dir, FILE), "rb") as f:
-            return marshal.loads(f.read())  # loads(read()): marshal.load(f) reads in dribs
+            saved = marshal.loads(f.read())  # loads(read()): marshal.load(f) reads in dribs
     except (OSError, EOFError, ValueError, TypeError):
         return None
+    return saved if isinstance(saved, tuple) and len(saved) == 9 and saved[0] == FORMAT \
+        else None
 
 
 def check(state_dir: str, flow_file: str, overrides: list[str],
-          selection: list[str]) -> tuple[list[str], int] | None:
-    """(fresh target names, history to keep) if nothing changed since the last all-fresh
-    build, else None."""
+          selection: list[str]) -> tuple[str, int, int] | None:
+    """(fresh target names joined by SEP, their count, history to keep) if nothing changed
+    since the last all-fresh build, else None."""
     saved = load(state_dir)
-    if not saved or len(saved) != 5:
+    if saved is None:
         return None
-    sig, env_names, paths, names, history = saved
-    if sig != signature(flow_file, overrides, selection, env_names):
+    _, sig, env_names, site_dirs, paths, stats, names, count, history = saved
+    if sig != signature(flow_file, overrides, selection, env_names, site_dirs):
         return None
-    stat = os.stat
     try:
-        for path, size, mtime_ns, ino in paths:
-            st = stat(path)
-            if st.st_mtime_ns != mtime_ns or st.st_size != size or st.st_ino != ino:
-                return None
+        if _stats(paths.split(SEP)) != stats:
+            return None
     except OSError:
         return None
-    return names, history
+    return names, count, history
 
 
 def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[str],
          env_names: Iterable[str], paths: Iterable[str], names: list[str], history: int) -> bool:
     """Save the stats of ``paths`` (files and folders, walked); False if one is racy."""
     deadline = time.time_ns() - RACY_NS
-    entries: list[tuple[str, int, int, int]] = []
-    for path in _expand(paths):
-        st = _stat(path)
-        if st is None or st[1] >= deadline:
-            return False
-        entries.append((path, *st))
+    expanded = list(_expand(paths))
+    try:
+        stats = _stats(expanded)
+    except OSError:
+        return False
+    if any(mtime_ns >= deadline for _, mtime_ns, _ in marshal.loads(stats)):
+        return False
     env_names = sorted(set(env_names))
-    sig = signature(flow_file, overrides, selection, env_names)
-    if sig is None or sig[4] >= deadline:
+    site_dirs = _site_dirs()
+    sig = signature(flow_file, overrides, selection, env_names, site_dirs)
+    flow_st = _stat(flow_file)
+    if sig is None or flow_st is None or flow_st[1] >= deadline:
         return False
     tmp = os.path.join(state_dir, f"{FILE}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            marshal.dump((sig, env_names, entries, names, history), f)
+            marshal.dump((FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
+                          SEP.join(names), len(names), history), f)
         os.replace(tmp, os.path.join(state_dir, FILE))
     except OSError:
         return False
@@ -133,8 +142,6 @@ def invalidate(state_dir: str) -> None:
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
              as_json: bool, quiet: bool, verbose: bool = False) -> int | None:
     """A whole no-op `flowmake build` (lock, check, record the run, print); None if not one."""
-    import json
-    import sys
     from pathlib import Path
 
     from .report import format_summary
@@ -148,8 +155,8 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
         found = check(state_dir, flow_file, overrides, selection)
         if found is None:
             return None
-        names, history = found
-        counts = {"built": 0, "restored": 0, "fresh": len(names), "failed": 0, "skipped": 0}
+        names, count, history = found
+        counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
         store = Store(Path(state_dir))
         try:
             run_id = store.start_run(command)
@@ -158,13 +165,16 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
             store.close()
     duration = time.monotonic() - start
     if as_json:
+        import json
+
         doc = {"run_id": run_id, "result": "success", "duration": round(duration, 4),
                "counts": counts,
-               "targets": [{"name": n, "status": "fresh", "duration": 0.0} for n in names]}
+               "targets": [{"name": n, "status": "fresh", "duration": 0.0}
+                           for n in (names.split(SEP) if count else ())]}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     if verbose:
         print(f"flowmake: no input, output or setting changed since the last all-fresh build"
-              f" ({len(names)} targets, no-op fast path)", file=sys.stderr)
+              f" ({count} targets, no-op fast path)", file=sys.stderr)
     if not as_json and not quiet:
         print(format_summary("success", counts, duration, run_id))
     return 0

@@ -45,40 +45,49 @@ def _hint(name: str) -> str:
 
 
 EntryPoint = tuple[str, str, str]  # (plugin name, "module:attribute", "distribution version")
-ENTRY_POINTS_FILE = "entry_points.marshal"
 
 
-def entry_points(state_dir: str | None) -> list[EntryPoint]:
+def user_cache_dir() -> str:
+    """flowmake's folder in the user's cache (``$XDG_CACHE_HOME``, else ``~/.cache``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "flowmake")
+
+
+def entry_points() -> list[EntryPoint]:
     """The ``flowmake`` entry points of the installed distributions.
 
     Scanning them costs ~40 ms (importing importlib.metadata alone ~25 ms) on every
-    command, so the answer is kept in ``state_dir`` (the project's ``.flowmake``) with
-    the mtimes of the ``sys.path`` folders: installing or removing a distribution adds or
-    removes its ``.dist-info`` folder, which changes its parent folder's mtime.
+    command, so the answer is kept in the user's cache folder, one file per ``sys.path``,
+    with the mtimes of the ``sys.path`` folders: installing or removing a distribution adds
+    or removes its ``.dist-info`` folder, which changes its parent folder's mtime. (Kept
+    per user rather than per project: a fresh clone, or a deleted ``.flowmake``, need not
+    scan again.)
     """
+    import zlib
+
     signature = (sys.version, [(p, _mtime(p)) for p in sys.path])
-    cached = os.path.join(state_dir, ENTRY_POINTS_FILE) if state_dir else None
-    if cached is not None:
-        try:
-            with open(cached, "rb") as f:
-                saved, found = marshal.loads(f.read())
-            if saved == signature:
-                return [tuple(ep) for ep in found]  # type: ignore[misc]
-        except (OSError, EOFError, ValueError, TypeError):
-            pass
+    name = f"{zlib.crc32(repr(sys.path).encode()):08x}.marshal"
+    cached = os.path.join(user_cache_dir(), "entry-points", name)
+    try:
+        with open(cached, "rb") as f:
+            saved, found = marshal.loads(f.read())
+        if saved == signature:
+            return [tuple(ep) for ep in found]  # type: ignore[misc]
+    except (OSError, EOFError, ValueError, TypeError):
+        pass
     from importlib.metadata import entry_points as scan
 
     found = [(ep.name, ep.value, f"{ep.dist.name} {ep.dist.version}" if ep.dist else "")
              for ep in scan(group="flowmake")]
-    if cached is not None and os.path.isdir(state_dir or ""):
-        tmp = f"{cached}.{os.getpid()}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                marshal.dump((signature, found), f)
-            os.replace(tmp, cached)
-        except OSError:  # a read-only project: scan again next time
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    tmp = f"{cached}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        with open(tmp, "wb") as f:
+            marshal.dump((signature, found), f)
+        os.replace(tmp, cached)
+    except OSError:  # no writable cache folder: scan again next time
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
     return found
 
 
@@ -115,8 +124,7 @@ class Plugins:
             if not self.pm.is_blocked(module):
                 self.pm.register(importlib.import_module(module), name=module)
         self.dists: dict[str, str] = {}  # entry-point plugin name -> "distribution version"
-        state_dir = os.path.join(project_root, ".flowmake") if project_root else None
-        for name, value, dist in entry_points(state_dir):
+        for name, value, dist in entry_points():
             if self.pm.is_blocked(name) or self.pm.has_plugin(name):
                 continue
             self.pm.register(_load_entry_point(name, value), name=name)

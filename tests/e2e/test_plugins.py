@@ -137,12 +137,15 @@ def test_version_lists_installed_plugins(plugin_site: Path) -> None:
 def test_the_entry_point_scan_is_cached_until_a_package_comes_or_goes(
         plugin_site: Path, tmp_path: Path) -> None:
     root = project(tmp_path / "proj", '[targets.a]\ncmd = "true"\n')
-    (root / ".flowmake").mkdir()
     site = tmp_path / "site"
     site.mkdir()
-    env = {"PYTHONPATH": str(site)}
+    env = {"PYTHONPATH": str(site), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     assert "testplugin" not in run(root, "--version", env=env).stdout
-    assert (root / ".flowmake" / "entry_points.marshal").exists()  # the scan, kept
+    kept = list((tmp_path / "cache" / "flowmake" / "entry-points").glob("*.marshal"))
+    assert len(kept) == 1  # the scan, kept in the user's cache folder
+    other = project(tmp_path / "other", '[targets.a]\ncmd = "true"\n')
+    run(other, "--version", env=env)
+    assert list((tmp_path / "cache" / "flowmake" / "entry-points").iterdir()) == kept  # shared
     for item in plugin_site.iterdir():  # "pip install" into that folder
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, site / item.name)
     assert "plugin: testplugin flowmake-testplugin 0.3.1" in run(root, "--version",
