@@ -36,7 +36,7 @@ SHELL = "/bin/sh"
 class _Attempt:
     """One run of a shell command: its process group, its output pipe, its deadlines."""
 
-    __slots__ = ("deadline", "error", "fd", "kill_at", "partial", "proc", "timed_out")
+    __slots__ = ("deadline", "error", "fd", "kill_at", "partial", "pidfd", "proc", "timed_out")
 
     def __init__(self, job: Job, preexec_fn: Callable[[], None] | None) -> None:
         prepare_outputs(job)
@@ -47,6 +47,9 @@ class _Attempt:
             preexec_fn=preexec_fn)
         assert self.proc.stdout is not None
         self.fd: int | None = self.proc.stdout.fileno()  # None after EOF
+        # Readable when the process ends (Linux 5.3+): the loop learns of the exit at once
+        # instead of polling for it after EOF.
+        self.pidfd: int | None = _pidfd(self.proc.pid)
         self.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.kill_at: float | None = None  # SIGTERM sent: SIGKILL at this time
         self.timed_out = False
@@ -69,6 +72,11 @@ class _Attempt:
             self.proc.stdout.close()
         self.fd = None
 
+    def close_pidfd(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
     def exit_error(self, code: int, timeout: float | None) -> str | None:
         if self.kill_at is not None:
             self._signal(signal.SIGKILL)  # the leader is gone; nothing it started outlives it
@@ -77,6 +85,13 @@ class _Attempt:
         if code < 0:
             return f"killed by signal {signal.Signals(-code).name}"
         return None if code == 0 else f"exit code {code}"
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
+        return None
 
 
 class JobHandle:
@@ -154,6 +169,8 @@ class _Loop:
         self.active.add(handle)
         assert attempt.fd is not None
         self.selector.register(attempt.fd, selectors.EVENT_READ, handle)
+        if attempt.pidfd is not None:
+            self.selector.register(attempt.pidfd, selectors.EVENT_READ, attempt)
         # cancel() sets the event, then takes the lock: one of us kills it
         with self.runner.lock:
             self.runner.running[attempt] = self
@@ -185,6 +202,9 @@ class _Loop:
             for key, _ in self.selector.select(wait):
                 if key.data is None:
                     os.read(self.wake_r, 4096)  # a python job finished, or a cancel
+                elif isinstance(key.data, _Attempt):  # its process ended: _check_exits reaps
+                    self.selector.unregister(key.fd)
+                    key.data.close_pidfd()
                 else:
                     self._readable(key.data, key.fd)
             self._check_exits()
@@ -195,8 +215,8 @@ class _Loop:
     def _next_deadline(self, now: float) -> float | None:
         times = [t for h in self.active if (a := h.current) is not None
                  for t in (a.deadline, a.kill_at) if t is not None]
-        if self.exiting:
-            times.append(now + EXIT_POLL)
+        if any(h.current is not None and h.current.pidfd is None for h in self.exiting):
+            times.append(now + EXIT_POLL)  # no pidfd to tell us: look again soon
         return max(0.0, min(times) - now) if times else None
 
     def _readable(self, handle: JobHandle, fd: int) -> None:
@@ -238,6 +258,9 @@ class _Loop:
             code = attempt.proc.poll()  # a second poll() returns the same code
             if code is None:
                 continue
+            if attempt.pidfd is not None:  # reaped before its pidfd event came round
+                self.selector.unregister(attempt.pidfd)
+                attempt.close_pidfd()
             with self.runner.lock:
                 self.runner.running.pop(attempt, None)
             self._next_attempt(handle, attempt.exit_error(code, handle.job.timeout))
