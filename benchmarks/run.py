@@ -38,6 +38,7 @@ from typing import IO
 from gen import Project, write_copy_project, write_hash_project, write_sleep_project
 
 BENCH_DIR = Path(__file__).resolve().parent
+VENV = BENCH_DIR / ".venv"  # --install release
 REPO_ROOT = BENCH_DIR.parent
 SETTLE_SECONDS = 2.0  # lets output mtimes age past any "racy timestamp" window
 STDERR_TAIL = 2000
@@ -542,16 +543,55 @@ def find_ninja(explicit: str | None) -> tuple[str, ...]:
     return (shutil.which("ninja") or "/usr/bin/ninja",)
 
 
-def find_flowmake(explicit: str | None) -> tuple[tuple[str, ...], dict[str, str] | None]:
-    """``--flowmake``, else the script beside this Python, else PATH, else ``python -m``."""
-    if explicit:
-        return tuple(shlex.split(explicit)), repo_pythonpath()
+def find_flowmake(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, str] | None]:
+    """``--flowmake``; else with ``--install here`` the script beside this Python (else on
+    PATH, else ``python -m``); else (the default) a release install in a venv."""
+    if args.flowmake:
+        return tuple(shlex.split(args.flowmake)), repo_pythonpath()
+    if args.install == "release":
+        return (release_install(),), None
+    _compile_flowmake()
     beside = Path(sys.executable).parent / "flowmake"
     if beside.is_file():
         return (str(beside),), None
     if found := shutil.which("flowmake"):
         return (found,), None
     return (sys.executable, "-m", "flowmake"), repo_pythonpath()
+
+
+def release_install() -> str:
+    """flowmake as a user installs it (``pip install flowmake``, no plugins): a wheel of
+    this working tree in a venv of its own (``benchmarks/.venv``, made once). Not the
+    development environment, whose editable-install finders and any ``.pth`` start-up
+    hooks of this machine's site-packages run at every interpreter start and are not
+    flowmake's (``--install here`` measures that one)."""
+    python = VENV / "bin" / "python"
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    if not python.exists():
+        print(f"- making {VENV} (once): a venv with flowmake's dependencies")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", *quiet, str(REPO_ROOT)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", *quiet, "--no-deps",
+                    "--force-reinstall", str(REPO_ROOT)], check=True)  # this working tree
+    return str(VENV / "bin" / "flowmake")
+
+
+def interpreter_start(exe: tuple[str, ...]) -> float | None:
+    """Median wall time of ``python -c pass`` for the interpreter behind a flowmake script:
+    the part of every flowmake figure that is Python's, not flowmake's."""
+    script = Path(exe[0])
+    try:
+        first = script.read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    python = first[2:].strip() if first.startswith("#!") else sys.executable
+    times = []
+    for _ in range(15):
+        start = time.perf_counter()
+        if subprocess.run([python, "-c", "pass"], check=False).returncode != 0:
+            return None
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def repo_pythonpath() -> dict[str, str]:
@@ -561,7 +601,7 @@ def repo_pythonpath() -> dict[str, str]:
 
 
 def make_tools(args: argparse.Namespace) -> list[Tool]:
-    fm_exe, fm_env = find_flowmake(args.flowmake)
+    fm_exe, fm_env = find_flowmake(args)
     return [
         Tool("flowmake", fm_exe, ("-q", "build", "-j{jobs}"), ("status",), fm_env),
         Tool("make", (args.make,), ("-j{jobs}", "-s", "all"), ("-q", "all")),
@@ -602,6 +642,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hash", action="store_true", help="also measure hashing throughput")
     p.add_argument("--dir", type=Path, help="where to generate projects (default: a temp dir)")
     p.add_argument("--flowmake", help='flowmake command, e.g. "python -m flowmake"')
+    p.add_argument("--install", choices=["release", "here"], default="release",
+                   help="release (default): a wheel of this tree in benchmarks/.venv, as users"
+                        " install it; here: the flowmake installed beside this Python")
     p.add_argument("--ninja", help="ninja command (default: the pip package's binary)")
     p.add_argument("--make", default="make", help="make command (default: make)")
     p.add_argument(
@@ -650,11 +693,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = QUICK if args.quick else FULL
     tools = make_tools(args)
-    _compile_flowmake()
     versions = tool_versions(tools)
     print("# flowmake benchmarks" + (" (quick)" if args.quick else ""))
     for tool in tools:
         print(f"- {tool.name}: {shlex.join(tool.exe)} — {versions[tool.name]}")
+    started = interpreter_start(tools[0].exe)
+    if started is not None:
+        print(f"- flowmake's Python starts (`python -c pass`) in {started * 1000:.0f} ms")
     owned = args.dir is None
     root = Path(tempfile.mkdtemp(prefix="flowmake-bench-")) if owned else args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -676,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nHashing throughput ({cfg.hash_mb} MiB input): {shown}")
     print("\n## bars\n")
     print(markdown_bars(bars))
-    write_json(args.json, cfg, args, tools, versions, results, bars, throughput)
+    write_json(args.json, cfg, args, tools, versions, results, bars, throughput, started)
     print(f"\nwrote {args.json}")
     return 0
 
@@ -690,6 +735,7 @@ def write_json(
     results: list[Series],
     bars: list[dict[str, object]],
     throughput: dict[str, float | None],
+    started: float | None,
 ) -> None:
     doc = {
         "meta": {
@@ -701,6 +747,8 @@ def write_json(
             "python": sys.version.split()[0],
             "rss_method": "/usr/bin/time -f %M" if TIME else "os.wait4 (includes harness RSS)",
             "tools": {t.name: {"argv": list(t.exe), "version": versions[t.name]} for t in tools},
+            "flowmake_install": "command" if args.flowmake else args.install,
+            "flowmake_python_start_s": started,
         },
         "results": [s.to_json() for s in results],
         "parallel_efficiency": {
