@@ -31,11 +31,14 @@ def hash_bytes(data: bytes | str) -> str:
 
 
 def hash_file(path: str) -> str:
-    """XXH3-128 of a file's content, read in 1 MiB chunks into one reused buffer."""
-    h = xxhash.xxh3_128()
-    buf = bytearray(_CHUNK)
-    view = memoryview(buf)
+    """XXH3-128 of a file's content: a small file in one read, a large one in 1 MiB chunks
+    into one reused buffer (allocating that buffer costs more than hashing a small file)."""
     with open(path, "rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size <= _CHUNK:
+            return xxhash.xxh3_128_hexdigest(f.readall())
+        h = xxhash.xxh3_128()
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
         while n := f.readinto(buf):
             h.update(view[:n])
     return h.hexdigest()
