@@ -191,7 +191,7 @@ class Artifacts:
         urls = self.hasher.url_backends()
         if entry.fingerprint is not None and urls.fingerprint(url) == entry.fingerprint:
             return  # the object is still what the cached run wrote
-        with open(self.local.blob_path(entry.digest), "rb") as src, \
+        with self.local.open_blob(entry.digest) as src, \
                 urls.backend(url).open(url, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
 
@@ -217,11 +217,11 @@ class Artifacts:
     def _save(self, key: str, name: str, digests: dict[str, str | None], log: str) -> None:
         try:
             outputs = {path: self._entry(path, digest) for path, digest in digests.items()}
+            record = ActionRecord(key, name, outputs, log)
+            self.local.write_action(record)  # after its blobs: then it may be used
         except (OSError, Mismatch, FlowmakeError) as exc:
             self.warn(f"{name}: outputs not cached ({exc})")
             return
-        record = ActionRecord(key, name, outputs, log)
-        self.local.write_action(record)
         self._local_records[key] = record
         transfers = self.transfers() if self.writable else None
         if transfers is not None:
@@ -259,14 +259,15 @@ class Artifacts:
                 future.result()
             self._saver.shutdown()
             self._saver, self._saves = None, []
-        if self._transfers is None:
-            return PushCount()
-        count, errors = self._transfers.wait(cancel=cancel)
-        if errors:
-            self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not pushed"
-                      f" to {self.remote_url}: {errors[0]}")
-        self._transfers.close()
-        self._transfers = None
+        count = PushCount()
+        if self._transfers is not None:
+            count, errors = self._transfers.wait(cancel=cancel)
+            if errors:
+                self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not"
+                          f" pushed to {self.remote_url}: {errors[0]}")
+            self._transfers.close()
+            self._transfers = None
+        self.local.close()  # nothing writes any more (a later use opens it again)
         return count
 
 

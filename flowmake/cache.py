@@ -1,37 +1,58 @@
 """The local artifact cache: content-addressed blobs and one action record per key.
 
-Layout of the cache folder (``[flow] cache``, default ``.flowmake/cache``); a remote cache
-(remote.py) has the same layout under its URL::
+Layout of the cache folder (``[flow] cache``, default ``.flowmake/cache``)::
 
-    blobs/ab/abcdef…           a file's content, named by its XXH3-128 digest; a folder's
-                               manifest (JSON: its files' paths, digests, modes) is a blob
-                               named by the folder's digest
-    actions/12/1234….json      one record per target key: each output path's kind and
-                               digest, and the log the target printed when it was built
-    tmp/                       partial writes, renamed into place when whole
+    index.db                   SQLite (WAL): every action record, and every blob of up to
+                               INLINE_BLOB bytes, inline
+        actions(key, used, record)   one record per target key (ActionRecord.dumps(): each
+                                     output path's kind and digest, and the log the target
+                                     printed); ``used``: when it was last saved or restored
+        blobs(digest, size, added, data)   small blobs, named by their digest
+    blobs/ab/abcdef…           a blob larger than INLINE_BLOB, one file each
+    tmp/                       partial writes of large blobs, renamed into place when whole
 
-Blobs are immutable and written under a temporary name then renamed, so concurrent builds
-(or projects sharing one cache folder) never see half of one. Restored outputs are copies
-(reflinks where the filesystem offers them), never hard links: a user editing an output
-must not change the cache. An action record's mtime is when it was last used (for ``gc``).
+A blob is a file's content named by its XXH3-128 digest; a folder's manifest (JSON: its
+files' paths, digests, modes) is a blob named by the folder's digest. Saving a small
+output creates no file at all: on a VM disk a new inode costs ~0.5-1 ms, a row in an
+open database tens of µs. A blob is verified before it is stored, and again when it is
+restored (a damaged one is deleted).
+
+The remote cache (remote.py) keeps the plain file layout under its URL: ``blobs/ab/…``
+and ``actions/12/….json`` (``action_rel``), whatever the size.
+
+Several processes (and projects sharing one cache folder) may use it at once: each write
+is its own short SQLite transaction (busy timeout 60 s), large blobs are written under a
+temporary name then renamed, and a record is written only after its blobs, so no one
+ever sees half of an entry. Restored outputs are copies (reflinks where the filesystem
+offers them), never hard links: a user editing an output must not change the cache.
+SQLite's WAL needs a local filesystem: the cache folder must not be on NFS.
+
+A cache folder from before index.db (one ``actions/12/….json`` file per record) has its
+records ignored: the cache starts empty, and ``cache gc`` deletes those files. Its blob
+files, whatever their size, are still read as blobs (``gc`` drops them once no record
+names them). Deleting the folder is always safe.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import json
 import os
 import shutil
+import sqlite3
 import stat
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import xxhash
 
+from .errors import FlowmakeError
 from .fingerprint import hash_bytes, hash_file, tree_digest
 
 FILE, DIR, URL = "file", "dir", "url"
@@ -39,6 +60,20 @@ RECORD_VERSION = 1
 _CHUNK = 1 << 20
 _SMALL = 1 << 20  # restored from memory in one read; larger blobs are copied, then verified
 _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs)
+# Blobs up to this size are rows of index.db rather than files: a new file costs far more
+# than a row (see the module docstring); larger ones are copied (reflinked) as files.
+INLINE_BLOB = 128 << 10
+INDEX = "index.db"
+INDEX_VERSION = 1
+# The big column last: reading the others never touches its overflow pages.
+_SCHEMA = """
+CREATE TABLE actions (
+    key TEXT PRIMARY KEY, used REAL NOT NULL, record BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, added REAL NOT NULL, data BLOB NOT NULL
+) WITHOUT ROWID;
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,52 +170,196 @@ class Mismatch(Exception):
     """A blob whose content does not hash to its name."""
 
 
+class IndexUnusable(FlowmakeError):
+    """index.db could not be opened, read or written (locked past the busy timeout, disk
+    full, not a database): a build warns and goes on without the cache."""
+
+
+class BlobInfo(NamedTuple):
+    """One blob as ``cache gc`` and ``cache status`` see it."""
+
+    digest: str
+    size: int
+    added: float  # when it was stored (a blob file: its mtime)
+    inline: bool  # in index.db, else a file under blobs/
+
+
+class ActionInfo(NamedTuple):
+    """One action record as ``cache gc`` sees it; ``record`` None when it is unreadable."""
+
+    key: str
+    used: float  # when it was last saved or restored
+    size: int
+    record: ActionRecord | None
+
+
 class LocalCache:
-    """The cache folder: blobs and action records, written atomically."""
+    """The cache folder: index.db (records, small blobs) and large blob files.
+
+    The database is opened on first use (a command that never touches the cache never
+    opens it) and shared by the command's threads (saves, transfers) under a lock. A
+    reader finds an empty cache, without creating anything, while index.db does not exist.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection for every thread, one use at a time
         self._made: set[str] = set()  # folders known to exist: no mkdir per blob
         self._names = itertools.count()
         self._prefix = f"{os.getpid()}-{os.urandom(6).hex()}"  # one random part per process
 
-    # -- paths and records --------------------------------------------------------------
+    # -- the database -------------------------------------------------------------------
 
-    def blob_path(self, digest: str) -> Path:
-        return self.path / blob_rel(digest)
+    @contextlib.contextmanager
+    def _index(self, create: bool) -> Iterator[sqlite3.Connection | None]:
+        """The open index, for one use under the lock; None for a reader while there is
+        none. SQLite's errors become IndexUnusable."""
+        with self._lock:
+            index = self.path / INDEX
+            try:
+                if self._db is None and (create or index.exists()):
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    self._db = _open_index(index)
+                yield self._db
+            except sqlite3.Error as exc:
+                raise IndexUnusable(f"artifact cache {index}: {exc}",
+                                    "deleting the cache folder is safe") from exc
 
-    def action_path(self, key: str) -> Path:
-        return self.path / action_rel(key)
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._index(create=False) as db:
+            return [] if db is None else db.execute(sql, params).fetchall()
 
-    def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).exists()
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """One statement, one transaction (autocommit): visible to every process once done."""
+        with self._index(create=True) as db:
+            assert db is not None
+            db.execute(sql, params)
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction for many rows (gc)."""
+        with self._index(create=False) as db:
+            if db is None or not rows:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        """Close the database (it is opened again if the cache is used again)."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # -- records --------------------------------------------------------------------------
 
     def read_action(self, key: str) -> ActionRecord | None:
+        """The record of ``key``; None when there is none, or none readable."""
         try:
-            record = ActionRecord.loads(self.action_path(key).read_bytes())
-        except (OSError, ValueError):
+            rows = self._query("SELECT record FROM actions WHERE key = ?", (key,))
+            record = ActionRecord.loads(rows[0][0]) if rows else None
+        except (IndexUnusable, ValueError):  # a write will say what is wrong
             return None
-        return record if record.key == key else None
+        return record if record is not None and record.key == key else None
 
     def write_action(self, record: ActionRecord) -> None:
-        self._write_whole(self.action_path(record.key), record.dumps())
+        """Store a record; its blobs must be stored already (a reader may use it at once)."""
+        self._write("INSERT OR REPLACE INTO actions (key, used, record) VALUES (?, ?, ?)",
+                    (record.key, time.time(), record.dumps()))
 
     def touch(self, key: str) -> None:
         """Mark a record used now (gc drops the least recently used first)."""
-        with contextlib.suppress(OSError):
-            os.utime(self.action_path(key))
+        with contextlib.suppress(IndexUnusable):  # only gc's order would suffer
+            self._write("UPDATE actions SET used = ? WHERE key = ?", (time.time(), key))
 
     def keys(self) -> list[str]:
-        return sorted(p.stem for p in self.path.glob("actions/*/*.json"))
+        return [k for (k,) in self._query("SELECT key FROM actions ORDER BY key")]
 
-    def blobs(self) -> Iterator[Path]:
-        return self.path.glob("blobs/*/*")
+    def actions(self) -> list[ActionInfo]:
+        """Every record, with when it was last used and its size (for gc)."""
+        found = []
+        for key, used, data in self._query("SELECT key, used, record FROM actions"):
+            try:
+                record: ActionRecord | None = ActionRecord.loads(data)
+            except ValueError:
+                record = None
+            if record is not None and record.key != key:
+                record = None
+            found.append(ActionInfo(key, used, len(data), record))
+        return found
 
-    def manifest(self, digest: str) -> list[ManifestFile] | None:
+    def remove_actions(self, keys: Iterable[str]) -> None:
+        """Drop records, in one transaction."""
+        self._write_many("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
+
+    # -- reading blobs ------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        """Where blob ``digest`` is when it is a file (larger than INLINE_BLOB)."""
+        return self.path / blob_rel(digest)
+
+    def has_blob(self, digest: str) -> bool:
         try:
-            return parse_manifest(self.blob_path(digest).read_bytes(), digest)
+            inline = bool(self._query("SELECT 1 FROM blobs WHERE digest = ?", (digest,)))
+        except IndexUnusable:  # as for a record: not cached, and a write will say why
+            inline = False
+        return inline or self.blob_path(digest).exists()
+
+    def inline_blob(self, digest: str) -> bytes | None:
+        """The content of blob ``digest`` when it is in the database; None otherwise (a
+        file blob, see :meth:`blob_path`, or no blob at all)."""
+        rows = self._query("SELECT data FROM blobs WHERE digest = ?", (digest,))
+        return bytes(rows[0][0]) if rows else None
+
+    def read_blob(self, digest: str) -> bytes | None:
+        """A blob's whole content (as stored: unverified); None when there is none."""
+        data = self.inline_blob(digest)
+        if data is None:
+            with contextlib.suppress(OSError):
+                data = self.blob_path(digest).read_bytes()
+        return data
+
+    def open_blob(self, digest: str) -> IO[bytes]:
+        """A blob for reading (as stored: unverified); FileNotFoundError when there is none."""
+        data = self.inline_blob(digest)
+        return io.BytesIO(data) if data is not None else open(self.blob_path(digest), "rb")
+
+    def blob_size(self, digest: str) -> int | None:
+        rows = self._query("SELECT size FROM blobs WHERE digest = ?", (digest,))
+        if rows:
+            return int(rows[0][0])
+        try:
+            return self.blob_path(digest).stat().st_size
         except OSError:
             return None
+
+    def blobs(self) -> list[BlobInfo]:
+        """Every blob: those in the database, then the files."""
+        found = [BlobInfo(d, s, a, True)
+                 for d, s, a in self._query("SELECT digest, size, added FROM blobs")]
+        for path in self.path.glob("blobs/*/*"):
+            if _is_digest(path.name):
+                with contextlib.suppress(OSError):
+                    st = path.stat()
+                    found.append(BlobInfo(path.name, st.st_size, st.st_mtime, False))
+        return found
+
+    def remove_blobs(self, digests: Iterable[str]) -> None:
+        """Drop blobs, inline (in one transaction) or files."""
+        digests = list(digests)
+        self._write_many("DELETE FROM blobs WHERE digest = ?", [(d,) for d in digests])
+        for digest in digests:
+            with contextlib.suppress(FileNotFoundError):
+                self.blob_path(digest).unlink()
+
+    def manifest(self, digest: str) -> list[ManifestFile] | None:
+        data = self.read_blob(digest)
+        return None if data is None else parse_manifest(data, digest)
 
     def blobs_of(self, record: ActionRecord) -> set[str]:
         """Every blob a record needs: its outputs' and, for folders, their files'."""
@@ -192,6 +371,11 @@ class LocalCache:
         return found
 
     # -- writing blobs ------------------------------------------------------------------
+
+    def _add_inline(self, digest: str, data: bytes) -> None:
+        """Store verified content (a blob never changes: a second copy is dropped)."""
+        self._write("INSERT OR IGNORE INTO blobs (digest, size, added, data) VALUES (?, ?, ?, ?)",
+                    (digest, len(data), time.time(), data))
 
     def _tmp(self) -> Path:
         tmp = self.path / "tmp"
@@ -207,9 +391,6 @@ class LocalCache:
     def _publish(self, tmp: Path, final: Path) -> None:
         """Rename a whole temporary file into place; blobs are read-only from then on."""
         os.chmod(tmp, 0o444)
-        self._rename(tmp, final)
-
-    def _rename(self, tmp: Path, final: Path) -> None:
         self._mkdir(final.parent)
         try:
             os.replace(tmp, final)
@@ -218,34 +399,38 @@ class LocalCache:
             self._mkdir(final.parent)
             os.replace(tmp, final)
 
-    def _write_whole(self, final: Path, data: bytes) -> None:
-        tmp = self._tmp()
-        try:
-            tmp.write_bytes(data)
-            self._rename(tmp, final)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
     def add_file(self, source: str, digest: str) -> None:
         """Copy a file into the cache as blob ``digest`` (nothing to do if it is there).
 
         Raises Mismatch when the file no longer hashes to ``digest`` (it changed since it
         was hashed): a blob always holds what its name says.
         """
-        final = self.blob_path(digest)
-        if final.exists():
+        if self.has_blob(digest):
+            return
+        with open(source, "rb") as f:
+            head = f.read(INLINE_BLOB + 1)  # one read decides: a row, or a file
+        if len(head) <= INLINE_BLOB:
+            if hash_bytes(head) != digest:
+                raise Mismatch(f"{source} changed since it was hashed")
+            self._add_inline(digest, head)
             return
         tmp = self._tmp()
         try:
             if not copy_verified(source, str(tmp), digest, 0o444):
                 raise Mismatch(f"{source} changed since it was hashed")
-            self._publish(tmp, final)
+            self._publish(tmp, self.blob_path(digest))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
     def add_bytes(self, data: bytes, digest: str) -> None:
+        """Store ``data`` as blob ``digest``: its content's digest or, for a folder
+        manifest, the folder's (Mismatch when it is neither)."""
+        if hash_bytes(data) != digest and parse_manifest(data, digest) is None:
+            raise Mismatch(f"content does not match digest {digest}")
+        if len(data) <= INLINE_BLOB:
+            self._add_inline(digest, data)
+            return
         final = self.blob_path(digest)
         if not final.exists():
             tmp = self._tmp()
@@ -261,20 +446,25 @@ class LocalCache:
 
         With ``digest`` None the content's own digest names it (a URL output being saved).
         A folder manifest is verified by recomputing the folder digest from its entries.
+        Content up to INLINE_BLOB goes to the database; more is streamed to a file.
         Returns the digest; raises :class:`Mismatch` and keeps nothing when it differs.
         """
+        head = _read_up_to(stream, INLINE_BLOB + 1)
+        if len(head) <= INLINE_BLOB:
+            digest = _verified(head, digest, manifest)
+            self._add_inline(digest, head)
+            return digest
         tmp = self._tmp()
         try:
-            h = xxhash.xxh3_128()
+            h = xxhash.xxh3_128(head)
             with open(tmp, "wb") as out:
+                out.write(head)
                 while chunk := stream.read(_CHUNK):
                     h.update(chunk)
                     out.write(chunk)
             if manifest:
-                ok = digest is not None and parse_manifest(tmp.read_bytes(), digest) is not None
-            else:
-                ok = digest is None or h.hexdigest() == digest
-            if not ok:
+                digest = _verified(tmp.read_bytes(), digest, manifest)
+            elif digest is not None and h.hexdigest() != digest:
                 raise Mismatch(f"content does not match digest {digest}")
             digest = digest or h.hexdigest()
             final = self.blob_path(digest)
@@ -294,11 +484,18 @@ class LocalCache:
         """
         tmp = _beside(dest)
         mode = 0o777 if executable else 0o666  # the umask applies, as to any new file
-        blob = str(self.blob_path(digest))
+        data = self.inline_blob(digest)
         try:
-            if not copy_verified(blob, tmp, digest, mode):
-                os.unlink(blob)
-                raise Mismatch(f"cached blob {digest} is damaged; it was removed")
+            if data is not None:
+                if hash_bytes(data) != digest:
+                    self.remove_blobs([digest])
+                    raise Mismatch(f"cached blob {digest} is damaged; it was removed")
+                _write_new(tmp, data, mode)
+            else:
+                blob = str(self.blob_path(digest))
+                if not copy_verified(blob, tmp, digest, mode):
+                    os.unlink(blob)
+                    raise Mismatch(f"cached blob {digest} is damaged; it was removed")
             if os.path.isdir(dest) and not os.path.islink(dest):
                 remove_path(dest)  # a file replaces a folder; a file is replaced atomically
             os.replace(tmp, dest)
@@ -329,18 +526,74 @@ class LocalCache:
     # -- size -----------------------------------------------------------------------------
 
     def usage(self) -> tuple[int, int, int]:
-        """(action records, blobs, bytes on disk)."""
-        records = list(self.path.glob("actions/*/*.json"))
-        blobs = list(self.blobs())
-        size = sum(_size(p) for p in records) + sum(_size(p) for p in blobs)
-        return len(records), len(blobs), size
+        """(action records, blobs, bytes): the records' and blobs' own sizes (index.db may
+        hold a little more: SQLite's pages, and pages freed but not yet given back)."""
+        rows = self._query("SELECT (SELECT count(*) FROM actions),"
+                           " (SELECT coalesce(sum(length(record)), 0) FROM actions)")
+        records, record_bytes = rows[0] if rows else (0, 0)
+        blobs = self.blobs()
+        return records, len(blobs), record_bytes + sum(b.size for b in blobs)
+
+    def compact(self) -> None:
+        """Give the pages freed by removals back to the filesystem (after gc)."""
+        with self._index(create=False) as db:
+            if db is not None:
+                # executescript: a plain execute() frees a single page per call
+                db.executescript("PRAGMA incremental_vacuum;")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def _size(path: Path) -> int:
+def _open_index(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
     try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+        if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect in a new file only
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+            db.execute("BEGIN IMMEDIATE")  # several processes may open a new cache at once
+            if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                # Another layout (a newer flowmake's?) is dropped: the cache is safe to lose.
+                db.execute("DROP TABLE IF EXISTS actions")
+                db.execute("DROP TABLE IF EXISTS blobs")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            db.execute("COMMIT")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _read_up_to(stream: IO[bytes], size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end (a socket may return less per read)."""
+    parts, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _verified(data: bytes, digest: str | None, manifest: bool) -> str:
+    """The digest naming ``data``; Mismatch when it is not ``digest``."""
+    if manifest:
+        if digest is None or parse_manifest(data, digest) is None:
+            raise Mismatch(f"content does not match digest {digest}")
+        return digest
+    actual = hash_bytes(data)
+    if digest is not None and actual != digest:
+        raise Mismatch(f"content does not match digest {digest}")
+    return actual
+
+
+def _write_new(path: str, data: bytes, mode: int) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as out:
+        out.write(data)
 
 
 def _beside(dest: str) -> str:

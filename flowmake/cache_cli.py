@@ -4,6 +4,8 @@
 - ``gc``: drop entries unused for ``--max-age`` days and/or the least recently used until
   the cache fits ``--max-size``; entries the current records use are always kept, and so
   are blobs written in the last hour that no entry names yet (a build may be saving them).
+  "Last used" is the record's ``used`` time in index.db; the freed pages of index.db are
+  given back to the filesystem at the end.
 - ``push``: send the entries of the current records to the remote.
 - ``pull``: fetch the remote's entries for the targets' current keys, so that a build
   restores them (a target's key may depend on upstream outputs: those are taken from
@@ -66,7 +68,7 @@ def status(ws: Workspace, artifacts: Artifacts | None) -> dict[str, Any]:
         entries, blobs, size = artifacts.local.usage()
         current = {r.key for r in ws.store.records().values()}
         doc.update(path=str(artifacts.local.path), entries=entries, blobs=blobs, size=size,
-                   current=sum(artifacts.local.action_path(k).exists() for k in current))
+                   current=len(current.intersection(artifacts.local.keys())))
     return doc
 
 
@@ -115,26 +117,21 @@ def parse_size(text: str) -> int:
 @dataclass(slots=True)
 class _Entry:
     key: str
-    used: float  # mtime: when it was last saved or restored
+    used: float  # when it was last saved or restored
     size: int
     blobs: set[str]
 
 
-def _entries(local: LocalCache) -> tuple[dict[str, _Entry], list[Path]]:
-    """Every readable action record, and the paths of unreadable ones."""
+def _entries(local: LocalCache) -> tuple[dict[str, _Entry], dict[str, int]]:
+    """Every readable action record, and the sizes of unreadable ones by key."""
     found: dict[str, _Entry] = {}
-    broken: list[Path] = []
-    for path in local.path.glob("actions/*/*.json"):
-        record = local.read_action(path.stem)
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        if record is None:
-            broken.append(path)
+    broken: dict[str, int] = {}
+    for info in local.actions():
+        if info.record is None:
+            broken[info.key] = info.size
         else:
-            found[record.key] = _Entry(record.key, st.st_mtime, st.st_size,
-                                       local.blobs_of(record))
+            found[info.key] = _Entry(info.key, info.used, info.size,
+                                     local.blobs_of(info.record))
     return found, broken
 
 
@@ -154,7 +151,10 @@ def _collect(local: LocalCache, keep: set[str], max_age: float | None,
              max_size: int | None) -> dict[str, Any]:
     now = time.time()
     entries, broken = _entries(local)
-    blob_sizes = {p.name: (p.stat().st_size, p.stat().st_mtime) for p in local.blobs()}
+    blob_sizes: dict[str, tuple[int, float]] = {}  # digest: (bytes, when it was stored)
+    for info in local.blobs():
+        size, added = blob_sizes.get(info.digest, (0, info.added))
+        blob_sizes[info.digest] = (size + info.size, max(added, info.added))
     refs = Counter(d for e in entries.values() for d in e.blobs)
     droppable = sorted((e for e in entries.values() if e.key not in keep), key=lambda e: e.used)
     drop: dict[str, _Entry] = {}
@@ -175,20 +175,21 @@ def _collect(local: LocalCache, keep: set[str], max_age: float | None,
             refs[digest] -= 1
             if refs[digest] == 0:
                 size -= blob_sizes.get(digest, (0, 0.0))[0]
-    freed = 0
-    for path in [*(local.action_path(k) for k in drop), *broken]:
-        freed += _unlink(path)
-    removed_blobs = 0
-    for digest, (_, mtime) in blob_sizes.items():
-        named = digest in refs  # named by some entry, maybe only by dropped ones
-        if refs[digest] <= 0 and (named or mtime < now - YOUNG_ORPHAN):
-            freed += _unlink(local.blob_path(digest))
-            removed_blobs += 1
-    for tmp in local.path.glob("tmp/*"):
+    local.remove_actions([*drop, *broken])
+    unused = [digest for digest, (_, added) in blob_sizes.items()
+              # named by some entry (maybe only by dropped ones), or an old orphan
+              if refs[digest] <= 0 and (digest in refs or added < now - YOUNG_ORPHAN)]
+    local.remove_blobs(unused)
+    freed = (sum(e.size for e in drop.values()) + sum(broken.values())
+             + sum(blob_sizes[d][0] for d in unused))
+    for tmp in local.path.glob("tmp/*"):  # partial writes of a process that died
         if _mtime(tmp) < now - YOUNG_ORPHAN:
             freed += _unlink(tmp)
+    for old in local.path.glob("actions/*/*.json"):  # records of the layout before index.db
+        freed += _unlink(old)
+    local.compact()
     entries_left, _, size_left = local.usage()
-    return {"removed_entries": len(drop) + len(broken), "removed_blobs": removed_blobs,
+    return {"removed_entries": len(drop) + len(broken), "removed_blobs": len(unused),
             "freed": freed, "entries": entries_left, "size": size_left}
 
 
@@ -240,7 +241,7 @@ def pull(ws: Workspace, local: LocalCache, transfers: Transfers) -> dict[str, An
     """The remote's entries for the current keys (prefetch.py), and how many blobs came."""
     from .prefetch import prefetch
 
-    blobs_before = sum(1 for _ in local.blobs())
+    blobs_before = len(local.blobs())
     counts = prefetch(ws.graph, ws.graph.order(), ws.checker(cache=False), local, transfers,
                       skip_fresh=False)
-    return {**counts, "blobs": sum(1 for _ in local.blobs()) - blobs_before}
+    return {**counts, "blobs": len(local.blobs()) - blobs_before}

@@ -1,12 +1,14 @@
 """A remote artifact cache (``[flow] remote``) and the transfers between it and the local one.
 
-The remote has the local cache's layout (cache.py) under its URL: ``s3://…``, ``memory://…``
-or any protocol a backend serves, or a plain folder (``file://`` or a path, relative to
-the project root). Blobs are immutable and named by their digest, so concurrent pushers
-never conflict: an object store writes each object whole, a folder gets a temporary
-name and a rename. A record is pushed only after all its blobs. Every blob downloaded is
-verified against its digest; one that does not match is rejected (and, unless the remote
-is read-only, deleted so that the next push replaces it).
+The remote holds one object per blob (``blobs/ab/<digest>``) and per action record
+(``actions/12/<key>.json``), whatever their size (the local cache keeps small ones in its
+index.db instead: cache.py), under its URL: ``s3://…``, ``memory://…`` or any protocol a
+backend serves, or a plain folder (``file://`` or a path, relative to the project root).
+Blobs are immutable and named by their digest, so concurrent pushers never conflict: an
+object store writes each object whole, a folder gets a temporary name and a rename. A
+record is pushed only after all its blobs. Every blob downloaded is verified against its
+digest; one that does not match is rejected (and, unless the remote is read-only,
+deleted so that the next push replaces it).
 """
 
 from __future__ import annotations
@@ -242,17 +244,18 @@ class Transfers:
             if there:
                 count.present += 1
                 continue
-            self.remote.put_file(rel, str(self.local.blob_path(digest)))
+            data = self.local.inline_blob(digest)  # small blobs live in the local index.db
+            if data is not None:
+                self.remote.put_bytes(rel, data)
+            else:
+                self.remote.put_file(rel, str(self.local.blob_path(digest)))
             count.uploaded += 1
         if count.uploaded or present is None or action_rel(record.key) not in present:
             self.remote.put_bytes(action_rel(record.key), record.dumps())
         return count
 
     def _size(self, digest: str) -> int:
-        try:
-            return os.path.getsize(self.local.blob_path(digest))
-        except OSError:
-            return 0
+        return self.local.blob_size(digest) or 0
 
     def remote_listing(self) -> set[str]:
         """The remote's records and blobs, as relative paths (a few LIST requests)."""

@@ -1,19 +1,26 @@
-"""The artifact cache through the ``flowmake`` command: restore, log replay, copies, a
-folder remote shared by two clones, read-only remotes, corruption, gc, push/pull, and
-URL inputs and outputs (``file://``: no object store needed). S3 is in tests/s3/."""
+"""The artifact cache through the ``flowmake`` command: restore, log replay, copies, small
+blobs in index.db and large ones as files, builds sharing a cache, a folder remote shared
+by two clones, read-only remotes, corruption, gc, push/pull, and URL inputs and outputs
+(``file://``: no object store needed). S3 is in tests/s3/.
+
+The local cache is inspected through LocalCache and a connection of the test's own to its
+index.db; a folder remote, whose layout other flowmake versions read, through its files.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowmake.fingerprint import hash_file
+from flowmake.cache import INLINE_BLOB, LocalCache, blob_rel
+from flowmake.fingerprint import hash_bytes, hash_file
 
 CHAIN = """
 [targets.a]
@@ -43,11 +50,30 @@ def runs(project: Any) -> list[str]:
 
 
 def blobs(cache: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in cache.glob("blobs/*/*")}
+    """A local cache's blobs by digest, inline or files, as stored."""
+    local = LocalCache(cache)
+    try:
+        return {b.digest: local.read_blob(b.digest) or b"" for b in local.blobs()}
+    finally:
+        local.close()
 
 
 def entries(cache: Path) -> set[str]:
-    return {p.stem for p in cache.glob("actions/*/*.json")}
+    """A local cache's action record keys."""
+    local = LocalCache(cache)
+    try:
+        return set(local.keys())
+    finally:
+        local.close()
+
+
+def remote_entries(remote: Path) -> set[str]:
+    """A folder remote's records: one file each, ``actions/12/<key>.json``."""
+    return {p.stem for p in remote.glob("actions/*/*.json")}
+
+
+def cache_files(cache: Path) -> set[str]:
+    return {str(p.relative_to(cache)) for p in cache.rglob("*")}
 
 
 def test_clean_then_build_restores_and_replays_the_log(project: Any) -> None:
@@ -81,8 +107,8 @@ def test_restored_outputs_are_copies_the_user_may_edit(project: Any) -> None:
     with open(path, "r+") as f:  # edit in place: a hard link would change the blob too
         f.write("X")
     assert blobs(cache) == saved
-    assert all(hash_file(str(p)) == p.name for p in cache.glob("blobs/*/*")
-               if not p.read_bytes().startswith(b'{"files"'))
+    assert all(hash_bytes(data) == digest for digest, data in saved.items()
+               if not data.startswith(b'{"files"'))
     states = project.states("a")
     assert states["a"]["state"] == "restorable"
     assert any("output modified" in r for r in states["a"]["reasons"])
@@ -137,6 +163,126 @@ def test_cache_in_a_custom_folder(project: Any, tmp_path: Path) -> None:
     assert doc["remote"] is None
 
 
+# -- the local layout: index.db and large blob files ----------------------------------------------
+
+
+INDEX_FILES = {"index.db", "index.db-wal", "index.db-shm"}
+
+
+def test_small_outputs_create_no_file_in_the_cache(project: Any) -> None:
+    chain(project)
+    project.states()
+    assert not project.exists(".flowmake/cache")  # a reader never creates the cache
+    project.build()
+    cache = project.path(".flowmake/cache")
+    assert "index.db" in cache_files(cache) and cache_files(cache) <= INDEX_FILES
+    assert len(entries(cache)) == 3 and len(blobs(cache)) == 4  # out/t's manifest included
+    doc = project.json("cache", "status", check=True)
+    assert (doc["entries"], doc["current"], doc["blobs"]) == (3, 3, 4)
+    project.run("clean", "--all", check=True)
+    assert set(project.build().values()) == {"restored"}
+    assert cache_files(cache) <= INDEX_FILES
+
+
+BIG = f"""
+[targets.big]
+cmd = "echo big-run >> ../runs.log; head -c {INLINE_BLOB + 1000} /dev/urandom > ${{outputs}}"
+outputs = ["out/big.bin"]
+
+[targets.small]
+cmd = "echo small-run >> ../runs.log; echo small > ${{outputs}}"
+outputs = ["out/small.txt"]
+"""
+
+
+def test_a_large_output_is_a_blob_file_and_both_kinds_restore(project: Any) -> None:
+    project.flow(BIG)
+    project.build()
+    big, small = project.path("out/big.bin").read_bytes(), project.read("out/small.txt")
+    digest = hash_bytes(big)
+    cache = project.path(".flowmake/cache")
+    assert cache_files(cache) - INDEX_FILES == {"blobs", f"blobs/{digest[:2]}",
+                                                blob_rel(digest), "tmp"}
+    assert (cache / blob_rel(digest)).read_bytes() == big
+    project.run("clean", "--all", check=True)
+    before = runs(project)
+    assert project.build() == {"big": "restored", "small": "restored"}
+    assert runs(project) == before
+    assert project.path("out/big.bin").read_bytes() == big and project.read("out/small.txt") == small
+    assert os.stat(project.path("out/big.bin")).st_ino != os.stat(cache / blob_rel(digest)).st_ino
+
+
+def test_a_damaged_inline_blob_is_detected_on_restore(project: Any) -> None:
+    chain(project)
+    project.build()
+    digest = hash_file(str(project.path("out/a.txt")))
+    db = sqlite3.connect(project.path(".flowmake/cache/index.db"), isolation_level=None)
+    try:
+        assert db.execute("UPDATE blobs SET data = ? WHERE digest = ?",
+                          (b"tampered\n", digest)).rowcount == 1
+    finally:
+        db.close()
+    project.run("clean", "--all", check=True)
+    result = project.run("build", "--json", check=True)
+    statuses = {t["name"]: t["status"] for t in json.loads(result.stdout)["targets"]}
+    assert statuses == {"a": "built", "b": "restored", "tree": "restored"}
+    assert "a: cannot restore from the cache" in result.stderr and digest in result.stderr
+    assert "damaged" in result.stderr
+    assert project.read("out/a.txt") == "b\na\n"
+    assert blobs(project.path(".flowmake/cache"))[digest] == b"b\na\n"  # saved again, whole
+
+
+def test_an_unusable_index_never_fails_a_build(project: Any) -> None:
+    chain(project)
+    project.write(".flowmake/cache/index.db", "not a database at all " * 10)
+    result = project.run("build", "--json", check=True)
+    assert {t["status"] for t in json.loads(result.stdout)["targets"]} == {"built"}
+    assert "a: outputs not cached" in result.stderr and "not a database" in result.stderr
+    status = project.run("cache", "status", check=2)
+    assert "index.db" in status.stderr and "deleting the cache folder is safe" in status.stderr
+    shutil.rmtree(project.path(".flowmake/cache"))
+    project.run("clean", "--all", check=True)
+    project.build()
+    project.run("clean", "--all", check=True)
+    assert set(project.build().values()) == {"restored"}
+
+
+def many(tag: str, other: str, n: int) -> str:
+    """``n`` targets after a gate that opens once the ``other`` project's build reached
+    its own (so that both save at the same time). The even targets are the same in every
+    project (the same key, the same blob), the odd ones differ; and one large output."""
+    gate = (f'[targets.gate]\ncmd = "touch ../{tag}.ready; for i in $(seq 600); do'
+            f' [ -e ../{other}.ready ] && break; sleep 0.05; done; echo open > ${{outputs}}"\n'
+            'outputs = ["out/gate.txt"]\n')
+    targets = [f'[targets.t{i}]\ncmd = "echo {"same" if i % 2 == 0 else tag} {i} > ${{outputs}}"\n'
+               f'outputs = ["out/t{i}.txt"]\ndeps = ["gate"]\n' for i in range(n)]
+    targets.append(f'[targets.big]\ncmd = "yes {tag} | head -c {2 * INLINE_BLOB} > ${{outputs}}"\n'
+                   'outputs = ["out/big.txt"]\ndeps = ["gate"]\n')
+    return "\n".join([gate, *targets])
+
+
+@pytest.mark.slow
+def test_two_builds_save_to_one_cache_at_once(make_project: Any, tmp_path: Path) -> None:
+    n = 150
+    shared = tmp_path / "shared-cache"
+    projects = [make_project(tag).flow(f'[flow]\ncache = "{shared}"\n\n' + many(tag, other, n))
+                for tag, other in (("one", "two"), ("two", "one"))]
+    procs = [p.popen("build", "-j2") for p in projects]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    keys = entries(shared)
+    # two gates and two bigs; the even targets' entries are the same in both projects
+    assert len(keys) == 2 + n + n // 2 + 2
+    stored = blobs(shared)
+    assert len(stored) == 1 + n + n // 2 + 2  # both gates wrote "open"
+    assert all(hash_bytes(data) == digest for digest, data in stored.items())
+    for project in projects:
+        project.run("clean", "--all", check=True)
+        assert set(project.build().values()) == {"restored"}
+        assert project.read("out/t1.txt") == f"{project.root.name} 1\n"
+
+
 # -- a folder remote: two clones ---------------------------------------------------------------
 
 
@@ -151,7 +297,7 @@ def test_second_clone_restores_everything_from_a_folder_remote(
         project: Any, make_project: Any, tmp_path: Path) -> None:
     chain(project, f'[flow]\nremote = "{tmp_path}/remote"\n')
     project.build()
-    assert len(entries(tmp_path / "remote")) == 3
+    assert len(remote_entries(tmp_path / "remote")) == 3
     other = clone(project, make_project, "clone")
     before = runs(project)
     assert project.root.parent == other.root.parent  # the same runs.log: one count
@@ -166,7 +312,7 @@ def test_a_relative_remote_folder_and_file_url(project: Any, make_project: Any,
                                                tmp_path: Path) -> None:
     chain(project, '[flow]\nremote = "../remote-rel"\n')
     project.build()
-    assert len(entries(tmp_path / "remote-rel")) == 3
+    assert len(remote_entries(tmp_path / "remote-rel")) == 3
     other = clone(project, make_project, "clone")
     other.edit_flow('remote = "../remote-rel"', f'remote = "file://{tmp_path}/remote-rel"')
     assert set(other.build().values()) == {"restored"}
@@ -185,7 +331,7 @@ def test_a_read_only_remote_is_never_written(project: Any, make_project: Any,
     project.write("src/a.txt", "z\n")
     project.build()
     listing = sorted(str(p.relative_to(remote)) for p in remote.rglob("*"))
-    assert len(entries(remote)) == 3
+    assert len(remote_entries(remote)) == 3
     other = clone(project, make_project, "clone")
     other.edit_flow("remote_readonly = false", "remote_readonly = true")
     other.write("src/a.txt", "new content\n")  # builds what the remote lacks...
@@ -213,7 +359,7 @@ def test_the_environment_can_make_the_remote_read_only(project: Any, tmp_path: P
     project.edit_flow("[flow]", "[flow]\nremote_readonly = true")
     assert project.json("cache", "push", env={"FLOWMAKE_REMOTE_READONLY": "0"},
                         check=True)["entries"] == 3
-    assert len(entries(remote)) == 3
+    assert len(remote_entries(remote)) == 3
 
 
 def test_a_corrupt_remote_blob_is_rejected_and_the_target_rebuilt(
@@ -244,7 +390,10 @@ def test_cache_push_and_pull(project: Any, make_project: Any, tmp_path: Path) ->
     # 5 blob references, 4 blobs: out/t/x is a copy of out/b.txt, stored once (the parallel
     # pushes of b and tree may both send it)
     assert doc["entries"] == 3 and doc["uploaded"] + doc["present"] == 5
-    assert len(list(remote.glob("blobs/*/*"))) == 4 and len(entries(remote)) == 3
+    assert len(list(remote.glob("blobs/*/*"))) == 4 and len(remote_entries(remote)) == 3
+    # the remote keeps one file per blob and record, whatever the local layout
+    assert all(hash_file(str(p)) == p.name for p in remote.glob("blobs/*/*")
+               if not p.read_bytes().startswith(b'{"files"'))
     assert project.json("cache", "push", check=True)["present"] == 5
     other = clone(project, make_project, "clone")
     pulled = other.json("cache", "pull", check=True)

@@ -1,16 +1,22 @@
 """The artifact cache in process: records, blobs, copies, verification, remotes, gc.
 
-Real files under tmp_path, a real folder remote and fsspec's real ``memory://``
-filesystem as an object store.
+Real files under tmp_path, real SQLite (the cache's index.db, inspected and tampered with
+through a connection of the test's own), a real folder remote and fsspec's real
+``memory://`` filesystem as an object store.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import sqlite3
 import stat
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +25,7 @@ from flowmake.builtin.backends import FsspecBackend
 from flowmake.cache import (
     DIR,
     FILE,
+    INLINE_BLOB,
     ActionRecord,
     Entry,
     LocalCache,
@@ -48,8 +55,28 @@ def blob(cache: LocalCache, tmp_path: Path, content: bytes) -> str:
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> LocalCache:
-    return LocalCache(tmp_path / "cache")
+def cache(tmp_path: Path) -> Iterator[LocalCache]:
+    local = LocalCache(tmp_path / "cache")
+    yield local
+    local.close()
+
+
+@contextlib.contextmanager
+def index(cache: LocalCache) -> Iterator[sqlite3.Connection]:
+    """A connection of the test's own to the cache's index.db (autocommit)."""
+    db = sqlite3.connect(cache.path / "index.db", isolation_level=None)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def files_in(folder: Path) -> list[str]:
+    """Every file under ``folder``, relative, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+
+
+SMALL, LARGE = b"precious\n", os.urandom(INLINE_BLOB + 1)  # stored inline / as a file
 
 
 # -- records and manifests ---------------------------------------------------------------
@@ -90,17 +117,54 @@ def test_manifest_is_verified_against_the_folder_digest(tmp_path: Path) -> None:
 # -- blobs: copies, never links, verified ---------------------------------------------------
 
 
-def test_restored_file_is_an_independent_copy(cache: LocalCache, tmp_path: Path) -> None:
-    digest = blob(cache, tmp_path, b"precious\n")
+@pytest.mark.parametrize("content", [SMALL, LARGE], ids=["inline", "file"])
+def test_restored_file_is_an_independent_copy(cache: LocalCache, tmp_path: Path,
+                                              content: bytes) -> None:
+    digest = blob(cache, tmp_path, content)
     dest = tmp_path / "out" / "a.txt"
     cache.place_file(digest, str(dest), executable=False)
-    assert dest.read_bytes() == b"precious\n"
-    blob_file = cache.blob_path(digest)
-    assert os.stat(dest).st_ino != os.stat(blob_file).st_ino
+    assert dest.read_bytes() == content
     assert os.stat(dest).st_nlink == 1
-    dest.write_bytes(b"edited by the user\n")  # in place, as an editor might
-    assert blob_file.read_bytes() == b"precious\n"
-    assert stat.S_IMODE(os.stat(blob_file).st_mode) == 0o444  # blobs are read-only
+    blob_file = cache.blob_path(digest)
+    if content is LARGE:
+        assert os.stat(dest).st_ino != os.stat(blob_file).st_ino
+        assert stat.S_IMODE(os.stat(blob_file).st_mode) == 0o444  # blobs are read-only
+    else:
+        assert not blob_file.exists()
+    with open(dest, "r+b") as f:  # in place, as an editor might
+        f.write(b"edited by the user\n")
+    assert cache.read_blob(digest) == content
+
+
+def test_a_small_blob_is_a_row_and_a_large_one_a_file(cache: LocalCache, tmp_path: Path) -> None:
+    small = blob(cache, tmp_path, b"s" * INLINE_BLOB)  # the threshold itself is inline
+    record = ActionRecord(hash_bytes("k"), "t", {"out/s": Entry(FILE, small)})
+    cache.write_action(record)
+    assert files_in(cache.path) == ["index.db", "index.db-shm", "index.db-wal"]
+    assert cache.inline_blob(small) == b"s" * INLINE_BLOB
+    assert cache.blob_size(small) == INLINE_BLOB
+    large = blob(cache, tmp_path, LARGE)
+    assert files_in(cache.path) == [blob_rel(large), "index.db", "index.db-shm", "index.db-wal"]
+    assert cache.inline_blob(large) is None and cache.has_blob(large)
+    assert cache.blob_size(large) == len(LARGE) and cache.read_blob(large) == LARGE
+    with cache.open_blob(small) as f:
+        assert f.read() == b"s" * INLINE_BLOB
+    with cache.open_blob(large) as f:
+        assert f.read() == LARGE
+    assert sorted((b.digest, b.size, b.inline) for b in cache.blobs()) == sorted(
+        [(small, INLINE_BLOB, True), (large, len(LARGE), False)])
+    assert cache.usage() == (1, 2, len(record.dumps()) + INLINE_BLOB + len(LARGE))
+    with pytest.raises(FileNotFoundError):
+        cache.open_blob(hash_bytes("absent"))
+    assert cache.blob_size(hash_bytes("absent")) is None
+
+
+def test_a_reader_never_creates_the_cache(tmp_path: Path) -> None:
+    cache = LocalCache(tmp_path / "nowhere")
+    assert cache.read_action(hash_bytes("k")) is None
+    assert not cache.has_blob(hash_bytes("b")) and cache.keys() == []
+    assert cache.usage() == (0, 0, 0)
+    assert not cache.path.exists()
 
 
 def test_restore_replaces_the_old_file_atomically_and_keeps_exec_bit(
@@ -114,16 +178,25 @@ def test_restore_replaces_the_old_file_atomically_and_keeps_exec_bit(
     assert [p.name for p in tmp_path.iterdir() if "flowmake" in p.name] == []  # no temp left
 
 
-def test_a_damaged_local_blob_is_detected_and_dropped(cache: LocalCache, tmp_path: Path) -> None:
-    digest = blob(cache, tmp_path, b"good content\n")
+@pytest.mark.parametrize("content", [b"good content\n", LARGE], ids=["inline", "file"])
+def test_a_damaged_local_blob_is_detected_and_dropped(cache: LocalCache, tmp_path: Path,
+                                                      content: bytes) -> None:
+    digest = blob(cache, tmp_path, content)
+    bad = b"bad content!\n" if len(content) < 100 else content[:-1] + b"!"
     path = cache.blob_path(digest)
-    os.chmod(path, 0o644)
-    path.write_bytes(b"bad content!\n")
+    if content is LARGE:
+        os.chmod(path, 0o644)
+        path.write_bytes(bad)
+    else:
+        with index(cache) as db:
+            assert db.execute("UPDATE blobs SET data = ? WHERE digest = ?",
+                              (bad, digest)).rowcount == 1
     dest = tmp_path / "out.txt"
-    with pytest.raises(Mismatch):
+    with pytest.raises(Mismatch, match="damaged"):
         cache.place_file(digest, str(dest), executable=False)
     assert not dest.exists()
-    assert not path.exists()
+    assert not cache.has_blob(digest) and not path.exists()
+    assert [p.name for p in tmp_path.iterdir() if "flowmake" in p.name] == []  # no temp left
 
 
 def test_receive_verifies_the_digest(cache: LocalCache, tmp_path: Path) -> None:
@@ -137,7 +210,45 @@ def test_receive_verifies_the_digest(cache: LocalCache, tmp_path: Path) -> None:
     with open(src, "rb") as f, pytest.raises(Mismatch):
         cache.receive(f, wrong)
     assert not cache.has_blob(wrong)
-    assert list((cache.path / "tmp").iterdir()) == []
+    assert not (cache.path / "tmp").exists()  # small content never touches a file
+
+
+class Trickle(io.RawIOBase):
+    """A stream that returns at most ``step`` bytes a read, as a socket may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step, self.pos = data, step, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        end = self.pos + min(self.step, size if size >= 0 else self.step)
+        chunk, self.pos = self.data[self.pos:end], min(end, len(self.data))
+        return chunk
+
+
+@pytest.mark.parametrize("size", [0, 1000, INLINE_BLOB, INLINE_BLOB + 1, 3 * INLINE_BLOB])
+def test_receive_keeps_small_content_inline_and_streams_the_rest(
+        cache: LocalCache, size: int) -> None:
+    data = os.urandom(size)
+    digest = hash_bytes(data)
+    assert cache.receive(Trickle(data, 7000), digest) == digest  # short reads
+    assert (cache.inline_blob(digest) is not None) is (size <= INLINE_BLOB)
+    assert cache.blob_path(digest).exists() is (size > INLINE_BLOB)
+    assert cache.read_blob(digest) == data
+    assert cache.receive(Trickle(data, 7000), None) == digest  # named by its content
+    with pytest.raises(Mismatch):
+        cache.receive(Trickle(data + b"x", 7000), hash_bytes(data[:-1] + b"?"))
+    assert not (cache.path / "tmp").exists() or list((cache.path / "tmp").iterdir()) == []
+
+
+def test_add_bytes_verifies_content_or_manifest(cache: LocalCache) -> None:
+    cache.add_bytes(b"plain", hash_bytes(b"plain"))
+    assert cache.inline_blob(hash_bytes(b"plain")) == b"plain"
+    with pytest.raises(Mismatch):
+        cache.add_bytes(b"plain", hash_bytes(b"other"))
+    assert not cache.has_blob(hash_bytes(b"other"))
 
 
 def test_copy_file_copies_large_files_exactly(tmp_path: Path) -> None:
@@ -204,7 +315,7 @@ def test_push_then_fetch_into_another_cache(tmp_path: Path, kind: str) -> None:
     assert fetched == record
     assert puller.fetch_blobs(fetched)
     digest = record.outputs["out/a.txt"].digest
-    assert second.blob_path(digest).read_bytes() == b"data\n"
+    assert second.read_blob(digest) == b"data\n"
     assert puller.fetch_record(hash_bytes("unknown")) is None
     assert warnings == []
     pusher.close()
@@ -288,11 +399,28 @@ def age(path: Path, days: float) -> None:
     os.utime(path, (past, past))
 
 
+def age_record(cache: LocalCache, key: str, days: float) -> None:
+    """Make a record look last used ``days`` ago (``used`` replaces a file's mtime)."""
+    with index(cache) as db:
+        assert db.execute("UPDATE actions SET used = ? WHERE key = ?",
+                          (time.time() - days * 86400, key)).rowcount == 1
+
+
+def age_blob(cache: LocalCache, digest: str, days: float) -> None:
+    """Make a blob look stored ``days`` ago, in the database or as a file."""
+    if cache.inline_blob(digest) is None:
+        age(cache.blob_path(digest), days)
+        return
+    with index(cache) as db:
+        db.execute("UPDATE blobs SET added = ? WHERE digest = ?",
+                   (time.time() - days * 86400, digest))
+
+
 def test_gc_by_age_keeps_the_current_records(cache: LocalCache, tmp_path: Path) -> None:
     old = saved_record(cache, tmp_path, b"old\n")
     current = saved_record(cache, tmp_path, b"current\n")
     for record in (old, current):
-        age(cache.action_path(record.key), 10)
+        age_record(cache, record.key, 10)
     report = _collect(cache, {current.key}, max_age=5, max_size=None)
     assert report["removed_entries"] == 1 and report["removed_blobs"] == 1
     assert cache.read_action(old.key) is None
@@ -304,7 +432,7 @@ def test_gc_by_age_keeps_the_current_records(cache: LocalCache, tmp_path: Path) 
 def test_gc_by_size_drops_least_recently_used_first(cache: LocalCache, tmp_path: Path) -> None:
     records = [saved_record(cache, tmp_path, bytes([65 + i]) * 4000) for i in range(3)]
     for days, record in zip((3, 1, 2), records, strict=True):
-        age(cache.action_path(record.key), days)
+        age_record(cache, record.key, days)
     _, _, size = cache.usage()
     report = _collect(cache, set(), max_age=None, max_size=size - 1000)
     assert report["removed_entries"] == 1
@@ -314,13 +442,46 @@ def test_gc_by_size_drops_least_recently_used_first(cache: LocalCache, tmp_path:
     assert _collect(cache, {records[2].key}, max_age=None, max_size=0)["entries"] == 1
 
 
-def test_gc_removes_old_orphans_but_not_young_ones(cache: LocalCache, tmp_path: Path) -> None:
-    young = blob(cache, tmp_path, b"being saved right now\n")
-    old = blob(cache, tmp_path, b"left behind\n")
-    age(cache.blob_path(old), 1)
+@pytest.mark.parametrize("extra", [b"", LARGE], ids=["inline", "file"])
+def test_gc_removes_old_orphans_but_not_young_ones(cache: LocalCache, tmp_path: Path,
+                                                   extra: bytes) -> None:
+    young = blob(cache, tmp_path, b"being saved right now\n" + extra)
+    old = blob(cache, tmp_path, b"left behind\n" + extra)
+    age_blob(cache, old, 1)
     report = _collect(cache, set(), max_age=None, max_size=None)
-    assert report["removed_blobs"] == 1
+    assert report["removed_blobs"] == 1 and report["freed"] == len(b"left behind\n" + extra)
     assert cache.has_blob(young) and not cache.has_blob(old)
+    assert not cache.blob_path(old).exists()
+
+
+def test_gc_gives_the_space_of_dropped_blobs_back(cache: LocalCache, tmp_path: Path) -> None:
+    records = [saved_record(cache, tmp_path, os.urandom(50_000)) for _ in range(40)]
+    cache.close()  # the last connection's checkpoint: index.db holds every page
+    full = os.path.getsize(cache.path / "index.db")
+    assert full > 40 * 50_000
+    report = _collect(cache, {records[0].key}, max_age=None, max_size=0)
+    assert report["removed_entries"] == 39 and report["entries"] == 1
+    assert os.path.getsize(cache.path / "index.db") < full / 10
+    assert cache.read_action(records[0].key) == records[0]
+    assert cache.has_blob(records[0].outputs["out/a.txt"].digest)
+
+
+def test_the_layout_before_index_db_is_ignored_and_collected(cache: LocalCache,
+                                                             tmp_path: Path) -> None:
+    record = ActionRecord(hash_bytes("old"), "t", {"out/a": Entry(FILE, hash_bytes("x"))})
+    legacy = cache.path / action_rel(record.key)
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(record.dumps())
+    old_blob = cache.path / blob_rel(hash_bytes(b"x"))  # a small blob file: still good
+    old_blob.parent.mkdir(parents=True)
+    old_blob.write_bytes(b"x")
+    assert cache.read_action(record.key) is None and cache.keys() == []
+    assert cache.read_blob(hash_bytes(b"x")) == b"x"
+    cache.place_file(hash_bytes(b"x"), str(tmp_path / "x"), executable=False)
+    assert (tmp_path / "x").read_bytes() == b"x"
+    saved_record(cache, tmp_path)  # the database is made beside the old files
+    _collect(cache, set(), max_age=None, max_size=None)
+    assert not legacy.exists() and old_blob.exists()  # a young orphan, kept for now
 
 
 @pytest.mark.parametrize(("text", "size"), [("1024", 1024), ("2K", 2048), ("1.5m", 1572864),
@@ -376,8 +537,41 @@ def test_a_url_output_not_written_fails_the_target(tmp_path: Path) -> None:
     assert not result.ok and result.error == f"declared output not produced: {url}"
 
 
-def test_record_json_is_whole_on_disk(cache: LocalCache, tmp_path: Path) -> None:
+def test_a_record_is_stored_whole_in_the_index(cache: LocalCache, tmp_path: Path) -> None:
     record = saved_record(cache, tmp_path)
-    doc = json.loads(cache.action_path(record.key).read_text())
-    assert doc["outputs"]["out/a.txt"]["kind"] == "file"
-    assert list((cache.path / "tmp").iterdir()) == []
+    with index(cache) as db:
+        (data, used), = db.execute("SELECT record, used FROM actions WHERE key = ?",
+                                   (record.key,)).fetchall()
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert data == record.dumps()
+    assert json.loads(data)["outputs"]["out/a.txt"]["kind"] == "file"
+    assert time.time() - 60 < used <= time.time()
+    age_record(cache, record.key, 5)
+    cache.touch(record.key)
+    assert [a.used > time.time() - 60 for a in cache.actions()] == [True]
+    assert files_in(cache.path) == ["index.db", "index.db-shm", "index.db-wal"]
+
+
+def test_threads_share_one_cache(cache: LocalCache, tmp_path: Path) -> None:
+    contents = [f"content {i}\n".encode() * (1 + i % 3) for i in range(200)]
+    contents += [os.urandom(INLINE_BLOB + i) for i in range(4)]
+    errors: list[BaseException] = []
+
+    def save(part: list[bytes]) -> None:
+        try:
+            for content in part:
+                saved_record(cache, tmp_path, content)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(contents[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(cache.keys()) == len(contents)
+    for content in contents:
+        record = cache.read_action(hash_bytes(content + b"key"))
+        assert record is not None
+        assert cache.read_blob(record.outputs["out/a.txt"].digest) == content
