@@ -65,6 +65,7 @@ _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, 
 INLINE_BLOB = 128 << 10
 INDEX = "index.db"
 INDEX_VERSION = 1
+TOUCH_BATCH = 500
 # The big column last: reading the others never touches its overflow pages.
 _SCHEMA = """
 CREATE TABLE actions (
@@ -206,6 +207,7 @@ class LocalCache:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection for every thread, one use at a time
         self._made: set[str] = set()  # folders known to exist: no mkdir per blob
+        self._touched: dict[str, float] = {}  # records used, not yet marked (see touch)
         self._names = itertools.count()
         self._prefix = f"{os.getpid()}-{os.urandom(6).hex()}"  # one random part per process
 
@@ -250,7 +252,9 @@ class LocalCache:
                 raise
 
     def close(self) -> None:
-        """Close the database (it is opened again if the cache is used again)."""
+        """Mark the records used, and close the database (it is opened again if the cache
+        is used again)."""
+        self.flush()
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -273,9 +277,21 @@ class LocalCache:
                     (record.key, time.time(), record.dumps()))
 
     def touch(self, key: str) -> None:
-        """Mark a record used now (gc drops the least recently used first)."""
+        """Mark a record used now (gc drops the least recently used first).
+
+        Written by :meth:`flush` (at close, or every TOUCH_BATCH records): one transaction
+        instead of one per restored target. A process killed first loses only these times.
+        """
+        self._touched[key] = time.time()
+        if len(self._touched) >= TOUCH_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            touched, self._touched = self._touched, {}
         with contextlib.suppress(IndexUnusable):  # only gc's order would suffer
-            self._write("UPDATE actions SET used = ? WHERE key = ?", (time.time(), key))
+            self._write_many("UPDATE actions SET used = max(used, ?) WHERE key = ?",
+                             [(used, key) for key, used in touched.items()])
 
     def keys(self) -> list[str]:
         return [k for (k,) in self._query("SELECT key FROM actions ORDER BY key")]

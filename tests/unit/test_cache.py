@@ -547,7 +547,9 @@ def test_a_record_is_stored_whole_in_the_index(cache: LocalCache, tmp_path: Path
     assert json.loads(data)["outputs"]["out/a.txt"]["kind"] == "file"
     assert time.time() - 60 < used <= time.time()
     age_record(cache, record.key, 5)
-    cache.touch(record.key)
+    cache.touch(record.key)  # written in a batch, at the latest when the cache is closed
+    assert [a.used < time.time() - 86400 for a in cache.actions()] == [True]
+    cache.close()
     assert [a.used > time.time() - 60 for a in cache.actions()] == [True]
     assert files_in(cache.path) == ["index.db", "index.db-shm", "index.db-wal"]
 
