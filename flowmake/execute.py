@@ -12,8 +12,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .executor import Executor, Job, JobHandle, JobResult
 from .graph import Graph
@@ -23,14 +22,13 @@ from .store import Record, Store
 from .urls import digest_url_outputs
 
 
-@dataclass(slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What happened to one target in this build."""
 
     name: str
     status: str  # built | restored | fresh | failed | skipped
     duration: float = 0.0
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = []  # noqa: RUF012 (never mutated; a NamedTuple default)
     output: str = ""
     error: str | None = None
     attempts: int = 0
@@ -45,8 +43,7 @@ class Outcome:
         return data
 
 
-@dataclass(slots=True)
-class Summary:
+class Summary(NamedTuple):
     run_id: int
     result: str  # success | failed | interrupted
     outcomes: dict[str, Outcome]

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .fingerprint import Hasher, hash_bytes
@@ -44,8 +43,7 @@ def _show(value: Any) -> str:
     return "(unset)" if value is None else json.dumps(value)
 
 
-@dataclass(frozen=True, slots=True)
-class ReasonDetail:
+class ReasonDetail(NamedTuple):
     """One reason a target is stale, with the values that differ where there are some."""
 
     reason: Reason
@@ -78,8 +76,7 @@ class State(Enum):
     RESTORABLE = "restorable"
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """The decision for one target: its key (None when an input does not exist yet)."""
 
     target: Target
@@ -93,8 +90,7 @@ class Step:
         return self.target.name
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(NamedTuple):
     steps: tuple[Step, ...]
 
     def stale(self) -> list[Step]:
