@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import threading
 from collections.abc import Callable
@@ -233,11 +234,12 @@ class Artifacts:
         if "://" in path:  # a URL output: its content is downloaded once, into the cache
             with self.hasher.url_backends().backend(path).open(path, "rb") as f:
                 return Entry(URL, self.local.receive(f, None), fingerprint=digest)
-        full = str(self.root / path)
-        if os.path.isdir(full):
+        full = f"{self.root}/{path}"
+        mode = os.stat(full).st_mode  # one stat: folder or file, and executable
+        if stat.S_ISDIR(mode):
             return self._save_dir(path, full, digest)
         self.local.add_file(full, digest)
-        return Entry(FILE, digest, is_executable(full))
+        return Entry(FILE, digest, bool(mode & stat.S_IXUSR))
 
     def _save_dir(self, path: str, full: str, digest: str) -> Entry:
         """A folder's files as blobs (each hashed as it is copied) and its manifest."""

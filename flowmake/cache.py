@@ -204,6 +204,7 @@ class LocalCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._index_path = path / INDEX
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection for every thread, one use at a time
         self._made: set[str] = set()  # folders known to exist: no mkdir per blob
@@ -218,14 +219,13 @@ class LocalCache:
         """The open index, for one use under the lock; None for a reader while there is
         none. SQLite's errors become IndexUnusable."""
         with self._lock:
-            index = self.path / INDEX
             try:
-                if self._db is None and (create or index.exists()):
+                if self._db is None and (create or self._index_path.exists()):
                     self.path.mkdir(parents=True, exist_ok=True)
-                    self._db = _open_index(index)
+                    self._db = _open_index(self._index_path)
                 yield self._db
             except sqlite3.Error as exc:
-                raise IndexUnusable(f"artifact cache {index}: {exc}",
+                raise IndexUnusable(f"artifact cache {self._index_path}: {exc}",
                                     "deleting the cache folder is safe") from exc
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
@@ -421,14 +421,14 @@ class LocalCache:
         Raises Mismatch when the file no longer hashes to ``digest`` (it changed since it
         was hashed): a blob always holds what its name says.
         """
-        if self.has_blob(digest):
-            return
         with open(source, "rb") as f:
             head = f.read(INLINE_BLOB + 1)  # one read decides: a row, or a file
         if len(head) <= INLINE_BLOB:
             if hash_bytes(head) != digest:
                 raise Mismatch(f"{source} changed since it was hashed")
-            self._add_inline(digest, head)
+            self._add_inline(digest, head)  # INSERT OR IGNORE: no lookup first
+            return
+        if os.path.exists(self.blob_path(digest)):
             return
         tmp = self._tmp()
         try:
