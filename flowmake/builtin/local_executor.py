@@ -132,15 +132,19 @@ class _Loop:
         self.exiting: set[JobHandle] = set()  # output closed, process not yet gone
 
     def close(self) -> None:
+        if self.wake_w < 0:
+            return
         self.selector.close()
         os.close(self.wake_r)
-        os.close(self.wake_w)
+        wake_w, self.wake_w = self.wake_w, -1  # a late wake() must not write to a reused fd
+        os.close(wake_w)
 
     def wake(self) -> None:
         try:
-            os.write(self.wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # already awake (pipe full) or closed
+            if self.wake_w >= 0:
+                os.write(self.wake_w, b"x")
+        except OSError:
+            pass  # already awake (the pipe is full), or closed meanwhile
 
     def start(self, job: Job, on_line: LineSink | None) -> JobHandle:
         handle = JobHandle(self, job, on_line)
