@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import marshal
 import os
+import struct
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
 FILE = "noop.marshal"
-FORMAT = 2
+FORMAT = 3
 RACY_NS = 2_000_000_000
 SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
+_ENTRY = struct.Struct("<QqQ")  # size, mtime_ns, inode: one fixed-size record per path
+# From this many paths on, the check is shared among processes: each os.stat is a ~2-3 us
+# system call, and on 2 cores two halves take ~35 ms instead of ~65 ms for 20,000 paths,
+# while a fork costs ~1-2 ms.
+PARALLEL_MIN = 4000
+MAX_PROCESSES = 4
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -36,10 +43,58 @@ def _stat(path: str) -> tuple[int, int, int] | None:
 
 
 def _stats(paths: list[str]) -> bytes:
-    """The (size, mtime_ns, inode) of every path, serialized; OSError if one is missing.
-    Compared as bytes: no tuple of the last save has to be loaded."""
-    stat = os.stat
-    return marshal.dumps([(s.st_size, s.st_mtime_ns, s.st_ino) for s in map(stat, paths)])
+    """The (size, mtime_ns, inode) of every path as fixed-size records; OSError if one is
+    missing. Compared as bytes: nothing of the last save has to be unpacked."""
+    pack = _ENTRY.pack
+    return b"".join([pack(s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, paths)])
+
+
+def _same(paths: list[str], saved: bytes) -> bool:
+    try:
+        return _stats(paths) == saved
+    except OSError:
+        return False
+
+
+def unchanged(paths: list[str], saved: bytes) -> bool:
+    """Whether every path still has the stat saved for it, checked by up to MAX_PROCESSES
+    processes at once for a long list (forked: the caller has started no thread)."""
+    size = _ENTRY.size
+    if len(saved) != len(paths) * size:
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    parts = min(cpus, MAX_PROCESSES, len(paths) // (PARALLEL_MIN // 2))
+    if parts < 2 or not hasattr(os, "fork"):
+        return _same(paths, saved)
+    step = -(-len(paths) // parts)
+    children = []
+    for i in range(1, parts):
+        chunk = paths[i * step:(i + 1) * step]
+        expected = saved[i * step * size:(i * step + len(chunk)) * size]
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare: this one checks that part too
+            if not _same(chunk, expected):
+                return _reap(children, False)
+            continue
+        if pid == 0:  # the child: its answer is its exit status
+            code = 1
+            try:
+                code = 0 if _same(chunk, expected) else 1
+            finally:
+                os._exit(code)
+        children.append(pid)
+    return _reap(children, _same(paths[:step], saved[:step * size]))
+
+
+def _reap(children: list[int], ok: bool) -> bool:
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        ok = ok and os.waitstatus_to_exitcode(status) == 0
+    return ok
 
 
 def signature(flow_file: str, overrides: list[str], selection: list[str],
@@ -86,10 +141,7 @@ def check(state_dir: str, flow_file: str, overrides: list[str],
     _, sig, env_names, site_dirs, paths, stats, names, count, history = saved
     if sig != signature(flow_file, overrides, selection, env_names, site_dirs):
         return None
-    try:
-        if _stats(paths.split(SEP)) != stats:
-            return None
-    except OSError:
+    if not unchanged(paths.split(SEP), stats):
         return None
     return names, count, history
 
@@ -103,7 +155,7 @@ def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[s
         stats = _stats(expanded)
     except OSError:
         return False
-    if any(mtime_ns >= deadline for _, mtime_ns, _ in marshal.loads(stats)):
+    if any(mtime_ns >= deadline for _, mtime_ns, _ in _ENTRY.iter_unpack(stats)):
         return False
     env_names = sorted(set(env_names))
     site_dirs = _site_dirs()

@@ -1,0 +1,45 @@
+"""The no-op fast path's stat check, serial and shared among forked processes, on real files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flowmake import fastpath
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setattr(fastpath, "PARALLEL_MIN", 4)  # forks from 4 paths on (if 2+ CPUs)
+    paths = []
+    for i in range(12):
+        path = tmp_path / f"f{i}.txt"
+        path.write_text(f"content {i}\n")
+        paths.append(str(path))
+    return paths
+
+
+def test_unchanged_files_pass(files: list[str]) -> None:
+    assert fastpath.unchanged(files, fastpath._stats(files))
+
+
+@pytest.mark.parametrize("which", [0, 5, 11])  # the caller's part, and the children's
+def test_a_modified_file_is_seen_in_any_part(files: list[str], which: int) -> None:
+    saved = fastpath._stats(files)
+    st = os.stat(files[which])
+    os.utime(files[which], ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same size, 1 ns later
+    assert not fastpath.unchanged(files, saved)
+
+
+@pytest.mark.parametrize("which", [1, 10])
+def test_a_missing_file_is_seen_in_any_part(files: list[str], which: int) -> None:
+    saved = fastpath._stats(files)
+    os.unlink(files[which])
+    assert not fastpath.unchanged(files, saved)
+
+
+def test_a_save_of_another_length_never_matches(files: list[str]) -> None:
+    assert not fastpath.unchanged(files, fastpath._stats(files[:-1]))
+    assert not fastpath.unchanged(files[:-1], fastpath._stats(files))
