@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from .fingerprint import digest_path, stat_entry
+from .fingerprint import digest_output
 from .store import StatEntry
 
 LineSink = Callable[[str, str], None]  # (target name, line) for -v streaming
@@ -126,20 +126,18 @@ def prepare_outputs(job: Job) -> None:
 def finish_outputs(job: Job, ok: bool, output: str, duration: float, error: str | None,
                    attempts: int = 1) -> JobResult:
     """Check that a successful job produced every declared output, and digest them."""
-    result = JobResult(job.name, ok, output, duration, error, attempts)
     if not ok:
-        return result
+        return JobResult(job.name, ok, output, duration, error, attempts)
     digests: dict[str, str] = {}
     stats: dict[str, StatEntry] = {}
     for _, path in job.outputs:
         if "://" in path:
             continue  # URL outputs are fingerprinted by their backend on the client
-        full = os.path.join(job.root, path)
-        digest = digest_path(full)
-        if digest is None:
-            return replace(result, ok=False, error=f"declared output not produced: {path}")
-        digests[path] = digest
-        entry = stat_entry(full, digest)
+        found = digest_output(os.path.join(job.root, path))
+        if found is None:
+            return JobResult(job.name, False, output, duration,
+                             f"declared output not produced: {path}", attempts)
+        digests[path], entry = found
         if entry is not None:
             stats[path] = entry
-    return replace(result, digests=digests, stats=stats)
+    return JobResult(job.name, True, output, duration, None, attempts, digests, stats)

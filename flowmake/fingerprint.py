@@ -148,15 +148,18 @@ def tree_digest(files: Iterable[tuple[str, str | None]]) -> str:
     return "d" + h.hexdigest()[1:]  # folders and files never share a digest
 
 
-def stat_entry(full_path: str, digest: str) -> StatEntry | None:
-    """A stat-cache entry for a file just hashed by a worker (None for folders)."""
+def digest_output(full_path: str) -> tuple[str, StatEntry | None] | None:
+    """A fresh output's digest and its stat-cache entry (None for a folder), without any
+    cache; None when it does not exist. Stat first, then read: a file written meanwhile
+    has a newer mtime than its entry says, so it is hashed again next time."""
     try:
         st = os.stat(full_path)
     except OSError:
         return None
     if stat.S_ISDIR(st.st_mode):
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest)
+        return Hasher(full_path).digest("."), None
+    digest = hash_file(full_path)
+    return digest, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest)
 
 
 def digest_path(full_path: str) -> str | None:

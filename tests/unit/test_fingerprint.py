@@ -12,10 +12,10 @@ import xxhash
 from flowmake.fingerprint import (
     RACY_NS,
     Hasher,
+    digest_output,
     digest_path,
     hash_bytes,
     hash_file,
-    stat_entry,
 )
 
 OLD_NS = 1_500_000_000 * 10**9  # 2017: far older than any "racy" window
@@ -212,8 +212,10 @@ def test_forget_drops_memo_of_folder_and_its_files(tmp_path):
 
 def test_learn_takes_a_digest_from_elsewhere(tmp_path):
     path = write(tmp_path, "o.txt", "payload")
-    entry = stat_entry(str(path), hash_bytes("payload"))
-    assert entry is not None and entry[4] == hash_bytes("payload")
+    found = digest_output(str(path))
+    assert found is not None
+    digest, entry = found
+    assert entry is not None and digest == entry[4] == hash_bytes("payload")
     h = Hasher(str(tmp_path))
     h.learn("o.txt", entry)
     assert h.digest("o.txt") == hash_bytes("payload")
@@ -221,10 +223,10 @@ def test_learn_takes_a_digest_from_elsewhere(tmp_path):
     assert h.dirty == {"o.txt": entry}
 
 
-def test_stat_entry_and_digest_path(tmp_path):
+def test_digest_output_and_digest_path(tmp_path):
     write(tmp_path, "d/f.txt", "x")
-    assert stat_entry(str(tmp_path / "d"), "whatever") is None
-    assert stat_entry(str(tmp_path / "missing"), "whatever") is None
+    assert digest_output(str(tmp_path / "d")) == (Hasher(str(tmp_path)).digest("d"), None)
+    assert digest_output(str(tmp_path / "missing")) is None
     assert digest_path(str(tmp_path / "d/f.txt")) == hash_bytes("x")
     assert digest_path(str(tmp_path / "d")) == Hasher(str(tmp_path)).digest("d")
     assert digest_path(str(tmp_path / "missing")) is None
