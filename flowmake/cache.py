@@ -155,8 +155,11 @@ def parse_manifest(data: bytes, digest: str) -> list[ManifestFile] | None:
     return files if tree_digest((p, d) for p, d, _ in files) == digest else None
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _is_digest(text: Any) -> bool:
-    return isinstance(text, str) and len(text) == 32 and all(c in "0123456789abcdef" for c in text)
+    return isinstance(text, str) and len(text) == 32 and _HEX.issuperset(text)
 
 
 def blob_rel(digest: str) -> str:

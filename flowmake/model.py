@@ -22,7 +22,7 @@ def is_url(path: str) -> bool:
 
 
 def is_glob(path: str) -> bool:
-    return any(c in GLOB_CHARS for c in path)
+    return not GLOB_CHARS.isdisjoint(path)  # in C: loading 10,000 targets asks it 20,000 times
 
 
 class Shell(NamedTuple):
