@@ -16,7 +16,6 @@ import stat
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +36,7 @@ from .remote import PushCount, Transfers, open_remote
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from .executor import JobResult
     from .graph import Graph
@@ -211,6 +211,8 @@ class Artifacts:
             return
         with self._lock:
             if self._saver is None:
+                from concurrent.futures import ThreadPoolExecutor  # large outputs only
+
                 self._saver = ThreadPoolExecutor(SAVE_THREADS, thread_name_prefix="flowmake-save")
             self._saves.append(self._saver.submit(self._save, step.key, step.name, digests,
                                                   result.output))

@@ -17,12 +17,14 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .cache import DIR, ActionRecord, LocalCache, Mismatch, action_rel, blob_rel
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 TRANSFER_THREADS = 16  # object stores answer slowly but in parallel
 SMALL_BLOB = 256 << 10  # up to this size, uploading costs about what probing does
@@ -158,6 +160,8 @@ class Transfers:
     def __init__(self, local: LocalCache, remote: RemoteStore, warn: Callable[[str], None],
                  *, writable: bool, threads: int = TRANSFER_THREADS) -> None:
         self.local, self.remote, self.warn, self.writable = local, remote, warn, writable
+        from concurrent.futures import ThreadPoolExecutor  # only a build with a remote needs it
+
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="flowmake-transfer")
         self.pushes: list[Future[PushCount]] = []
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowmake.executor import Job, JobResult, LineSink
 
 from .cluster import Connection, connect
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 CANCEL_WAIT = 5.0  # seconds for killed tasks to report (SIGTERM, then SIGKILL after 2 s)
 
@@ -59,6 +61,8 @@ class DaskExecutor:
         self._offered: dict[str, float] | None = None
 
     def submit(self, job: Job, on_line: LineSink | None = None) -> Future[JobResult]:
+        from concurrent.futures import Future  # not at import: every command loads plugins
+
         result: Future[JobResult] = Future()
         result.set_running_or_notify_cancel()
         self._send(_Attempts(job, on_line, result))
@@ -175,6 +179,8 @@ class DaskExecutor:
         # Running tasks end as soon as their command is dead, and queued ones end at once
         # on a worker that knows the build is cancelled: waiting a little keeps their
         # output. Whatever is left (a task stuck on a dead worker) is cancelled.
+        from concurrent.futures import wait
+
         wait([run.result for _, run in pending], timeout=CANCEL_WAIT)
         with self.lock:
             left = [task for task, _ in self.tasks.values()]
