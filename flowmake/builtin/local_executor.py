@@ -36,7 +36,7 @@ SHELL = "/bin/sh"
 class _Attempt:
     """One run of a shell command: its process group, its output pipe, its deadlines."""
 
-    __slots__ = ("deadline", "error", "fd", "kill_at", "partial", "pidfd", "proc", "timed_out")
+    __slots__ = ("deadline", "fd", "kill_at", "partial", "pidfd", "proc", "timed_out")
 
     def __init__(self, job: Job, preexec_fn: Callable[[], None] | None) -> None:
         prepare_outputs(job)
@@ -97,8 +97,7 @@ def _pidfd(pid: int) -> int | None:
 class JobHandle:
     """The pending result of one shell job (what ``submit`` returns), Future-like."""
 
-    __slots__ = ("_loop", "_result", "attempt", "current", "job", "number", "on_line", "output",
-                 "started")
+    __slots__ = ("_loop", "_result", "current", "job", "number", "on_line", "output", "started")
 
     def __init__(self, loop: _Loop, job: Job, on_line: LineSink | None) -> None:
         self._loop, self.job, self.on_line = loop, job, on_line
