@@ -9,9 +9,10 @@ targets), so a long list is shared among forked processes, one part each (``unch
 
 Anything that could change the answer disables or invalidates it: globs, URLs and
 `always` targets are never saved; flow.toml's stat, the overrides, the selection, the
-env values in keys, flowmake's version and the site folders are in the signature; an entry modified
-within RACY_NS of the save is not trusted; and every write of a record deletes the file
-(``Store``), so `clean`, `accept` or another build never leave it stale.
+env values in keys, flowmake's version and the site folders' mtimes are in the
+signature; an entry modified within RACY_NS of the save is not trusted; and every write
+of a record deletes the file (``Store``), so `clean`, `accept` or another build never
+leave it stale.
 """
 
 from __future__ import annotations
