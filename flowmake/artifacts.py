@@ -25,6 +25,7 @@ from .cache import (
     URL,
     ActionRecord,
     Entry,
+    IndexUnusable,
     LocalCache,
     Mismatch,
     is_executable,
@@ -271,7 +272,10 @@ class Artifacts:
                           f" pushed to {self.remote_url}: {errors[0]}")
             self._transfers.close()
             self._transfers = None
-        self.local.close()  # nothing writes any more (a later use opens it again)
+        try:
+            self.local.close()  # nothing writes any more (a later use opens it again)
+        except IndexUnusable as exc:
+            self.warn(f"the last outputs built were not cached ({exc})")
         return count
 
 

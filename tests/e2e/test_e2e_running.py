@@ -308,3 +308,61 @@ def test_no_ansi_escapes_on_a_terminal_with_no_color(project):
     code, out = project.terminal("build", "-B", env={"NO_COLOR": None, "TERM": "xterm"})
     assert code == 0
     assert ANSI.search(out)
+
+
+SHOW = """#!/bin/sh
+# what a command sees: its folder, its arguments, its environment
+out="$1"; shift
+{ echo "pwd=$PWD"; echo "args=$*"; env | grep -v '^_=' | sort; } > "$out"
+"""
+
+
+def test_a_command_without_shell_syntax_sees_what_it_would_under_sh(project):
+    # "./show ..." has nothing for a shell to do, so it is started directly (as make does);
+    # ": ; ./show ..." must go through sh. Both must see the same folder, PWD, arguments
+    # and environment.
+    project.flow("""
+        [targets.direct]
+        cwd = "sub"
+        cmd = "../show ../out/direct.txt a  b"
+        outputs = ["out/direct.txt"]
+        env = ["FM_SEEN"]
+
+        [targets.shell]
+        cwd = "sub"
+        cmd = ": ; ../show ../out/shell.txt a  b"
+        outputs = ["out/shell.txt"]
+        env = ["FM_SEEN"]
+        """, {"show": SHOW, "sub/.keep": ""}, cache=False)
+    project.path("show").chmod(0o755)
+    assert project.build(env={"FM_SEEN": "yes"}) == {"direct": "built", "shell": "built"}
+    direct, shell = project.read("out/direct.txt"), project.read("out/shell.txt")
+    assert direct == shell
+    assert f"pwd={project.path('sub').resolve()}\n" in direct
+    assert "args=a b\n" in direct and "FM_SEEN=yes\n" in direct
+
+
+def test_a_direct_command_fails_as_it_would_under_sh(project):
+    project.flow("""
+        [targets.exit3]
+        cmd = "./exit3"
+
+        [targets.missing]
+        cmd = "no-such-program-anywhere --flag"
+
+        [targets.no_hashbang]
+        cmd = "./plain out/plain.txt"
+        outputs = ["out/plain.txt"]
+        """, {"exit3": "#!/bin/sh\necho about to fail\nexit 3\n",
+              "plain": 'echo "ran by sh" > "$1"\n'}, cache=False)
+    for name in ("exit3", "plain"):
+        project.path(name).chmod(0o755)
+    result = project.run("build", "-k", "--json", check=1)
+    targets = {t["name"]: t for t in json.loads(result.stdout)["targets"]}
+    assert targets["exit3"]["status"] == "failed" and "exit code 3" in targets["exit3"]["error"]
+    assert targets["missing"]["status"] == "failed"
+    assert "exit code 127" in targets["missing"]["error"]  # as sh reports it
+    assert "no-such-program-anywhere" in result.stderr and "not found" in result.stderr
+    assert "about to fail" in result.stderr
+    assert targets["no_hashbang"]["status"] == "built"  # no #!: sh runs it, as it would
+    assert project.read("out/plain.txt") == "ran by sh\n"

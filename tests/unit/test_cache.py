@@ -26,8 +26,10 @@ from flowmake.cache import (
     DIR,
     FILE,
     INLINE_BLOB,
+    WRITE_BATCH,
     ActionRecord,
     Entry,
+    IndexUnusable,
     LocalCache,
     Mismatch,
     action_rel,
@@ -63,7 +65,9 @@ def cache(tmp_path: Path) -> Iterator[LocalCache]:
 
 @contextlib.contextmanager
 def index(cache: LocalCache) -> Iterator[sqlite3.Connection]:
-    """A connection of the test's own to the cache's index.db (autocommit)."""
+    """A connection of the test's own to the cache's index.db (autocommit), as another
+    process would open it once the cache has written what it queued."""
+    cache.flush()
     db = sqlite3.connect(cache.path / "index.db", isolation_level=None)
     try:
         yield db
@@ -157,6 +161,49 @@ def test_a_small_blob_is_a_row_and_a_large_one_a_file(cache: LocalCache, tmp_pat
     with pytest.raises(FileNotFoundError):
         cache.open_blob(hash_bytes("absent"))
     assert cache.blob_size(hash_bytes("absent")) is None
+
+
+def rows_seen_by_another_process(cache: LocalCache) -> tuple[int, int]:
+    """(records, blobs) in index.db as another connection sees them, without flushing."""
+    db = sqlite3.connect(cache.path / "index.db", isolation_level=None)
+    try:
+        return db.execute("SELECT (SELECT count(*) FROM actions),"
+                          " (SELECT count(*) FROM blobs)").fetchone()
+    finally:
+        db.close()
+
+
+def test_saves_are_written_in_batches_and_seen_at_once_by_their_process(
+        cache: LocalCache, tmp_path: Path) -> None:
+    digest = blob(cache, tmp_path, b"one\n")
+    record = ActionRecord(hash_bytes("k0"), "t0", {"out/a": Entry(FILE, digest)})
+    cache.write_action(record)
+    assert rows_seen_by_another_process(cache) == (0, 0)  # queued: no transaction yet
+    assert cache.read_action(record.key) == record  # any use of the index writes the queue
+    assert rows_seen_by_another_process(cache) == (1, 1)
+    for i in range(1, WRITE_BATCH // 2):
+        d = blob(cache, tmp_path, f"content {i}\n".encode())
+        cache.write_action(ActionRecord(hash_bytes(f"k{i}"), f"t{i}", {"out/a": Entry(FILE, d)}))
+    assert rows_seen_by_another_process(cache) == (1, 1)
+    d = blob(cache, tmp_path, b"the last one\n")
+    assert rows_seen_by_another_process(cache) == (1, 1)  # WRITE_BATCH - 1 rows queued
+    cache.write_action(ActionRecord(hash_bytes("last"), "last", {"out/a": Entry(FILE, d)}))
+    seen = WRITE_BATCH // 2 + 1
+    assert rows_seen_by_another_process(cache) == (seen, seen)  # the batch: written
+    blob(cache, tmp_path, b"after the batch\n")
+    cache.close()  # and the rest at close
+    assert rows_seen_by_another_process(cache) == (seen, seen + 1)
+
+
+def test_queued_writes_that_fail_are_reported_at_close(cache: LocalCache, tmp_path: Path) -> None:
+    digest = blob(cache, tmp_path, b"one\n")
+    cache.write_action(ActionRecord(hash_bytes("k"), "t", {"out/a": Entry(FILE, digest)}))
+    other = sqlite3.connect(cache.path / "index.db", isolation_level=None)
+    other.execute("DROP TABLE actions")  # another process breaks the index meanwhile
+    other.close()
+    with pytest.raises(IndexUnusable, match="no such table: actions"):
+        cache.close()
+    assert cache.read_action(hash_bytes("k")) is None  # dropped, and the cache still answers
 
 
 def test_a_reader_never_creates_the_cache(tmp_path: Path) -> None:
