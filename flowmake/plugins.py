@@ -44,6 +44,7 @@ def _hint(name: str) -> str:
     return INSTALL_HINTS.get(name, "install a flowmake plugin that provides it")
 
 
+CWD = "<the working folder>"
 EntryPoint = tuple[str, str, str]  # (plugin name, "module:attribute", "distribution version")
 
 
@@ -65,8 +66,13 @@ def entry_points() -> list[EntryPoint]:
     """
     import zlib
 
-    signature = (sys.version, [(p, _mtime(p)) for p in sys.path])
-    name = f"{zlib.crc32(repr(sys.path).encode()):08x}.marshal"
+    try:
+        here = {"", os.getcwd()}  # sys.path[0] under `python -m` or `-c`: a project folder
+    except OSError:  # the working folder was deleted
+        here = {""}
+    folders = [CWD if p in here else p for p in sys.path]
+    signature = (sys.version, [(p, _cwd_mtime() if p == CWD else _mtime(p)) for p in folders])
+    name = f"{zlib.crc32(repr(folders).encode()):08x}.marshal"
     cached = os.path.join(user_cache_dir(), "entry-points", name)
     try:
         with open(cached, "rb") as f:
@@ -89,6 +95,20 @@ def entry_points() -> list[EntryPoint]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return found
+
+
+def _cwd_mtime() -> int | None:
+    """The working folder's part of the signature. Its mtime changes whenever a build adds
+    or removes a file in it, so it counts only if it holds a distribution (a rare thing in
+    a project folder); otherwise every project would scan again, and keep a file of its own."""
+    try:
+        with os.scandir(".") as entries:
+            if not any(e.name.endswith((".dist-info", ".egg-info", ".egg-link"))
+                       for e in entries):
+                return None
+    except OSError:
+        return None
+    return _mtime(".")
 
 
 def _mtime(path: str) -> int | None:

@@ -146,6 +146,15 @@ def test_the_entry_point_scan_is_cached_until_a_package_comes_or_goes(
     other = project(tmp_path / "other", '[targets.a]\ncmd = "true"\n')
     run(other, "--version", env=env)
     assert list((tmp_path / "cache" / "flowmake" / "entry-points").iterdir()) == kept  # shared
+    # `python -m flowmake` puts the working folder on sys.path: run in a project, whose
+    # folder changes with every build, it must neither scan again nor keep a file of its own
+    for i, folder in enumerate((root, other, root)):
+        subprocess.run([sys.executable, "-m", "flowmake", "build"], cwd=folder, check=True,
+                       capture_output=True, env={**os.environ, **env})
+        if i == 0:  # (pytest's own folder, where the runs above started, may differ)
+            mtimes = [p.stat().st_mtime_ns for p in kept]
+    assert [p.stat().st_mtime_ns for p in kept] == mtimes
+    assert list((tmp_path / "cache" / "flowmake" / "entry-points").iterdir()) == kept
     for item in plugin_site.iterdir():  # "pip install" into that folder
         (shutil.copytree if item.is_dir() else shutil.copy2)(item, site / item.name)
     assert "plugin: testplugin flowmake-testplugin 0.3.1" in run(root, "--version",
