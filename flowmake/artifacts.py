@@ -33,7 +33,6 @@ from .cache import (
 )
 from .errors import FlowmakeError, UsageError
 from .fingerprint import Hasher, tree_digest
-from .remote import PushCount, Transfers, open_remote
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,6 +42,7 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .model import Project, Target
     from .plan import Checker, Step
+    from .remote import Transfers
 
 Warn = Callable[[str], None]
 SAVE_THREADS = 2  # local copies of large outputs: disk-bound, a couple at a time
@@ -81,6 +81,8 @@ class Artifacts:
     def transfers(self) -> Transfers | None:
         with self._lock:
             if self._transfers is None and not self._remote_off:
+                from .remote import Transfers, open_remote  # only with a remote
+
                 assert self.remote_url is not None
                 try:
                     store = open_remote(self.remote_url, self.root,
@@ -256,7 +258,7 @@ class Artifacts:
         self.local.add_bytes(manifest_bytes(files), digest)
         return Entry(DIR, digest)
 
-    def close(self, *, cancel: bool = False) -> PushCount:
+    def close(self, *, cancel: bool = False) -> None:
         """Finish the saves, wait for the pushes (``cancel``: drop those not started, after
         an interrupted build), and warn about the pushes that failed."""
         if self._saver is not None:
@@ -264,9 +266,8 @@ class Artifacts:
                 future.result()
             self._saver.shutdown()
             self._saver, self._saves = None, []
-        count = PushCount()
         if self._transfers is not None:
-            count, errors = self._transfers.wait(cancel=cancel)
+            _, errors = self._transfers.wait(cancel=cancel)
             if errors:
                 self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not"
                           f" pushed to {self.remote_url}: {errors[0]}")
@@ -276,7 +277,6 @@ class Artifacts:
             self.local.close()  # nothing writes any more (a later use opens it again)
         except IndexUnusable as exc:
             self.warn(f"the last outputs built were not cached ({exc})")
-        return count
 
 
 def warn_stderr(message: str) -> None:

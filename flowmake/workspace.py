@@ -141,7 +141,7 @@ class Workspace:
         "restorable"."""
         cached = self.artifacts.has if cache and self.artifacts is not None else None
         return Checker(self.graph, self.store.records(), self.hasher, force=force,
-                       code_parts=self.code.parts, cached=cached)
+                       code_parts=lambda target: self.code.parts(target), cached=cached)
 
     def select(self, patterns: list[str]) -> list[str]:
         """The named targets; with none, ``[flow] default`` or every target."""
