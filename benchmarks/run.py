@@ -6,6 +6,7 @@ Benchmarks (see benchmarks/README.md):
 * status   no-op ``flowmake status`` vs ``make -q all`` vs ``ninja -n``
 * full     full build of N copy targets from a clean tree
 * sleep    K targets of ``sleep S`` at -j4: wall time and parallel efficiency
+* (full and sleep also run ``floor.py``, the least a Python tool can cost, for reference)
 * hash     hashing throughput on one large input (flowmake only; ``--hash``)
 
 Each command is timed as a direct child process (wall time, median and min of several
@@ -43,6 +44,7 @@ REPO_ROOT = BENCH_DIR.parent
 SETTLE_SECONDS = 2.0  # lets output mtimes age past any "racy timestamp" window
 STDERR_TAIL = 2000
 TOOLS = ("flowmake", "make", "ninja")
+FLOOR = "python-floor"  # benchmarks/floor.py: a reference for the builds from clean
 TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 
 
@@ -477,6 +479,15 @@ def markdown_table(results: list[Series], cfg: Config) -> str:
     ]
     if effs:
         rows.append(f"\nParallel efficiency (ideal {ideal:.2f} s / median): " + ", ".join(effs))
+    floors = [
+        f"{bench} {fmt_time(fl)}" + (f" (efficiency {ideal / fl.median:.3f})"
+                                     if bench == "sleep" and fl.median else "")
+        for bench, size in keys
+        if (fl := find(results, bench, size, FLOOR)) is not None
+    ]
+    if floors:
+        rows.append("\nPython floor (benchmarks/floor.py: Python's start and subprocess, no"
+                    " build logic), same interpreter as flowmake: " + ", ".join(floors))
     return "\n".join(rows)
 
 
@@ -576,15 +587,31 @@ def release_install() -> str:
     return str(VENV / "bin" / "flowmake")
 
 
+def flowmake_python(exe: tuple[str, ...]) -> str | None:
+    """The interpreter behind a flowmake command (a script's ``#!`` line, or ``python -m``)."""
+    if len(exe) > 1 and exe[1] == "-m":
+        return exe[0]
+    try:
+        first = Path(exe[0]).read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    return first[2:].strip() if first.startswith("#!") else sys.executable
+
+
+def floor_tool(flowmake: Tool) -> list[Tool]:
+    """benchmarks/floor.py under flowmake's interpreter: what any Python tool pays."""
+    python = flowmake_python(flowmake.exe)
+    if python is None:
+        return []
+    return [Tool(FLOOR, (python, str(BENCH_DIR / "floor.py")), ("-j", "{jobs}"), ())]
+
+
 def interpreter_start(exe: tuple[str, ...]) -> float | None:
     """Median wall time of ``python -c pass`` for the interpreter behind a flowmake script:
     the part of every flowmake figure that is Python's, not flowmake's."""
-    script = Path(exe[0])
-    try:
-        first = script.read_text(errors="replace").splitlines()[0]
-    except (OSError, IndexError):
+    python = flowmake_python(exe)
+    if python is None:
         return None
-    python = first[2:].strip() if first.startswith("#!") else sys.executable
     times = []
     for _ in range(15):
         start = time.perf_counter()
@@ -664,10 +691,11 @@ def run_all(root: Path, tools: list[Tool], cfg: Config, args: argparse.Namespace
     results: list[Series] = []
     if "noop" in selected:
         results += bench_noop(root, tools, cfg)
+    floor = floor_tool(tools[0])
     if "full" in selected:
-        results += bench_full(root, tools, cfg)
+        results += bench_full(root, tools + floor, cfg)
     if "sleep" in selected:
-        results += bench_sleep(root, tools, cfg)
+        results += bench_sleep(root, tools + floor, cfg)
     if "hash" in selected:
         results += bench_hash(root, tools[0], cfg)
     return results
@@ -753,7 +781,7 @@ def write_json(
         "results": [s.to_json() for s in results],
         "parallel_efficiency": {
             t: efficiency(find(results, "sleep", cfg.sleep_targets, t), ideal_sleep(cfg))
-            for t in TOOLS
+            for t in (*TOOLS, FLOOR)
         },
         "hash_mb_per_s": throughput,
         "bars": bars,
