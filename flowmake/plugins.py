@@ -62,7 +62,8 @@ def entry_points() -> list[EntryPoint]:
     with the mtimes of the ``sys.path`` folders: installing or removing a distribution adds
     or removes its ``.dist-info`` folder, which changes its parent folder's mtime. (Kept
     per user rather than per project: a fresh clone, or a deleted ``.flowmake``, need not
-    scan again.)
+    scan again. The working folder, on ``sys.path`` under ``python -m``, is left out of
+    the file's name and counts only if it holds a distribution: see ``_cwd_mtime``.)
     """
     import zlib
 

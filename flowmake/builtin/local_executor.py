@@ -96,8 +96,9 @@ def _popen(argv: list[str], cwd: str, env: dict[str, str] | None,
            preexec_fn: Callable[[], None] | None,
            executable: str | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, executable=executable, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn)
+        argv, executable=executable, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=preexec_fn)
 
 
 def _pidfd(pid: int) -> int | None:
