@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from . import fastpath
 from .execute import Scheduler, Summary
 from .report import make_reporter, summary_line
 from .store import project_lock
@@ -69,7 +68,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             raise
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
-            _save_fast_path(ws, args, list(summary.outcomes))
+            ws.save_fast_path(args.param, args.targets, list(summary.outcomes))
     if args.json:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
     _report_failures(summary, args)
@@ -102,26 +101,6 @@ def _dry_run(ws: Workspace, names: set[str], args: argparse.Namespace) -> int:
         print(f"{verb}: {step_line(step)}")
     print(f"flowmake: {len(stale)} would run, {len(plan.steps) - len(stale)} fresh (dry run)")
     return 0
-
-
-def _save_fast_path(ws: Workspace, args: argparse.Namespace, names: list[str]) -> None:
-    """Remember the stats behind an all-fresh build, for the next no-op (fastpath.py)."""
-    if ws.plugins.has_observers():
-        return  # observer plugins must see every build
-    root = str(ws.root)
-    paths: list[str] = []
-    env: set[str] = set()
-    for name in names:
-        target = ws.graph.targets[name]
-        if target.always or any(i.glob or i.url for i in target.inputs) or any(
-                o.url for o in target.outputs):
-            return
-        paths += [f"{root}/{i.path}" for i in target.inputs]
-        paths += [f"{root}/{o.path}" for o in target.outputs]
-        paths += ws.code_files(target)
-        env.update(target.env)
-    fastpath.save(str(ws.project.state_dir), str(ws.path), args.param, args.targets, env,
-                  paths, names, ws.project.settings.history)
 
 
 def _executor_options(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:

@@ -270,26 +270,48 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
-    from .views import status_json, status_tree
+    from .fastpath import fresh_status
+    from .views import status_json, status_rows, status_tree
 
-    ws = _workspace(args)
-    try:
-        names = ws.select(args.targets)
-        checker = ws.checker()
-        checker.check_sources(ws.graph.closure(names))
-        plan = checker.plan(ws.graph.closure(names))
-        ws.save_stats()
-    finally:
-        ws.close()
-    if args.json:
-        _emit_json(status_json(plan, ws.graph))
+    flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
+    fresh = fresh_status(str(flow_file), args.param, args.targets)
+    if fresh is not None:  # nothing changed since an all-fresh build or status
+        names, upstream, roots = fresh
+        rows = [(n, "fresh", ()) for n in names]
+        if args.verbose:
+            print(f"flowmake: no input, output or setting changed since the last all-fresh"
+                  f" build or status ({len(names)} targets, no-op fast path)", file=sys.stderr)
     else:
-        roots = [n for n in names if not any(d in names for d in ws.graph.downstream[n])]
-        for line in status_tree(plan, ws.graph, roots):
+        from .store import project_lock
+
+        ws = _workspace(args)
+        try:
+            selected = ws.select(args.targets)
+            version = ws.store.data_version()
+            checker = ws.checker()
+            checker.check_sources(ws.graph.closure(selected))
+            plan = checker.plan(ws.graph.closure(selected))
+            ws.save_stats()
+            rows = status_rows(plan)
+            upstream = {s.name: list(ws.graph.upstream[s.name]) for s in plan.steps}
+            roots = ws.status_roots(selected)
+            # All fresh: the next status or no-op build may answer from stats alone, unless
+            # a build ran meanwhile (it took the lock, or committed to the store).
+            if not plan.stale():
+                with project_lock(ws.project.state_dir, None) as held:
+                    if held and ws.store.data_version() == version:
+                        ws.save_fast_path(args.param, args.targets,
+                                          [s.name for s in plan.steps])
+        finally:
+            ws.close()
+    if args.json:
+        _emit_json(status_json(rows, upstream))
+    else:
+        for line in status_tree(rows, upstream, roots):
             print(line)
-    not_fresh = len(plan.stale())
+    not_fresh = sum(1 for _, state, _ in rows if state != "fresh")
     if not args.json and not args.quiet:
-        print(f"flowmake: {len(plan.steps) - not_fresh} fresh, {not_fresh} not fresh",
+        print(f"flowmake: {len(rows) - not_fresh} fresh, {not_fresh} not fresh",
               file=sys.stderr)
     return EXIT_FAILED if args.check and not_fresh else EXIT_OK
 

@@ -4,6 +4,8 @@ After a build in which every selected target was fresh, we save the stat of ever
 and folder that entered those targets' keys (inputs, outputs, code), with the build's
 selection and params. The next identical `flowmake build` stats those paths; if none
 changed it is done, without parsing flow.toml, loading the graph or reading records.
+`flowmake status` with the same selection answers from it too ("all fresh": the targets
+and their upstream are saved for its tree).
 Those stats are the whole cost of a large no-op (20,000 system calls for 10,000 copy
 targets), so a long list is shared among forked processes, one part each (``unchanged``).
 
@@ -26,7 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 FILE = "noop.marshal"
-FORMAT = 3
+FORMAT = 4
 RACY_NS = 2_000_000_000
 SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
 _ENTRY = struct.Struct("<QqQ")  # size, mtime_ns, inode: one fixed-size record per path
@@ -130,28 +132,51 @@ def load(state_dir: str) -> tuple[Any, ...] | None:
             saved = marshal.loads(f.read())  # loads(read()): marshal.load(f) reads in dribs
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    return saved if isinstance(saved, tuple) and len(saved) == 9 and saved[0] == FORMAT \
+    return saved if isinstance(saved, tuple) and len(saved) == 11 and saved[0] == FORMAT \
         else None
 
 
 def check(state_dir: str, flow_file: str, overrides: list[str],
-          selection: list[str]) -> tuple[str, int, int] | None:
-    """(fresh target names joined by SEP, their count, history to keep) if nothing changed
-    since the last all-fresh build, else None."""
+          selection: list[str]) -> tuple[Any, ...] | None:
+    """If nothing changed since the last all-fresh build: (the fresh targets' names joined
+    by SEP in build order, their count, history to keep, each one's upstream as indices
+    into the names, joined by "," then SEP, and the status tree's roots as indices);
+    else None."""
     saved = load(state_dir)
     if saved is None:
         return None
-    _, sig, env_names, site_dirs, paths, stats, names, count, history = saved
+    _, sig, env_names, site_dirs, paths, stats, names, count, history, upstream, roots = saved
     if sig != signature(flow_file, overrides, selection, env_names, site_dirs):
         return None
     if not unchanged(paths.split(SEP), stats):
         return None
-    return names, count, history
+    return names, count, history, upstream, roots
+
+
+def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
+                 ) -> tuple[list[str], dict[str, list[str]], list[str]] | None:
+    """`flowmake status` when the fast path holds: (every target in build order, each
+    one's upstream, the tree's roots), all of them fresh; None if it does not hold.
+    Like `status` itself, it never waits for a build's lock."""
+    state_dir = os.path.join(os.path.dirname(flow_file), ".flowmake")
+    if not os.path.exists(os.path.join(state_dir, FILE)):
+        return None
+    found = check(state_dir, flow_file, overrides, selection)
+    if found is None:
+        return None
+    joined, count, _, upstream, roots = found
+    names = joined.split(SEP) if count else []
+    ups = upstream.split(SEP) if count else []
+    return (names,
+            {n: [names[int(i)] for i in up.split(",") if i] for n, up in zip(names, ups, strict=True)},
+            [names[int(i)] for i in roots.split(",") if i])
 
 
 def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[str],
-         env_names: Iterable[str], paths: Iterable[str], names: list[str], history: int) -> bool:
-    """Save the stats of ``paths`` (files and folders, walked); False if one is racy."""
+         env_names: Iterable[str], paths: Iterable[str], names: list[str], history: int,
+         upstream: dict[str, list[str]], roots: list[str]) -> bool:
+    """Save the stats of ``paths`` (files and folders, walked); False if one is racy.
+    ``names`` (in build order), ``upstream`` and ``roots`` let `status` answer too."""
     deadline = time.time_ns() - RACY_NS
     expanded = list(_expand(paths))
     try:
@@ -169,8 +194,11 @@ def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[s
     tmp = os.path.join(state_dir, f"{FILE}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
+            index = {n: str(i) for i, n in enumerate(names)}
             marshal.dump((FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
-                          SEP.join(names), len(names), history), f)
+                          SEP.join(names), len(names), history,
+                          SEP.join(",".join(index[u] for u in upstream[n]) for n in names),
+                          ",".join(index[r] for r in roots)), f)
         os.replace(tmp, os.path.join(state_dir, FILE))
     except OSError:
         return False
@@ -210,7 +238,7 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
         found = check(state_dir, flow_file, overrides, selection)
         if found is None:
             return None
-        names, count, history = found
+        names, count, history, _, _ = found
         counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
         store = Store(Path(state_dir))
         try:

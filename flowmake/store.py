@@ -109,6 +109,10 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
+    def data_version(self) -> int:
+        """Changes whenever another connection (another flowmake) commits to the store."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     # -- records ----------------------------------------------------------------------
 
     def records(self, names: Iterable[str] | None = None) -> dict[str, Record]:
@@ -237,10 +241,12 @@ def _counts_json(counts: dict[str, int]) -> str:
 
 
 @contextlib.contextmanager
-def project_lock(state_dir: Path, on_wait: Callable[[str], None]) -> Iterator[None]:
+def project_lock(state_dir: Path, on_wait: Callable[[str], None] | None) -> Iterator[bool]:
     """Hold ``.flowmake/lock`` (flock: released by the kernel if we are killed).
 
     A second build waits for the first, telling the user once which process it waits for.
+    Without ``on_wait`` nothing waits: the lock is held if it was free, and the value says
+    whether it is.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -248,11 +254,14 @@ def project_lock(state_dir: Path, on_wait: Callable[[str], None]) -> Iterator[No
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if on_wait is None:
+                yield False
+                return
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             on_wait(f"waiting for another flowmake build (pid {holder}) to finish...")
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
+        yield True
     finally:
         os.close(fd)

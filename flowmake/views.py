@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from .graph import Graph
-from .plan import Plan, State, Step
+if TYPE_CHECKING:
+    from .graph import Graph
+    from .plan import Plan, Step
 
-_STATE_MARK = {State.FRESH: "fresh", State.STALE: "stale", State.RESTORABLE: "restorable"}
+# One target's line of `status`: (name, state, reasons), state being a State's value. Both
+# the planner's answer and the no-op fast path's (fastpath.fresh_status) come as rows.
+StatusRow = tuple[str, str, Sequence[str]]
 
 
 def step_line(step: Step) -> str:
-    text = f"{step.name}: {_STATE_MARK[step.state]}"
-    if step.reasons:
-        text += " (" + "; ".join(str(r) for r in step.reasons) + ")"
-    return text
+    return status_line((step.name, step.state.value, [str(r) for r in step.reasons]))
 
 
-def status_tree(plan: Plan, graph: Graph, roots: Iterable[str]) -> list[str]:
+def status_line(row: StatusRow) -> str:
+    name, state, reasons = row
+    return f"{name}: {state}" + (" (" + "; ".join(reasons) + ")" if reasons else "")
+
+
+def status_rows(plan: Plan) -> list[StatusRow]:
+    return [(s.name, s.state.value, [str(r) for r in s.reasons]) for s in plan.steps]
+
+
+def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]],
+                roots: Iterable[str]) -> list[str]:
     """Each selected target with its upstream indented below it; repeats are elided."""
-    steps = {s.name: s for s in plan.steps}
+    by_name = {row[0]: row for row in rows}
     lines: list[str] = []
     shown: set[str] = set()
 
     def walk(name: str, depth: int) -> None:
-        step = steps[name]
+        row = by_name[name]
         prefix = "  " * depth + ("└─ " if depth else "")
-        ups = [u for u in graph.upstream[name] if u in steps]
+        ups = [u for u in upstream[name] if u in by_name]
         if name in shown and ups:
-            lines.append(f"{prefix}{name}: {_STATE_MARK[step.state]} (upstream shown above)")
+            lines.append(f"{prefix}{name}: {row[1]} (upstream shown above)")
             return
         shown.add(name)
-        lines.append(prefix + step_line(step))
+        lines.append(prefix + status_line(row))
         for up in ups:
             walk(up, depth + 1)
 
@@ -41,11 +51,11 @@ def status_tree(plan: Plan, graph: Graph, roots: Iterable[str]) -> list[str]:
     return lines
 
 
-def status_json(plan: Plan, graph: Graph) -> dict[str, Any]:
+def status_json(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
+                ) -> dict[str, Any]:
     return {"targets": [
-        {"name": s.name, "state": s.state.value, "reasons": [str(r) for r in s.reasons],
-         "upstream": list(graph.upstream[s.name])}
-        for s in plan.steps]}
+        {"name": name, "state": state, "reasons": list(reasons), "upstream": list(upstream[name])}
+        for name, state, reasons in rows]}
 
 
 def list_json(graph: Graph) -> dict[str, Any]:
@@ -67,6 +77,6 @@ def list_lines(graph: Graph) -> list[str]:
 
 
 def dry_run_json(plan: Plan) -> list[dict[str, Any]]:
-    status = {State.FRESH: "fresh", State.STALE: "would-build", State.RESTORABLE: "would-restore"}
-    return [{"name": s.name, "status": status[s.state], "duration": 0.0,
+    status = {"fresh": "fresh", "stale": "would-build", "restorable": "would-restore"}
+    return [{"name": s.name, "status": status[s.state.value], "duration": 0.0,
              "reasons": [str(r) for r in s.reasons]} for s in plan.steps]

@@ -153,6 +153,35 @@ class Workspace:
         """Absolute paths of the source files behind a python target's code fingerprint."""
         return self.code.files(target) if target.kind == "python" else []
 
+    def status_roots(self, selected: list[str]) -> list[str]:
+        """The status tree's roots: selected targets no other selected target depends on."""
+        chosen = set(selected)
+        return [n for n in selected if not any(d in chosen for d in self.graph.downstream[n])]
+
+    def save_fast_path(self, overrides: list[str], patterns: list[str], names: list[str]) -> None:
+        """Remember the stats behind an all-fresh plan of ``names`` (in build order), for the
+        next no-op build or status with the same ``patterns`` (fastpath.py)."""
+        from . import fastpath
+
+        if self.plugins.has_observers():
+            return  # observer plugins must see every build
+        root = str(self.root)
+        paths: list[str] = []
+        env: set[str] = set()
+        for name in names:
+            target = self.graph.targets[name]
+            if target.always or any(i.glob or i.url for i in target.inputs) or any(
+                    o.url for o in target.outputs):
+                return
+            paths += [f"{root}/{i.path}" for i in target.inputs]
+            paths += [f"{root}/{o.path}" for o in target.outputs]
+            paths += self.code_files(target)
+            env.update(target.env)
+        upstream = {n: list(self.graph.upstream[n]) for n in names}
+        fastpath.save(str(self.project.state_dir), str(self.path), overrides, patterns, env,
+                      paths, names, self.project.settings.history, upstream,
+                      self.status_roots(self.select(patterns)))
+
     def save_stats(self) -> None:
         """Write back what the stat cache learned (cheap when nothing changed)."""
         if self.hasher.dirty:

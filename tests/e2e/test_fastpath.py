@@ -145,3 +145,83 @@ def test_racy_outputs_are_not_trusted(root: Path) -> None:
     # Everything was just written: a second build is all fresh but must not arm the path.
     assert run(root, "build").returncode == 0
     assert not (root / ".flowmake" / "noop.marshal").exists()
+
+
+# -- status answers from it too -------------------------------------------------------------
+
+DIAMOND = FLOW + """
+[targets.c]
+cmd = "cat ${inputs} > ${outputs}"
+inputs = ["out/a.txt"]
+outputs = ["out/c.txt"]
+
+[targets.d]
+cmd = "cat ${inputs} > ${outputs}"
+inputs = ["out/b.txt", "out/c.txt"]
+outputs = ["out/d.txt"]
+
+[targets.e]
+cmd = "cat ${inputs} > ${outputs}"
+inputs = ["out/d.txt", "out/c.txt"]
+outputs = ["out/e.txt"]
+
+[targets.slow]
+cmd = "sleep 3; touch ${outputs}"
+outputs = ["out/slow.txt"]
+"""
+
+
+def status(root: Path, *args: str) -> tuple[bool, subprocess.CompletedProcess[str]]:
+    result = run(root, "status", "-v", *args)
+    assert result.returncode == 0, result.stderr
+    return "no-op fast path" in result.stderr, result
+
+
+def test_status_answers_from_the_fast_path_exactly_as_from_the_plan(root: Path) -> None:
+    (root / "flow.toml").write_text(DIAMOND)
+    for selection in (["a", "b", "c", "d", "e"], ["e"], ["b", "c"]):
+        settle(root, *selection)
+        for form in ([], ["--json"]):
+            fast, from_stats = status(root, *form, *selection)
+            assert fast, (selection, form)
+            (root / ".flowmake" / "noop.marshal").unlink()
+            slow, planned = status(root, *form, *selection)
+            assert not slow
+            assert from_stats.stdout == planned.stdout  # the tree, or the JSON document
+            if not form:  # the count line, "N fresh, 0 not fresh"
+                assert from_stats.stderr.splitlines()[-1] == planned.stderr.splitlines()[-1]
+    assert "c: fresh (upstream shown above)" in status(root, "e")[1].stdout  # a repeat
+
+
+def test_an_all_fresh_status_arms_the_fast_path_and_a_change_disarms_it(root: Path) -> None:
+    assert run(root, "build").returncode == 0
+    age_everything(root)
+    fast, _ = status(root)
+    assert not fast and (root / ".flowmake" / "noop.marshal").exists()  # saved by status
+    assert status(root)[0]
+    assert is_fast(root)[0]  # a build is answered by it too
+    (root / "src" / "a.txt").write_text("changed\n")
+    fast, changed = status(root, "--json")
+    assert not fast
+    states = {t["name"]: t["state"] for t in json.loads(changed.stdout)["targets"]}
+    assert states == {"a": "stale", "b": "stale"}
+    assert not status(root)[0]  # the saved stats no longer match: planned every time
+
+
+def test_status_never_arms_it_while_a_build_runs(root: Path) -> None:
+    (root / "flow.toml").write_text(DIAMOND)
+    assert run(root, "build", "a", "b").returncode == 0
+    age_everything(root)
+    build = subprocess.Popen([sys.executable, "-m", "flowmake", "-C", str(root), "build", "slow"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (root / ".flowmake" / "lock").exists() or \
+                not (root / ".flowmake" / "lock").read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        fast, result = status(root, "a", "b")  # fresh, and answered without waiting
+        assert not fast and "2 fresh, 0 not fresh" in result.stderr
+        assert not (root / ".flowmake" / "noop.marshal").exists()  # the build holds the lock
+    finally:
+        assert build.wait(timeout=60) == 0
