@@ -155,6 +155,35 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> NoReturn:
+    """The ``flowmake`` command (console script and ``python -m flowmake``): :func:`main`,
+    then a quick exit."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit once the output is flushed and the atexit handlers have run, without tearing
+    the interpreter down: freeing every module and object took 15-25 ms here, a quarter
+    of a small build's overhead (mypy exits the same way). Python's own exit is kept when
+    a thread other than ours still runs (a plugin's, say: it is waited for) or when
+    flushing fails (a closed pipe is then reported as Python reports it)."""
+    import atexit
+    import os
+
+    threading = sys.modules.get("threading")
+    if threading is not None and any(
+            t.is_alive() and not t.daemon and t is not threading.main_thread()
+            for t in threading.enumerate()):
+        sys.exit(code)
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:  # whatever it is, Python's own exit reports it
+        sys.exit(code)
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)

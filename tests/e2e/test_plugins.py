@@ -343,3 +343,44 @@ def test_a_url_protocol_no_plugin_serves_is_a_config_error(tmp_path: Path) -> No
                                                                               "gs://"))
     result = run(root, "build")
     assert result.returncode == 2 and "pip install gcsfs" in result.stderr
+
+
+EXIT_PLUGIN = """
+import atexit
+import os
+import threading
+import time
+
+import flowmake
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _write(name):
+    with open(os.path.join(HERE, name), "w") as f:
+        f.write("done\\n")
+
+
+@flowmake.hookimpl
+def flowmake_build_finish(summary):
+    atexit.register(_write, "atexit.txt")
+    if os.environ.get("FM_TEST_THREAD"):
+        # a non-daemon thread still working when the command is done: it is waited for
+        threading.Thread(target=lambda: (time.sleep(0.5), _write("thread.txt"))).start()
+"""
+
+
+def test_the_quick_exit_still_runs_atexit_handlers_and_waits_for_threads(tmp_path: Path) -> None:
+    # flowmake exits without tearing the interpreter down (cli.exit_now); what plugins
+    # leave for the end of the process must happen all the same.
+    root = project(tmp_path, '[flow]\nplugins = ["exitplugin"]\n\n[targets.a]\ncmd = "true"\n',
+                   {"exitplugin.py": EXIT_PLUGIN})
+    result = run(root, "build")
+    assert result.returncode == 0, result.stderr
+    assert (root / "atexit.txt").read_text() == "done\n"
+    assert not (root / "thread.txt").exists()
+    result = run(root, "build", env={"FM_TEST_THREAD": "1"})
+    assert result.returncode == 0, result.stderr
+    assert (root / "thread.txt").read_text() == "done\n"
+    failed = run(root, "build", "nosuchtarget")
+    assert failed.returncode == 2 and "nosuchtarget" in failed.stderr  # codes kept
