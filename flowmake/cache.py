@@ -426,10 +426,18 @@ class LocalCache:
         self._write("INSERT OR IGNORE INTO blobs (digest, size, added, data) VALUES (?, ?, ?, ?)",
                     (digest, len(data), time.time(), data))
 
-    def _tmp(self) -> Path:
-        tmp = self.path / "tmp"
-        self._mkdir(tmp)
-        return tmp / f"{self._prefix}-{next(self._names)}"
+    @contextlib.contextmanager
+    def _staged(self) -> Iterator[Path]:
+        """A new temporary file's path in the cache, for a blob being written: gone
+        afterwards unless it was published (renamed into place)."""
+        folder = self.path / "tmp"
+        self._mkdir(folder)
+        tmp = folder / f"{self._prefix}-{next(self._names)}"
+        try:
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
     def _mkdir(self, folder: Path) -> None:
         key = str(folder)
@@ -463,14 +471,10 @@ class LocalCache:
             return
         if os.path.exists(self.blob_path(digest)):
             return
-        tmp = self._tmp()
-        try:
+        with self._staged() as tmp:
             if not copy_verified(source, str(tmp), digest, 0o444):
                 raise Mismatch(f"{source} changed since it was hashed")
             self._publish(tmp, self.blob_path(digest))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
     def add_bytes(self, data: bytes, digest: str) -> None:
         """Store ``data`` as blob ``digest``: its content's digest or, for a folder
@@ -482,13 +486,9 @@ class LocalCache:
             return
         final = self.blob_path(digest)
         if not final.exists():
-            tmp = self._tmp()
-            try:
+            with self._staged() as tmp:
                 tmp.write_bytes(data)
                 self._publish(tmp, final)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
 
     def receive(self, stream: IO[bytes], digest: str | None, *, manifest: bool = False) -> str:
         """Store a blob read from ``stream``, verifying it against ``digest``.
@@ -503,8 +503,7 @@ class LocalCache:
             digest = _verified(head, digest, manifest)
             self._add_inline(digest, head)
             return digest
-        tmp = self._tmp()
-        try:
+        with self._staged() as tmp:
             h = xxhash.xxh3_128(head)
             with open(tmp, "wb") as out:
                 out.write(head)
@@ -520,9 +519,6 @@ class LocalCache:
             if not final.exists():
                 self._publish(tmp, final)
             return digest
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
 
     # -- restoring outputs --------------------------------------------------------------
 
