@@ -188,8 +188,7 @@ def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[s
     env_names = sorted(set(env_names))
     site_dirs = _site_dirs()
     sig = signature(flow_file, overrides, selection, env_names, site_dirs)
-    flow_st = _stat(flow_file)
-    if sig is None or flow_st is None or flow_st[1] >= deadline:
+    if sig is None or sig[4] >= deadline:  # sig[4]: flow.toml's mtime_ns
         return False
     tmp = os.path.join(state_dir, f"{FILE}.{os.getpid()}.tmp")
     try:
