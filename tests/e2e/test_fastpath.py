@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -208,6 +209,18 @@ def test_an_all_fresh_status_arms_the_fast_path_and_a_change_disarms_it(root: Pa
     assert not status(root)[0]  # the saved stats no longer match: planned every time
 
 
+def lock_is_held(path: Path) -> bool:
+    """Whether another process holds the project lock (flock), as a build does."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases it, had we taken it
+    return False
+
+
 def test_status_never_arms_it_while_a_build_runs(root: Path) -> None:
     (root / "flow.toml").write_text(DIAMOND)
     assert run(root, "build", "a", "b").returncode == 0
@@ -216,8 +229,7 @@ def test_status_never_arms_it_while_a_build_runs(root: Path) -> None:
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
-        while not (root / ".flowmake" / "lock").exists() or \
-                not (root / ".flowmake" / "lock").read_text().strip():
+        while not lock_is_held(root / ".flowmake" / "lock"):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         fast, result = status(root, "a", "b")  # fresh, and answered without waiting
