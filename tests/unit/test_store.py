@@ -291,3 +291,21 @@ def test_second_process_waits_while_we_hold_it(tmp_path):
         if waiter.poll() is None:
             waiter.kill()
             waiter.wait()
+
+
+def test_project_lock_without_waiting_says_whether_it_holds_it(tmp_path):
+    state = tmp_path / ".flowmake"
+    holder = hold_lock(state)
+    try:
+        started = time.monotonic()
+        with project_lock(state, None) as held:
+            assert held is False  # busy: told at once, not waited for
+        assert time.monotonic() - started < 1
+        assert (state / "lock").read_text() == str(holder.pid)  # left as the holder wrote it
+    finally:
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        assert holder.wait(10) == 0
+    with project_lock(state, None) as held:
+        assert held is True
+        assert (state / "lock").read_text() == str(os.getpid())
