@@ -309,3 +309,17 @@ def test_project_lock_without_waiting_says_whether_it_holds_it(tmp_path):
     with project_lock(state, None) as held:
         assert held is True
         assert (state / "lock").read_text() == str(os.getpid())
+
+
+def test_data_version_changes_when_another_process_commits(tmp_path):
+    state = tmp_path / ".flowmake"
+    mine, other = Store(state), Store(state)
+    try:
+        before = mine.data_version()
+        mine.start_run("flowmake status")  # our own commits do not count
+        assert mine.data_version() == before
+        other.start_run("flowmake build")  # another connection's (another flowmake's) do
+        assert mine.data_version() != before
+    finally:
+        mine.close()
+        other.close()
