@@ -15,6 +15,7 @@ import shutil
 import stat
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -223,7 +224,7 @@ class Artifacts:
     def _save(self, key: str, name: str, digests: dict[str, str | None], log: str) -> None:
         try:
             outputs = {path: self._entry(path, digest) for path, digest in digests.items()}
-            record = ActionRecord(key, name, outputs, log)
+            record = ActionRecord(key, name, outputs, log, time.time())
             self.local.write_action(record)  # after its blobs: then it may be used
         except (OSError, Mismatch, FlowmakeError) as exc:
             self.warn(f"{name}: outputs not cached ({exc})")

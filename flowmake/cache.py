@@ -46,7 +46,6 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -78,8 +77,7 @@ CREATE TABLE blobs (
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One output in an action record.
 
     ``digest`` is the content digest (a folder's: its tree digest, the manifest's name);
@@ -107,15 +105,15 @@ class Entry:
         return cls(kind, digest, bool(data.get("executable")), data.get("fingerprint"))
 
 
-@dataclass(frozen=True, slots=True)
-class ActionRecord:
-    """What one successful run of a target left: its outputs by path, and its log."""
+class ActionRecord(NamedTuple):
+    """What one successful run of a target left: its outputs by path, its log, and when
+    it was made (time.time())."""
 
     key: str
     target: str
     outputs: dict[str, Entry]
     log: str = ""
-    created: float = field(default_factory=time.time)
+    created: float = 0.0
 
     def dumps(self) -> bytes:
         return json.dumps({"version": RECORD_VERSION, "key": self.key, "target": self.target,

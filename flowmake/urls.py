@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .errors import FlowmakeError
@@ -122,9 +121,9 @@ def digest_url_outputs(hasher: Hasher, target: Target, result: JobResult) -> Job
         try:
             digest = hasher.digest(url)
         except FlowmakeError as exc:
-            return replace(result, ok=False, error=str(exc))
+            return result._replace(ok=False, error=str(exc))
         if digest is None:
-            return replace(result, ok=False, error=f"declared output not produced: {url}")
+            return result._replace(ok=False, error=f"declared output not produced: {url}")
         digests[url] = digest
-    return replace(result, digests=digests)
+    return result._replace(digests=digests)
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,12 @@ def test_small_outputs_create_no_file_in_the_cache(project: Any) -> None:
     cache = project.path(".flowmake/cache")
     assert "index.db" in cache_files(cache) and cache_files(cache) <= INDEX_FILES
     assert len(entries(cache)) == 3 and len(blobs(cache)) == 4  # out/t's manifest included
+    local = LocalCache(cache)
+    try:  # each record says when it was made
+        made = [local.read_action(key) for key in entries(cache)]
+        assert all(r is not None and time.time() - 120 < r.created <= time.time() for r in made)
+    finally:
+        local.close()
     doc = project.json("cache", "status", check=True)
     assert (doc["entries"], doc["current"], doc["blobs"]) == (3, 3, 4)
     project.run("clean", "--all", check=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from flowmake.executor import Job, JobResult, LineSink
@@ -134,8 +134,8 @@ class DaskExecutor:
         if run.on_line is not None:  # -v: workers do not stream, so replay the output now
             for line in output.splitlines(keepends=True):
                 run.on_line(run.job.name, line)
-        run.result.set_result(replace(last, output=output, attempts=run.attempt,
-                                      duration=run.duration))
+        run.result.set_result(last._replace(output=output, attempts=run.attempt,
+                                            duration=run.duration))
 
     def _resources(self, job: Job) -> tuple[dict[str, float], str | None]:
         """The job's resources that the cluster's workers declare, for ``client.submit``.

@@ -16,7 +16,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from flowmake.builtin.local_executor import CommandRunner
@@ -71,7 +70,7 @@ def build_for(token: str) -> _Build:
 def run_job(job: Job, token: str) -> JobResult:
     """One attempt of ``job`` on this worker (the client counts attempts and retries)."""
     build = build_for(token)
-    once = replace(job, retries=0)
+    once = job._replace(retries=0)
     if build.runner.cancelled.is_set():
         return JobResult(job.name, False, "", 0.0, "interrupted", interrupted=True)
     if job.function is not None:
