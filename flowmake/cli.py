@@ -248,6 +248,11 @@ def _flow_plugin_modules(flow_file: Path) -> list[str]:
     return [p for p in plugins if isinstance(p, str)] if isinstance(plugins, list) else []
 
 
+def _flow_file(args: argparse.Namespace) -> str:
+    """The flow file's absolute path (``-C``, ``-f``), for the no-op fast path."""
+    return str(Path(args.directory or ".").resolve() / (args.file or "flow.toml"))
+
+
 def _workspace(args: argparse.Namespace) -> Any:
     from .config import parse_override
     from .workspace import Workspace
@@ -277,8 +282,7 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
     install_sigterm()  # before the lock: a build waiting for it stops like Ctrl-C too
     try:
         if not args.dry_run and not args.always_make:
-            flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
-            done = run_noop(str(flow_file), args.param, args.targets, command, args.json,
+            done = run_noop(_flow_file(args), args.param, args.targets, command, args.json,
                             args.quiet, args.verbose)
             if done is not None:
                 return done
@@ -302,8 +306,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     from .fastpath import fresh_status
     from .views import status_json, status_rows, status_tree
 
-    flow_file = Path(args.directory or ".").resolve() / (args.file or "flow.toml")
-    fresh = fresh_status(str(flow_file), args.param, args.targets)
+    fresh = fresh_status(_flow_file(args), args.param, args.targets)
     if fresh is not None:  # nothing changed since an all-fresh build or status
         names, upstream, roots = fresh
         rows = [(n, "fresh", ()) for n in names]
@@ -316,10 +319,11 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
         ws = _workspace(args)
         try:
             selected = ws.select(args.targets)
+            names = ws.graph.closure(selected)
             version = ws.store.data_version()
             checker = ws.checker()
-            checker.check_sources(ws.graph.closure(selected))
-            plan = checker.plan(ws.graph.closure(selected))
+            checker.check_sources(names)
+            plan = checker.plan(names)
             ws.save_stats()
             rows = status_rows(plan)
             upstream = {s.name: list(ws.graph.upstream[s.name]) for s in plan.steps}

@@ -153,15 +153,19 @@ def check(state_dir: str, flow_file: str, overrides: list[str],
     return names, count, history, upstream, roots
 
 
+def saved_in(flow_file: str) -> str | None:
+    """The project's state folder if a saved answer is there (one stat), else None."""
+    state_dir = os.path.join(os.path.dirname(flow_file), ".flowmake")
+    return state_dir if os.path.exists(os.path.join(state_dir, FILE)) else None
+
+
 def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
                  ) -> tuple[list[str], dict[str, list[str]], list[str]] | None:
     """`flowmake status` when the fast path holds: (every target in build order, each
     one's upstream, the tree's roots), all of them fresh; None if it does not hold.
     Like `status` itself, it never waits for a build's lock."""
-    state_dir = os.path.join(os.path.dirname(flow_file), ".flowmake")
-    if not os.path.exists(os.path.join(state_dir, FILE)):
-        return None
-    found = check(state_dir, flow_file, overrides, selection)
+    state_dir = saved_in(flow_file)
+    found = None if state_dir is None else check(state_dir, flow_file, overrides, selection)
     if found is None:
         return None
     joined, count, _, upstream, roots = found
@@ -229,8 +233,8 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
     from .report import format_summary
     from .store import Store, project_lock
 
-    state_dir = os.path.join(os.path.dirname(flow_file), ".flowmake")
-    if not os.path.exists(os.path.join(state_dir, FILE)):
+    state_dir = saved_in(flow_file)
+    if state_dir is None:
         return None
     start = time.monotonic()
     with project_lock(Path(state_dir), lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
