@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import time
 from typing import Any
 
+from .errors import FlowmakeError
 from .execute import Scheduler, Summary
+from .leftovers import close_dead_runs, mark_environment
 from .report import make_reporter, summary_line
 from .store import project_lock
 from .workspace import Workspace
@@ -38,12 +42,16 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         return _dry_run(ws, names, args)
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
-    with project_lock(ws.project.state_dir, lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
+    with project_lock(ws.project.state_dir, _say):
+        close_dead_runs(ws.store, str(ws.project.state_dir), _say)
         use_cache = not getattr(args, "no_cache", False)
         # records as they are now, under the lock
         checker = ws.checker(force=args.always_make, cache=use_cache)
         restorer = ws.artifacts if use_cache else None
         run_id = ws.store.start_run(command)
+        run = ws.store.run(run_id)
+        assert run is not None
+        mark_environment(str(ws.project.state_dir), run)
         try:
             scheduler = Scheduler(
                 ws.project, ws.graph, list(names), checker, ws.store,
@@ -60,11 +68,12 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
                 restorer.close(cancel=summary.result == "interrupted")
             ws.plugins.hook.flowmake_build_finish(summary=summary)
             ws.save_stats()
-        except BaseException as exc:  # e.g. the executor could not start
-            result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            ws.store.finish_run(run_id, result, {}, ws.project.settings.history)  # not "running"
+        except BaseException as exc:  # e.g. the executor could not start, a full disk
             if restorer is not None:
                 restorer.close(cancel=True)
+            result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            with contextlib.suppress(FlowmakeError):  # else the next build closes it
+                ws.store.close_run(run_id, result, time.time())  # not "running", with what it recorded
             raise
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
@@ -73,6 +82,10 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
     _report_failures(summary, args)
     return EXIT_FOR_RESULT[summary.result]
+
+
+def _say(message: str) -> None:
+    print(f"flowmake: {message}", file=sys.stderr)
 
 
 def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Any:

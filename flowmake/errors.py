@@ -11,6 +11,7 @@ keeps its traceback.
      ├── CycleError(path)                         the dependency graph has a cycle
      ├── PluginError(plugin, install_hint)        a plugin is missing or broken
      ├── UsageError                               the command line is wrong
+     ├── StateError(path)                         .flowmake/ is damaged, read-only or full
      └── BuildFailed(failed, skipped)             exit 1: a target failed
 """
 
@@ -96,6 +97,20 @@ class PluginError(FlowmakeError):
 
 class UsageError(FlowmakeError):
     """The command line is wrong in a way argparse cannot see."""
+
+
+class StateError(FlowmakeError):
+    """The project's state (under ``.flowmake/``) cannot be read or written: a damaged
+    database, a full disk, a read-only folder. The message names the path; the hint says
+    that deleting ``.flowmake/`` is safe."""
+
+    def __init__(self, path: str, problem: str, hint: str | None = None) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}", hint or STATE_HINT)
+
+
+STATE_HINT = ("deleting .flowmake/ is always safe (every target becomes stale, nothing else"
+              " is lost); then run the command again")
 
 
 class LockTimeout(FlowmakeError):

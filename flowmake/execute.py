@@ -134,6 +134,9 @@ class Scheduler:
         except KeyboardInterrupt:
             result = "interrupted"
             self._interrupt()
+        except BaseException:  # flowmake itself failed (a full disk): no job outlives it
+            self._interrupt()
+            raise
         finally:
             if self.executor is not None:
                 self.executor.shutdown()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import fastpath
+from .errors import StateError
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -40,8 +41,91 @@ CREATE TABLE IF NOT EXISTS run_targets (
 CREATE INDEX IF NOT EXISTS run_targets_target ON run_targets (target, run_id);
 """
 
+# The counts every run reports (SPEC §3), in this order.
+COUNT_KEYS = ("built", "restored", "fresh", "failed", "skipped")
+
 # (size, mtime_ns, inode, hashed_ns, digest)
 StatEntry = tuple[int, int, int, int, str]
+
+
+def _cannot_write(exc: OSError) -> bool:
+    import errno
+
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _readonly_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _retry_locked(action: Callable[[], Any], wait: float = 60.0) -> Any:
+    """Run ``action``, retrying while another process holds the database.
+
+    SQLite's busy timeout does not cover every step: switching a new database to WAL
+    while another process creates it answers "database is locked" at once."""
+    deadline = time.monotonic() + wait
+    delay = 0.001
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) \
+                    or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Make the tables, once: a process that waited for another's creation leaves it be.
+    An older (or newer) layout is dropped: the state is a cache, safe to lose."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            for table in ("records", "stat_cache", "runs", "run_targets"):
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _guard(path: Path, action: Callable[[], Any]) -> Any:
+    """``action()``, with a database error turned into one clear StateError."""
+    try:
+        return action()
+    except sqlite3.DatabaseError as exc:
+        raise StateError(str(path), _problem(exc)) from None
+
+
+def _problem(exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return f"the state database is damaged ({text})"
+    if "full" in text:
+        return f"no room left on the device ({text})"
+    if "readonly" in text or "read-only" in text:
+        return "cannot be written (read-only)"
+    return f"cannot use the state database ({text})"
+
+
+def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A Store method whose database errors become a StateError naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(str(self.path), _problem(exc)) from None
+
+    return wrapper
 
 
 # NamedTuples rather than dataclasses: the no-op fast path imports this module, and
@@ -80,21 +164,60 @@ class Run(NamedTuple):
 
 
 class Store:
-    """The SQLite database of one project. Use from one thread."""
+    """The SQLite database of one project. Use from one thread.
+
+    A state folder that cannot be written (a read-only checkout, another user's files)
+    is opened read-only, so that `status`, `why` and `log` still answer; writing then
+    fails with a :class:`StateError`, and the stat cache is simply not kept. Every
+    database error (a damaged file, a full disk) becomes a :class:`StateError` naming the
+    file and saying that deleting ``.flowmake/`` is safe.
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
+        self.path = state_dir / "state.db"
         self._fast_voided = False
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(state_dir / "state.db", timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            # An older (or newer) layout is dropped: the state is a cache, safe to lose.
-            self.db.executescript(
-                "DROP TABLE IF EXISTS records; DROP TABLE IF EXISTS stat_cache;"
-                "DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS run_targets;"
-                + _SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+        self.readonly = False
+        self.db = _guard(self.path, self._open)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise StateError(str(self.dir), "exists but is not a folder") from None
+        except OSError as exc:
+            if not _cannot_write(exc):
+                raise
+            return self._open_readonly()
+        if self.path.is_dir():
+            raise StateError(str(self.path), "is a folder, not a database")
+        try:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+        except sqlite3.OperationalError as exc:
+            if not _readonly_error(exc):
+                raise
+            return self._open_readonly()
+        db.execute("PRAGMA synchronous=NORMAL")
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            _retry_locked(lambda: _create_schema(db))
+        return db
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """The state as it is, never written: an empty one where there is none."""
+        self.readonly = True
+        if not self.path.is_file():
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(_SCHEMA)
+            return db
+        # immutable: a WAL database in a folder we cannot write (no -shm can be made)
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            db.close()
+            db = sqlite3.connect(":memory:", isolation_level=None)
+            db.executescript(_SCHEMA)
+        return db
 
     def close(self) -> None:
         self.db.close()
@@ -109,18 +232,21 @@ class Store:
             raise
         self.db.execute("COMMIT")
 
+    @guarded
     def data_version(self) -> int:
         """Changes whenever another connection (another flowmake) commits to the store."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     # -- records ----------------------------------------------------------------------
 
+    @guarded
     def records(self, names: Iterable[str] | None = None) -> dict[str, Record]:
         rows = self.db.execute(
             "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records")
         wanted = None if names is None else set(names)
         return {r[0]: Record(*r) for r in rows if wanted is None or r[0] in wanted}
 
+    @guarded
     def record(self, name: str) -> Record | None:
         row = self.db.execute(
             "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records"
@@ -133,6 +259,7 @@ class Store:
             fastpath.invalidate(str(self.dir))
             self._fast_voided = True
 
+    @guarded
     def put_record(self, record: Record) -> None:
         self._records_change()
         with self.transaction() as db:
@@ -140,6 +267,7 @@ class Store:
                        (record.target, record.key, record.parts_json, record.outputs_json,
                         record.run_id, record.built_at, record.duration))
 
+    @guarded
     def forget(self, names: Iterable[str]) -> None:
         self._records_change()
         with self.transaction() as db:
@@ -147,14 +275,17 @@ class Store:
 
     # -- stat cache -------------------------------------------------------------------
 
+    @guarded
     def stat_cache(self) -> dict[str, StatEntry]:
         rows = self.db.execute(
             "SELECT path, size, mtime_ns, inode, hashed_ns, digest FROM stat_cache")
         return {r[0]: r[1:] for r in rows}
 
+    @guarded
     def put_stats(self, entries: dict[str, StatEntry | None]) -> None:
-        """Write changed stat-cache entries; None removes one."""
-        if not entries:
+        """Write changed stat-cache entries; None removes one. A read-only state keeps
+        none: it is a cache."""
+        if not entries or self.readonly:
             return
         with self.transaction() as db:
             db.executemany(
@@ -165,12 +296,14 @@ class Store:
 
     # -- runs -------------------------------------------------------------------------
 
+    @guarded
     def start_run(self, command: str) -> int:
         with self.transaction() as db:
             cur = db.execute("INSERT INTO runs (started, command, result, counts) VALUES"
                              " (?, ?, 'running', '{}')", (time.time(), command))
         return int(cur.lastrowid or 0)
 
+    @guarded
     def finish_run(self, run_id: int, result: str, counts: dict[str, int], keep: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE runs SET finished = ?, result = ?, counts = ? WHERE run_id = ?",
@@ -179,6 +312,7 @@ class Store:
             db.execute("DELETE FROM runs WHERE run_id <= ?", (run_id - keep,))
             db.execute("DELETE FROM run_targets WHERE run_id <= ?", (run_id - keep,))
 
+    @guarded
     def finish_target(self, run_id: int, target: str, status: str, duration: float,
                       reasons: list[str], output: str, record: Record | None) -> None:
         """A target's line in the run and, after a success, its record: one transaction."""
@@ -194,6 +328,32 @@ class Store:
                            (record.target, record.key, record.parts_json, record.outputs_json,
                             record.run_id, record.built_at, record.duration))
 
+    @guarded
+    def unfinished_runs(self) -> list[Run]:
+        """Runs still marked running: under the project lock, builds that were killed."""
+        import json
+
+        rows = self.db.execute(
+            "SELECT run_id, started, finished, command, result, counts FROM runs"
+            " WHERE result = 'running' ORDER BY run_id")
+        return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
+
+    @guarded
+    def close_run(self, run_id: int, result: str, finished: float | None = None
+                  ) -> dict[str, int]:
+        """End a run with the counts of what it recorded (its targets' lines), which it
+        returns; ``finished`` None where the time is not known (a killed build)."""
+        rows = self.db.execute(
+            "SELECT status, COUNT(*) FROM run_targets WHERE run_id = ? GROUP BY status",
+            (run_id,))
+        found = dict(rows.fetchall())
+        counts = {k: int(found.get(k, 0)) for k in COUNT_KEYS}
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET finished = ?, result = ?, counts = ? WHERE run_id = ?",
+                       (finished, result, _counts_json(counts), run_id))
+        return counts
+
+    @guarded
     def runs(self, limit: int = 20) -> list[Run]:
         import json
 
@@ -202,6 +362,7 @@ class Store:
             " ORDER BY run_id DESC LIMIT ?", (limit,))
         return [Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) for r in rows]
 
+    @guarded
     def run(self, run_id: int) -> Run | None:
         """One build of the history, or None when it was pruned (or never was)."""
         import json
@@ -211,12 +372,14 @@ class Store:
             " WHERE run_id = ?", (run_id,)).fetchone()
         return Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) if r else None
 
+    @guarded
     def last_runs(self) -> dict[str, tuple[int, str, float]]:
         """Each target's latest line in the history: (run_id, status, duration)."""
         rows = self.db.execute(
             "SELECT target, MAX(run_id), status, duration FROM run_targets GROUP BY target")
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
+    @guarded
     def run_targets(self, run_id: int) -> list[tuple[str, str, float, list[str], str]]:
         import json
 
@@ -225,6 +388,7 @@ class Store:
             " WHERE run_id = ? ORDER BY rowid", (run_id,))
         return [(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
+    @guarded
     def target_history(self, target: str, limit: int = 20) -> list[tuple[int, str, float, list[str], str]]:
         import json
 
@@ -248,8 +412,18 @@ def project_lock(state_dir: Path, on_wait: Callable[[str], None] | None) -> Iter
     Without ``on_wait`` nothing waits: the lock is held if it was free, and the value says
     whether it is.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if on_wait is None and _cannot_write(exc):
+            yield False  # a read-only state: nobody can build here, nothing to wait for
+            return
+        where = state_dir if isinstance(exc, (FileExistsError, NotADirectoryError)) \
+            else state_dir / "lock"
+        problem = "exists but is not a folder" if where == state_dir else (
+            exc.strerror or str(exc)).lower()
+        raise StateError(str(where), problem) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -265,3 +439,4 @@ def project_lock(state_dir: Path, on_wait: Callable[[str], None] | None) -> Iter
         yield True
     finally:
         os.close(fd)
+
