@@ -70,7 +70,7 @@ def _retry_locked(action: Callable[[], Any], wait: float = 60.0) -> Any:
         try:
             return action()
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) \
+            if ("locked" not in str(exc) and "busy" not in str(exc)) \
                     or time.monotonic() > deadline:
                 raise
         time.sleep(delay)
