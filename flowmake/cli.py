@@ -304,7 +304,7 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     from .fastpath import fresh_status
-    from .views import status_json, status_rows, status_tree
+    from .views import status_json, status_lines, status_rows
 
     fresh = fresh_status(_flow_file(args), args.param, args.targets)
     if fresh is not None:  # nothing changed since an all-fresh build or status
@@ -340,7 +340,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     if args.json:
         _emit_json(status_json(rows, upstream))
     else:
-        for line in status_tree(rows, upstream, roots):
+        for line in status_lines(rows, upstream, roots, quiet=args.quiet, check=args.check):
             print(line)
     not_fresh = sum(1 for _, state, _ in rows if state != "fresh")
     if not args.json and not args.quiet:

@@ -124,6 +124,7 @@ class Scheduler:
         self.outcomes: dict[str, Outcome] = {}
         self.in_use: Counter[str] = Counter()
         self.stopping = False
+        self.held: list[Step] | None = None  # starts not yet reported (see _loop)
 
     def run(self) -> Summary:
         start = time.monotonic()
@@ -160,10 +161,14 @@ class Scheduler:
                         for handle in self._wait()]
             for _, step, _ in finished:
                 self._release(step.target)
+            self.held = []  # reported after the finishes: `ok A` before `run B`, as it happened
             if self.keep_going or all(result.ok for result, _, _ in finished):
                 self._start_runnable()  # the freed slots are refilled before the bookkeeping
             for result, step, started in finished:
                 self._finish(step, result, started)
+            held, self.held = self.held, None
+            for step in held:
+                self.reporter.target_start(step)
 
     def _fill(self) -> None:
         """Check ready targets and start jobs until every slot is busy and as many steps
@@ -227,7 +232,10 @@ class Scheduler:
                 self.in_use[r] += amount
             if self.executor is None:
                 self.executor = self.executor_factory()
-            self.reporter.target_start(step)
+            if self.held is None:
+                self.reporter.target_start(step)
+            else:
+                self.held.append(step)
             self.on_event("target_start", step)
             self.checker.hasher.forget(o.path for o in step.target.outputs)
             job = make_job(self.project, step.target)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .graph import Graph
+from .history import iso
 from .plan import Step
 from .workspace import Workspace
 
@@ -173,7 +174,7 @@ def _node(graph: Graph, step: Step, depth: int, record: Any, last: tuple[int, st
         "last_run": None if last is None else {
             "run_id": last[0], "status": last[1], "duration": round(last[2] or 0.0, 4)},
         "last_built": None if record is None else {
-            "run_id": record.run_id, "at": record.built_at,
+            "run_id": record.run_id, "at": record.built_at, "built": iso(record.built_at),
             "duration": round(record.duration or 0.0, 4)},
     }
 

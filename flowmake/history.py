@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -140,15 +141,28 @@ def run_lines(run: Run, entries: list[Entry], with_output: bool) -> list[str]:
     lines = [f"run {run.run_id}: {run.result}, started {when(run.started)}, "
              f"took {_seconds(run_duration(run))}",
              f"  command: {run.command}", f"  targets: {_counts(run.counts)}"]
-    if not entries:
-        lines.append("  (no target ran: everything was fresh)")
     width = max((len(e[0]) for e in entries), default=0)
     for name, _, status, duration, reasons, output in entries:
         why = f"  ({'; '.join(reasons)})" if reasons else ""
         lines.append(f"  {name:<{width}}  {status:<8}  {_seconds(duration):>8}{why}")
         if with_output and output:
             lines.extend(_output_block(output, "    "))
+    unlisted = _unlisted(run, entries)
+    if unlisted:  # the counts say more ran than have lines: stopped before they were kept
+        lines.append(f"  ({', '.join(unlisted)} without a line here: interrupted before"
+                     " they were recorded)")
+    elif not entries:
+        fresh_only = not any(n for k, n in run.counts.items() if k != "fresh")
+        lines.append("  (no target ran: everything was fresh)" if fresh_only
+                     else "  (no target ran)")
     return lines
+
+
+def _unlisted(run: Run, entries: list[Entry]) -> list[str]:
+    """``2 failed``: what the run's counts hold beyond its targets' lines."""
+    listed = Counter(e[2] for e in entries)
+    return [f"{run.counts[k] - listed[k]} {k}" for k in ("built", "restored", "failed")
+            if run.counts.get(k, 0) > listed[k]]
 
 
 def target_lines(names: list[str], runs: list[Run], entries: list[Entry], *,

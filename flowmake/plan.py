@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, NamedTuple
@@ -220,7 +221,8 @@ class Checker:
             reasons.append(ReasonDetail(Reason.NEW))
         elif key is not None and record.key != key:
             # A key written by another flowmake version may differ in no part we can name.
-            reasons += diff_parts(record.parts, parts or {}) or [ReasonDetail(Reason.KEY)]
+            reasons += diff_parts(record.parts, parts or {},
+                                  call=isinstance(target.action, Call)) or [ReasonDetail(Reason.KEY)]
         elif key is not None:
             reasons += self.output_reasons(record.outputs)
         if target.always:
@@ -276,23 +278,29 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDetail]:
-    """Every difference between two keys' parts, as reasons (old → new)."""
+# What a python target's action reads as (``Call.text``): ``python module:function``,
+# maybe with `` (version V)``. A shell command that starts ``python `` is a command.
+_CALL_TEXT = re.compile(r"python [\w.]+:[\w.]+( \(version .*\))?")
+
+
+def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any], *,
+               call: bool | None = None) -> list[ReasonDetail]:
+    """Every difference between two keys' parts, as reasons (old → new).
+
+    ``call`` says whether the target is a python callable (its action is code); by
+    default that is read from the parts."""
     reasons: list[ReasonDetail] = []
     if old.get("action") != new.get("action"):
-        is_call = str(new.get("action", "")).startswith("python ")
-        reasons.append(ReasonDetail(Reason.CODE if is_call else Reason.COMMAND, "",
+        if call is None:
+            call = "code" in new or bool(_CALL_TEXT.fullmatch(str(new.get("action", ""))))
+        reasons.append(ReasonDetail(Reason.CODE if call else Reason.COMMAND, "",
                                     old.get("action"), new.get("action")))
     old_code, new_code = old.get("code", {}), new.get("code", {})
     for module in sorted(set(old_code) | set(new_code)):
         if old_code.get(module) != new_code.get(module):
             reasons.append(ReasonDetail(Reason.CODE, module, old_code.get(module),
                                         new_code.get(module)))
-    for group, prefix in (("params", ""), ("project_params", "params.")):
-        o, n = old.get(group, {}), new.get(group, {})
-        for name in sorted(set(o) | set(n)):
-            if _canonical(o.get(name)) != _canonical(n.get(name)) or (name in o) != (name in n):
-                reasons.append(ReasonDetail(Reason.PARAM, prefix + name, o.get(name), n.get(name)))
+    reasons += _param_reasons(old, new)
     o_env, n_env = old.get("env", {}), new.get("env", {})
     for name in sorted(set(o_env) | set(n_env)):
         if o_env.get(name) != n_env.get(name):
@@ -312,3 +320,34 @@ def diff_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDet
     if old.get("outputs") != new.get("outputs"):
         reasons.append(ReasonDetail(Reason.OUTPUTS, "", old.get("outputs"), new.get("outputs")))
     return reasons
+
+
+def _changed(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str) -> list[ReasonDetail]:
+    return [ReasonDetail(Reason.PARAM, prefix + name, old.get(name), new.get(name))
+            for name in sorted(set(old) | set(new))
+            if _canonical(old.get(name)) != _canonical(new.get(name))
+            or (name in old) != (name in new)]
+
+
+def _param_reasons(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[ReasonDetail]:
+    """Changed params, each change once: a target param set from a project param
+    (``ridge = "${params.ridge}"``, or ``"-${params.ridge}"`` inside a string) changes with
+    it, and only the project param (``param params.ridge: 0.1 → 1.0``) is named."""
+    project = _changed(old.get("project_params", {}), new.get("project_params", {}), "params.")
+    own = _changed(old.get("params", {}), new.get("params", {}), "")
+    return [r for r in own if not any(_follows(r, p) for p in project)] + project
+
+
+def _follows(own: ReasonDetail, project: ReasonDetail) -> bool:
+    """Whether a target param's change is the project param's change carried into it."""
+    if own.old is None or own.new is None or project.old is None or project.new is None:
+        return False
+    if _canonical(own.old) == _canonical(project.old) and \
+            _canonical(own.new) == _canonical(project.new):
+        return True  # the param is exactly the reference
+    if not isinstance(own.old, str) or not isinstance(own.new, str):
+        return False
+    from .interpolate import format_value
+
+    before, after = format_value(project.old), format_value(project.new)
+    return before in own.old and own.old.replace(before, after) == own.new

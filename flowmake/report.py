@@ -35,12 +35,32 @@ def format_summary(result: str, counts: dict[str, int], duration: float, run_id:
     return f"flowmake: {result}: {parts} in {duration:.2f}s (run {run_id})"
 
 
+def finish_line(outcome: Outcome) -> str:
+    """``ok       NAME  1.20s, after 2 attempts  (error)``: one target's end, without output."""
+    text = f"{_MARK[outcome.status]:<8} {outcome.name}"
+    if outcome.status in ("built", "restored", "failed"):
+        text += f"  {outcome.duration:.2f}s"
+        if outcome.attempts > 1:
+            text += f", after {outcome.attempts} attempts"
+    if outcome.error:
+        text += f"  ({outcome.error})"
+    return text
+
+
+def unreported(summary: Summary, reported: set[str]) -> list[Outcome]:
+    """Targets that ended without a line of their own: those stopped by Ctrl-C (status
+    failed, error interrupted), named in the final lines."""
+    return [o for o in summary.outcomes.values()
+            if o.status == "failed" and o.name not in reported]
+
+
 class PlainReporter:
     """One line per event, safe for CI logs and pipes."""
 
     def __init__(self, stream: IO[str], *, quiet: bool = False, verbose: bool = False) -> None:
         self.out, self.quiet, self.verbose = stream, quiet, verbose
         self.lock = threading.Lock()
+        self.reported: set[str] = set()  # targets whose finish was reported
 
     def write(self, text: str) -> None:
         with self.lock:
@@ -57,25 +77,23 @@ class PlainReporter:
             self.write(f"run      {step.name}  ({why})\n")
 
     def target_finish(self, outcome: Outcome) -> None:
+        self.reported.add(outcome.name)
         if outcome.status == "fresh" and not self.verbose:
             return
         failed = outcome.status == "failed"
         if self.quiet and not failed:
             return
-        text = f"{_MARK[outcome.status]:<8} {outcome.name}"
-        if outcome.status in ("built", "restored", "failed"):
-            text += f"  {outcome.duration:.2f}s"
-        if outcome.error:
-            text += f"  ({outcome.error})"
         block = outcome.output if not self.verbose or outcome.status == "restored" else ""
         if block and not block.endswith("\n"):
             block += "\n"
-        self.write(text + "\n" + block)
+        self.write(finish_line(outcome) + "\n" + block)
 
     def line(self, name: str, text: str) -> None:
         self.write(f"[{name}] {text}" if text.endswith("\n") else f"[{name}] {text}\n")
 
     def build_finish(self, summary: Summary) -> None:
+        for outcome in unreported(summary, self.reported):
+            self.target_finish(outcome)
         if not self.quiet or summary.result != "success":
             self.write(summary_line(summary) + "\n")
 
@@ -127,18 +145,14 @@ class RichReporter(PlainReporter):
         self.running[step.name] = time.monotonic()
 
     def target_finish(self, outcome: Outcome) -> None:
+        self.reported.add(outcome.name)
         self.running.pop(outcome.name, None)
         self.done += 1
         if outcome.status == "fresh" or (self.quiet and outcome.status != "failed"):
             return
         style = {"built": "green", "restored": "blue", "failed": "bold red",
                  "skipped": "yellow"}[outcome.status]
-        text = f"{_MARK[outcome.status]:<8} {outcome.name}"
-        if outcome.status in ("built", "restored", "failed"):
-            text += f"  {outcome.duration:.2f}s"
-        if outcome.error:
-            text += f"  ({outcome.error})"
-        self.print(text + "\n", style)
+        self.print(finish_line(outcome) + "\n", style)
         block = outcome.output if not self.verbose or outcome.status == "restored" else ""
         if block:
             self.print(block if block.endswith("\n") else block + "\n")
@@ -151,15 +165,18 @@ class RichReporter(PlainReporter):
             self.live.stop()
         from rich.table import Table
 
+        for outcome in unreported(summary, self.reported):
+            self.target_finish(outcome)
         if self.quiet and summary.result == "success":
             return
         table = Table(title=None, show_edge=False, pad_edge=False)
-        for column in ("result", "built", "restored", "fresh", "failed", "skipped", "time"):
-            table.add_column(column, justify="right" if column != "result" else "left")
+        for column in ("run", "result", "built", "restored", "fresh", "failed", "skipped",
+                       "time"):
+            table.add_column(column, justify="left" if column == "result" else "right")
         c = summary.counts()
         colour = {"success": "green", "failed": "red", "interrupted": "yellow"}[summary.result]
-        table.add_row(f"[{colour}]{summary.result}[/]", *(str(c[k]) for k in c),
-                      f"{summary.duration:.2f}s")
+        table.add_row(str(summary.run_id), f"[{colour}]{summary.result}[/]",
+                      *(str(c[k]) for k in c), f"{summary.duration:.2f}s")
         with self.lock:
             self.console.print(table)
 

@@ -51,6 +51,16 @@ def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
     return lines
 
 
+def status_lines(rows: Sequence[StatusRow], upstream: Mapping[str, Sequence[str]],
+                 roots: Iterable[str], *, quiet: bool = False, check: bool = False
+                 ) -> list[str]:
+    """What `status` prints: the tree; with ``-q`` only the targets not fresh, one line
+    each in build order, and with ``-q --check`` nothing (the exit code tells)."""
+    if not quiet:
+        return status_tree(rows, upstream, roots)
+    return [] if check else [status_line(row) for row in rows if row[1] != "fresh"]
+
+
 def status_json(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
                 ) -> dict[str, Any]:
     return {"targets": [

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import UsageError
 from .graph import glob_regex
+from .history import iso
 from .plan import Checker, Reason, ReasonDetail, State, Step
 from .store import Record
 from .workspace import Workspace
@@ -190,6 +191,7 @@ def why_json(ex: Explanation) -> dict[str, Any]:
         "missing_inputs": list(ex.missing),
         "recorded": None if record is None else {
             "key": record.key, "run_id": record.run_id, "built_at": record.built_at,
+            "built": iso(record.built_at),
             "duration": record.duration, "parts": record.parts, "outputs": record.outputs},
         "upstream": _upstream_json(step, ex.steps)}
     return doc
