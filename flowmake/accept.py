@@ -15,8 +15,9 @@ import sys
 import time
 
 from .errors import FlowmakeError
+from .leftovers import writing_lock
 from .plan import Checker
-from .store import Record, project_lock
+from .store import Record
 from .workspace import Workspace
 
 
@@ -28,8 +29,7 @@ def accept_command(ws: Workspace, args: argparse.Namespace) -> int:
     """Check every named target, then write their records in one history entry."""
     try:
         names = ws.graph.order(ws.graph.select(args.targets))
-        with project_lock(ws.project.state_dir,
-                          lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
+        with writing_lock(ws.store, ws.project.state_dir):
             checker = ws.checker()
             records = [accepted_record(checker, name) for name in names]
             run_id = ws.store.start_run("flowmake accept " + " ".join(args.targets))

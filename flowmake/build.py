@@ -12,9 +12,8 @@ from typing import Any
 
 from .errors import FlowmakeError
 from .execute import Scheduler, Summary
-from .leftovers import close_dead_runs, mark_environment
+from .leftovers import mark_environment, writing_lock
 from .report import make_reporter, summary_line
-from .store import project_lock
 from .workspace import Workspace
 
 EXIT_FOR_RESULT = {"success": 0, "failed": 1, "interrupted": 130}
@@ -42,8 +41,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         return _dry_run(ws, names, args)
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
-    with project_lock(ws.project.state_dir, _say):
-        close_dead_runs(ws.store, str(ws.project.state_dir), _say)
+    with writing_lock(ws.store, ws.project.state_dir):
         use_cache = not getattr(args, "no_cache", False)
         # records as they are now, under the lock
         checker = ws.checker(force=args.always_make, cache=use_cache)
@@ -82,10 +80,6 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
     _report_failures(summary, args)
     return EXIT_FOR_RESULT[summary.result]
-
-
-def _say(message: str) -> None:
-    print(f"flowmake: {message}", file=sys.stderr)
 
 
 def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Any:

@@ -2,7 +2,7 @@
 
 - ``status``: where the cache is, its entries and size, the remote.
 - ``gc``: drop entries unused for ``--max-age`` days and/or the least recently used until
-  the cache fits ``--max-size``; entries the current records use are always kept, and so
+  the cache fits ``--max-size`` (one of them is required); entries the current records use are always kept, and so
   are blobs written in the last hour that no entry names yet (a build may be saving them).
   "Last used" is the record's ``used`` time in index.db; the freed pages of index.db are
   given back to the filesystem at the end.
@@ -137,12 +137,16 @@ def _entries(local: LocalCache) -> tuple[dict[str, _Entry], dict[str, int]]:
 
 def collect(ws: Workspace, local: LocalCache, args: argparse.Namespace) -> dict[str, Any]:
     """Drop old or least recently used entries, then every blob no entry needs."""
-    from .store import project_lock
+    from .leftovers import writing_lock
 
+    if args.max_age is None and args.max_size is None:  # would drop nothing: say so
+        raise UsageError("cache gc needs a limit: --max-age DAYS and/or --max-size SIZE",
+                         hint="e.g. `flowmake cache gc --max-age 30 --max-size 5G` (entries"
+                         " the current records use are always kept)")
     max_size = parse_size(args.max_size) if args.max_size is not None else None
     if args.max_age is not None and args.max_age < 0:
         raise UsageError("--max-age must be 0 or more days")
-    with project_lock(ws.project.state_dir, lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
+    with writing_lock(ws.store, ws.project.state_dir):
         keep = {r.key for r in ws.store.records().values()}
         return _collect(local, keep, args.max_age, max_size)
 

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 
+from .leftovers import writing_lock
 from .workspace import Workspace
 
 
@@ -16,7 +17,18 @@ def _inside(root: str, path: str) -> bool:
 
 
 def clean(ws: Workspace, names: list[str], *, dry_run: bool) -> Iterator[str]:
-    """Remove each target's outputs; yield a line per path removed (or that would be)."""
+    """Remove each target's outputs; yield a line per path removed (or that would be).
+
+    A running build holds the project lock: clean waits for it (as a second build does),
+    so it never deletes an output that a build is writing and is about to record."""
+    if dry_run:
+        yield from _clean(ws, names, dry_run=True)
+        return
+    with writing_lock(ws.store, ws.project.state_dir):
+        yield from _clean(ws, names, dry_run=False)
+
+
+def _clean(ws: Workspace, names: list[str], *, dry_run: bool) -> Iterator[str]:
     root = os.path.realpath(ws.root)
     verb = "would remove" if dry_run else "removed"
     for name in names:

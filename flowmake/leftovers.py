@@ -14,12 +14,15 @@ reused pid is never killed by mistake.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from .store import Run, Store
+from .store import Run, Store, project_lock
 
 ENV_NAME = "FLOWMAKE_BUILD"
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL
@@ -97,5 +100,19 @@ def close_dead_runs(store: Store, state_dir: str, say: Callable[[str], None]) ->
         counts = store.close_run(run.run_id, "interrupted")
         note = f"; stopped {stopped} process(es) it had left running" if stopped else ""
         done = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
-        say(f"build {run.run_id} was killed before it finished (closed as interrupted:"
-            f" {done or 'nothing recorded'}){note}")
+        say(f"build {run.run_id} did not finish (killed, or its state could not be written);"
+            f" closed as interrupted: {done or 'nothing recorded'}{note}")
+
+
+def say(message: str) -> None:
+    """One line for the user, on stderr (stdout may carry a JSON document)."""
+    print(f"flowmake: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def writing_lock(store: Store, state_dir: Path) -> Iterator[None]:
+    """The project lock for a command that writes records or outputs (build, clean,
+    accept, cache): it waits for a running build, then stops what a killed one left."""
+    with project_lock(state_dir, say):
+        close_dead_runs(store, str(state_dir), say)
+        yield

@@ -100,18 +100,20 @@ def _guard(path: Path, action: Callable[[], Any]) -> Any:
     try:
         return action()
     except sqlite3.DatabaseError as exc:
-        raise StateError(str(path), _problem(exc)) from None
+        raise _state_error(path, exc) from None
 
 
-def _problem(exc: sqlite3.DatabaseError) -> str:
+def _state_error(path: Path, exc: sqlite3.DatabaseError) -> StateError:
     text = str(exc)
     if "not a database" in text or "malformed" in text:
-        return f"the state database is damaged ({text})"
+        return StateError(str(path), f"the state database is damaged ({text})")
     if "full" in text:
-        return f"no room left on the device ({text})"
+        return StateError(str(path), f"no room left on the device ({text})",
+                          hint="free some room, then run the command again (what finished"
+                               " is recorded; deleting .flowmake/ is always safe)")
     if "readonly" in text or "read-only" in text:
-        return "cannot be written (read-only)"
-    return f"cannot use the state database ({text})"
+        return StateError(str(path), "cannot be written (read-only)")
+    return StateError(str(path), f"cannot use the state database ({text})")
 
 
 def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -123,7 +125,7 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            raise StateError(str(self.path), _problem(exc)) from None
+            raise _state_error(self.path, exc) from None
 
     return wrapper
 
