@@ -39,26 +39,48 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"flowmake: error: {message}\n")
 
 
-def _global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    """Global options, accepted before the command (as git does) and after it."""
+_PARAM_HELP = "override a project param (a TOML literal; a bare word is a string)"
+# What -q, -v and -p do, before the command (for any command).
+_GLOBAL_HELP = {"q": "print less: only failures and errors",
+                "v": "print more (build: stream each target's output as it runs)",
+                "p": _PARAM_HELP}
+
+
+def _global_options(parser: argparse.ArgumentParser, suppress: bool,
+                    only: dict[str, str] = _GLOBAL_HELP) -> None:
+    """Global options, accepted before the command (as git does) and after it.
+
+    Before the command every one is accepted; after it, ``-f``, ``-C`` and ``--no-color``
+    and the ones of ``only`` (``q``: -q, ``v``: -v, ``p``: -p: their help) that the
+    command uses."""
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
-    parser.add_argument("-f", "--file", default=d(None), metavar="FILE",
-                        help="the flow file (default: flow.toml in the project folder)")
-    parser.add_argument("-C", dest="directory", default=d(None), metavar="DIR",
-                        help="run as if started in DIR")
-    parser.add_argument("--no-color", action="store_true", default=d(False),
-                        help="plain output, no colours or live view (also: NO_COLOR)")
-    parser.add_argument("-q", "--quiet", action="store_true", default=d(False),
-                        help="print only failures and errors")
-    parser.add_argument("-v", "--verbose", action="store_true", default=d(False),
-                        help="stream each target's output as it runs")
-    parser.add_argument("-p", "--param", action="append", default=d([]), metavar="NAME=VALUE",
-                        help="override a project param (a TOML literal; a bare word is a string)")
+    group = parser.add_argument_group("global options") if suppress else parser
+    group.add_argument("-f", "--file", default=d(None), metavar="FILE",
+                       help="the flow file (default: flow.toml in the project folder)")
+    group.add_argument("-C", dest="directory", default=d(None), metavar="DIR",
+                       help="run as if started in DIR")
+    group.add_argument("--no-color", action="store_true", default=d(False),
+                       help="plain output, no colours or live view (also: NO_COLOR)")
+    if "q" in only:
+        group.add_argument("-q", "--quiet", action="store_true", default=d(False),
+                           help=only["q"])
+    if "v" in only:
+        group.add_argument("-v", "--verbose", action="store_true", default=d(False),
+                           help=only["v"])
+    if "p" in only:
+        group.add_argument("-p", "--param", action="append", default=d([]),
+                           metavar="NAME=VALUE", help=only["p"])
+
+
+_TARGETS = "names, globs (fit*), a whole matrix (sweep) or one instance (sweep[lr=0.1])"
+
+
+def _targets(p: argparse.ArgumentParser, what: str, nargs: str = "*") -> None:
+    p.add_argument("targets", nargs=nargs, metavar="TARGET", help=f"{what}: {_TARGETS}")
 
 
 def _build_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="*", metavar="TARGET",
-                   help="names, globs (fit*), a whole matrix or one instance")
+    _targets(p, "what to build, with its upstream (default: [flow].default, else all)")
     p.add_argument("-j", "--jobs", type=int, metavar="N", help="parallel jobs (default: CPUs)")
     p.add_argument("-k", "--keep-going", action="store_true",
                    help="go on with independent targets after a failure")
@@ -75,43 +97,52 @@ def _build_args(p: argparse.ArgumentParser) -> None:
 
 
 def _status_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="*", metavar="TARGET")
+    _targets(p, "what to show, with its upstream (default: [flow].default, else all)")
     p.add_argument("--check", action="store_true", help="exit 1 if any target is not fresh")
     _json(p)
 
 
 def _clean_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="*", metavar="TARGET")
+    _targets(p, "whose outputs to remove and records to forget")
     p.add_argument("--all", action="store_true", help="clean every target")
     p.add_argument("-n", "--dry-run", action="store_true", help="print what would be removed")
 
 
 def _why_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="TARGET")
+    p.add_argument("target", metavar="TARGET",
+                   help="the target to explain: a name, or a pattern that names one")
     _json(p)
 
 
 def _graph_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="*", metavar="TARGET")
-    p.add_argument("--format", choices=["text", "mermaid", "dot", "json", "html"], default="text")
+    _targets(p, "what to draw, with its upstream (default: every target)")
+    p.add_argument("--format", choices=["text", "mermaid", "dot", "json", "html"], default="text",
+                   help="text (default), mermaid or dot: the structure; json: with each"
+                   " target's state and durations; html: one self-contained page of them")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
 
 def _log_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ref", nargs="?", metavar="RUN_ID|TARGET")
+    p.add_argument("ref", nargs="?", metavar="RUN_ID|TARGET",
+                   help="a number is a build's run id (as `flowmake log` lists them; - is the"
+                   " latest build): that build's targets; anything else a target name or"
+                   " pattern: its history and output (default: the list of builds)")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N entries")
     _json(p)
 
 
 def _cache_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["status", "gc", "push", "pull"])
+    p.add_argument("action", choices=["status", "gc", "push", "pull"],
+                   help="status: entries, size and remote; gc: drop old entries (give"
+                   " --max-age and/or --max-size); push: send the current records' entries to"
+                   " the remote; pull: fetch the remote's entries for the current keys")
     p.add_argument("--max-age", metavar="DAYS", type=float, help="gc: drop entries unused for DAYS")
     p.add_argument("--max-size", metavar="SIZE", help="gc: shrink the cache below SIZE (e.g. 2G)")
     _json(p)
 
 
 def _accept_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("targets", nargs="+", metavar="TARGET")
+    _targets(p, "what to record as fresh", nargs="+")
 
 
 def _json(p: argparse.ArgumentParser) -> None:
@@ -134,6 +165,24 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
     "init": ("write a commented starter flow.toml (never overwrites)", lambda p: None),
 }
 
+# The global options each command takes after its name too, besides -f, -C and --no-color,
+# with what they do there (q: -q, v: -v, p: -p). Before the name, every command takes all.
+_QUIET = "print nothing but errors"
+COMMAND_GLOBALS: dict[str, dict[str, str]] = {
+    "build": {"q": "print only failures and errors",
+              "v": "stream each target's output as it runs", "p": _PARAM_HELP},
+    "status": {"q": "print only the targets not fresh (with --check: nothing)",
+               "v": "say when the no-op fast path answered", "p": _PARAM_HELP},
+    "clean": {"q": _QUIET, "p": _PARAM_HELP},
+    "list": {},
+    "why": {"p": _PARAM_HELP},
+    "graph": {"q": "no message when writing -o FILE", "p": _PARAM_HELP},
+    "log": {"v": "show the captured output of every run (default: the latest)"},
+    "cache": {"q": _QUIET, "p": _PARAM_HELP},
+    "accept": {"q": _QUIET, "p": _PARAM_HELP},
+    "init": {"q": _QUIET},
+}
+
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The command line parser. With ``argv`` naming a command, only that subcommand's
@@ -143,15 +192,15 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and plugins")
     _global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
-    _global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     named = None if argv is None else {a for a in argv if a in SUBCOMMANDS}
     if named is not None and (not named or {"-h", "--help"} & set(argv or ())):
         named = None  # the top-level help, or an error listing the commands: all of them
     for name, (help, add_arguments) in SUBCOMMANDS.items():
         if named is None or name in named:
-            add_arguments(sub.add_parser(name, help=help, description=help, parents=[common]))
+            command = sub.add_parser(name, help=help, description=help)
+            add_arguments(command)
+            _global_options(command, suppress=True, only=COMMAND_GLOBALS[name])
     return parser
 
 

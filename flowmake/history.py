@@ -7,6 +7,7 @@ the run and target views nest a ``targets`` list inside each run.
 
     flowmake log                 the builds, newest first
     flowmake log 12              build 12: its targets, status, duration, reasons
+    flowmake log -               the latest build, likewise
     flowmake log train           train's history, and the output of its latest run
 """
 
@@ -35,8 +36,8 @@ def log_command(ws: Workspace, args: argparse.Namespace) -> int:
         if args.ref is None:
             runs = ws.store.runs(args.limit)
             doc, lines = runs_json(runs), runs_lines(runs)
-        elif _is_run_id(ws, args.ref):
-            run = _run(ws, int(args.ref))
+        elif args.ref == "-" or _is_run_id(ws, args.ref):
+            run = _latest(ws) if args.ref == "-" else _run(ws, int(args.ref))
             entries = _run_entries(ws, run)
             doc, lines = runs_json([run], entries), run_lines(run, entries, args.verbose)
         else:
@@ -66,6 +67,14 @@ def _run(ws: Workspace, run_id: int) -> Run:
         raise UsageError(f"no build {run_id} in the history",
                          hint=f"`flowmake log` lists the builds kept ([flow] history = {keep})")
     return run
+
+
+def _latest(ws: Workspace) -> Run:
+    """``log -``: the latest build."""
+    runs = ws.store.runs(1)
+    if not runs:
+        raise UsageError("no build recorded yet", hint="`flowmake build` records one")
+    return runs[0]
 
 
 def _run_entries(ws: Workspace, run: Run) -> list[Entry]:
