@@ -286,15 +286,15 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _flow_plugin_modules(flow_file: Path) -> list[str]:
     """The ``[flow] plugins`` of the project here, if there is one (for ``--version``)."""
-    from .config import tomllib
+    from .config import is_module_name, tomllib
 
     try:
         doc = tomllib.loads(flow_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeError, tomllib.TOMLDecodeError):
+    except (OSError, UnicodeError, RecursionError, tomllib.TOMLDecodeError):
         return []  # no project here, or a broken one: the installed plugins only
     flow = doc.get("flow", {})
     plugins = flow.get("plugins", []) if isinstance(flow, dict) else []
-    return [p for p in plugins if isinstance(p, str)] if isinstance(plugins, list) else []
+    return [p for p in plugins if is_module_name(p)] if isinstance(plugins, list) else []
 
 
 def _flow_file(args: argparse.Namespace) -> str:
@@ -303,12 +303,13 @@ def _flow_file(args: argparse.Namespace) -> str:
 
 
 def _workspace(args: argparse.Namespace) -> Any:
-    from .config import parse_override
+    from .config import parse_override, printable
     from .workspace import Workspace
 
     directory = Path(args.directory or ".")
     if not directory.is_dir():
-        raise UsageError(f"-C {directory}: no such directory")
+        what = "not a directory" if directory.exists() else "no such directory"
+        raise UsageError(f"-C {printable(str(directory))}: {what}")
     overrides = dict(parse_override(p) for p in args.param)
     return Workspace(directory.resolve(), args.file, overrides)
 
@@ -325,7 +326,9 @@ def _emit_json(doc: Any) -> None:
 def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
     from .fastpath import run_noop
 
-    command = "flowmake " + shlex.join(argv)
+    # As the history shows it: an argument's undecodable bytes (a folder's name) as \xff.
+    command = ("flowmake " + shlex.join(argv)).encode("utf-8", "surrogateescape").decode(
+        "utf-8", "backslashreplace")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j must be at least 1, got {args.jobs}")
     install_sigterm()  # before the lock: a build waiting for it stops like Ctrl-C too
@@ -369,6 +372,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
         try:
             selected = ws.select(args.targets)
             names = ws.graph.closure(selected)
+            ws.check_plugins()  # as `build -n` does: a missing plugin is exit 2 here too
             version = ws.store.data_version()
             checker = ws.checker()
             checker.check_sources(names)

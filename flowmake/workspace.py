@@ -104,17 +104,21 @@ class Workspace:
         from .formats import extension
         from .plugins import INSTALL_HINTS
 
+        self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
         for target in self.project.targets.values():
             where = f"targets.{target.matrix or target.name}"
-            paths = [(i.path, f"{where}.inputs", i.name is not None and target.kind == "python")
+            python = target.kind == "python"
+            paths = [(i.path, f"{where}.inputs", i.name is not None and python)
                      for i in target.inputs]
-            paths += [(o.path, f"{where}.outputs", False) for o in target.outputs]
-            for path, key, loaded in paths:
+            # A python target's return value is saved in its outputs' formats. One without
+            # an extension (a folder) is left to the function to write.
+            paths += [(o.path, f"{where}.outputs", python and bool(extension(o.path)))
+                      for o in target.outputs]
+            for path, key, needs_format in paths:
                 try:
                     if "://" in path:
                         self.plugins.backend_class(path)
-                    ext = extension(path)
-                    if target.kind == "python" and (loaded or ext in INSTALL_HINTS):
+                    if needs_format or (python and extension(path) in INSTALL_HINTS):
                         self.plugins.format_for(path)
                 except PluginError as exc:
                     raise ConfigError(exc.message, file=self.path.name, key=key,

@@ -256,7 +256,7 @@ def test_a_disabled_project_plugin_is_a_config_error(tmp_path: Path) -> None:
     result = run(root, "build", env={"FLOWMAKE_DISABLE_PLUGINS": "myplugins"})
     assert result.returncode == 2
     assert "'.shout'" in result.stderr
-    assert "targets.hear.inputs" in result.stderr
+    assert "targets.say.outputs" in result.stderr  # the writer of the file, named first
     assert "Traceback" not in result.stderr
     assert not (root / "out").exists()
 
@@ -384,3 +384,51 @@ def test_the_quick_exit_still_runs_atexit_handlers_and_waits_for_threads(tmp_pat
     assert (root / "thread.txt").read_text() == "done\n"
     failed = run(root, "build", "nosuchtarget")
     assert failed.returncode == 2 and "nosuchtarget" in failed.stderr  # codes kept
+
+
+UNSERVED_OUTPUT = """
+[targets.raw]
+cmd = "echo 1 > ${outputs}"
+outputs = ["out/raw.txt"]
+
+[targets.table]
+python = "steps:table"
+inputs = { raw = "out/raw.txt" }
+outputs = ["out/table.xlsx"]
+"""
+
+
+@pytest.mark.parametrize("command", [["build"], ["build", "-n"], ["status"]])
+def test_an_output_no_plugin_serves_is_exit_2_before_anything_runs(tmp_path: Path,
+                                                                     command: list[str]) -> None:
+    root = project(tmp_path, UNSERVED_OUTPUT, {"steps.py": "def table(raw):\n    return raw\n"})
+    result = run(root, *command)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "targets.table.outputs" in result.stderr
+    assert "'.xlsx'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (root / "out").exists()  # its upstream did not run either
+
+
+def test_a_python_target_may_write_a_folder_output_itself(tmp_path: Path) -> None:
+    flow = """
+[targets.pages]
+python = "steps:pages"
+outputs = ["out/pages"]
+"""
+    steps = ("import os\n\ndef pages():\n    os.makedirs('out/pages', exist_ok=True)\n"
+             "    open('out/pages/a.html', 'w').write('<p>a</p>')\n")
+    root = project(tmp_path, flow, {"steps.py": steps})
+    result = run(root, "build")
+    assert result.returncode == 0, result.stderr
+    assert (root / "out/pages/a.html").read_text() == "<p>a</p>"
+
+
+def test_status_loads_the_project_plugins_as_build_does(tmp_path: Path) -> None:
+    flow = '[flow]\nplugins = ["not_installed_anywhere"]\n\n[targets.a]\ncmd = "true"\n'
+    root = project(tmp_path, flow, {})
+    for command in (["build", "-n"], ["status"]):
+        result = run(root, *command)
+        assert result.returncode == 2, result.stderr
+        assert "not_installed_anywhere" in result.stderr
+        assert "Traceback" not in result.stderr
