@@ -5,7 +5,9 @@ A key is looked up in the local cache first, then in the remote (``[flow] remote
 remote hit is downloaded into the local cache (every blob verified) before its outputs
 are put in place. New results are pushed to the remote in the background; ``close``
 waits for those pushes and reports failures as warnings. A remote that cannot be
-reached is reported once and left alone for the rest of the command.
+reached is reported once and left alone for the rest of the command (nothing more is
+pushed to it). With ``FLOWMAKE_CACHE_KEY`` set, remote records are signed and verified
+(signing.py); the variable is taken out of the environment of the commands flowmake runs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from .cache import (
     DIR,
     FILE,
+    SIGNING_KEY_ENV,
     URL,
     ActionRecord,
     Entry,
@@ -36,7 +39,7 @@ from .errors import FlowmakeError, UsageError
 from .fingerprint import Hasher, tree_digest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, MutableMapping
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from .executor import JobResult
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from .model import Project, Target
     from .plan import Checker, Step
     from .remote import Transfers
+    from .signing import Signer
 
 Warn = Callable[[str], None]
 SAVE_THREADS = 2  # local copies of large outputs: disk-bound, a couple at a time
@@ -63,12 +67,15 @@ class Artifacts:
         warn: prints one warning line.
         remote: ``[flow] remote``, or None.
         writable: False for ``remote_readonly = true``.
+        signing_key: signs and verifies the remote's records (FLOWMAKE_CACHE_KEY).
     """
 
     def __init__(self, root: Path, local: LocalCache, hasher: Hasher, warn: Warn, *,
-                 remote: str | None = None, writable: bool = True) -> None:
+                 remote: str | None = None, writable: bool = True,
+                 signing_key: bytes | None = None) -> None:
         self.root, self.local, self.hasher, self.warn = root, local, hasher, warn
         self.remote_url, self.writable = remote, writable
+        self._signing_key = signing_key
         self._transfers: Transfers | None = None
         self._remote_off = remote is None
         self._remote_records: dict[str, ActionRecord | None] = {}
@@ -92,8 +99,15 @@ class Artifacts:
                     self.remote_down(exc)
                     return None
                 self._transfers = Transfers(self.local, store, self.warn,
-                                            writable=self.writable)
-            return self._transfers
+                                            writable=self.writable, signer=self._signer())
+            return None if self._remote_off else self._transfers
+
+    def _signer(self) -> Signer | None:
+        if self._signing_key is None:
+            return None
+        from .signing import Signer
+
+        return Signer(self._signing_key)
 
     def remote_down(self, exc: BaseException) -> None:
         if not self._remote_off:
@@ -101,14 +115,14 @@ class Artifacts:
             self.warn(f"remote cache {self.remote_url} unavailable ({why}); going on without it")
             self._remote_off = True
 
-    def remote_record(self, key: str) -> ActionRecord | None:
-        """The remote's record for ``key`` (memoized for the command)."""
+    def remote_record(self, key: str, name: str) -> ActionRecord | None:
+        """The remote's record for ``key``, of target ``name`` (memoized for the command)."""
         if key not in self._remote_records:
             transfers = self.transfers()
             record = None
             if transfers is not None:
                 try:
-                    record = transfers.fetch_record(key)
+                    record = transfers.fetch_record(key, name)
                 except Exception as exc:  # network, credentials: the build goes on without it
                     self.remote_down(exc)
             self._remote_records[key] = record
@@ -137,7 +151,7 @@ class Artifacts:
         if record is not None and all(self.local.has_blob(e.digest)
                                       for e in record.outputs.values()):
             return True
-        return self.remote_record(key) is not None
+        return self.remote_record(key, target.name) is not None
 
     # -- the Restorer -------------------------------------------------------------------
 
@@ -146,7 +160,7 @@ class Artifacts:
         key, target = step.key, step.target
         if key is None or not target.cache:
             return None
-        record = self._complete_record(key)
+        record = self._complete_record(key, step.name)
         if record is None or set(record.outputs) != {o.path for o in target.outputs}:
             return None
         try:
@@ -158,20 +172,22 @@ class Artifacts:
         self.local.touch(key)
         return record.log
 
-    def _complete_record(self, key: str) -> ActionRecord | None:
+    def _complete_record(self, key: str, name: str) -> ActionRecord | None:
         """A record whose blobs are all in the local cache, downloading them if needed."""
         record = self._local_record(key)
         if record is not None and all(self.local.has_blob(d) for d in self.local.blobs_of(record)):
             return record
-        record = self.remote_record(key)
+        record = self.remote_record(key, name)
         transfers = self.transfers()
         if record is None or transfers is None:
             return None
         try:
-            if not transfers.fetch_blobs(record):
-                return None
+            complete = transfers.fetch_blobs(record)
         except Exception as exc:
             self.remote_down(exc)
+            return None
+        if not complete:  # warned about: the target is built (and has() says so from now)
+            self._remote_records[key] = None
             return None
         self.local.write_action(record)
         return record
@@ -231,7 +247,7 @@ class Artifacts:
             return
         self._local_records[key] = record
         transfers = self.transfers() if self.writable else None
-        if transfers is not None:
+        if transfers is not None:  # None too once the remote is found unavailable
             transfers.push_later(record)
 
     def _entry(self, path: str, digest: str | None) -> Entry:
@@ -268,8 +284,8 @@ class Artifacts:
             self._saver.shutdown()
             self._saver, self._saves = None, []
         if self._transfers is not None:
-            _, errors = self._transfers.wait(cancel=cancel)
-            if errors:
+            _, errors = self._transfers.wait(cancel=cancel or self._remote_off)
+            if errors and not self._remote_off:  # else "unavailable" said it already
                 self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not"
                           f" pushed to {self.remote_url}: {errors[0]}")
             self._transfers.close()
@@ -287,12 +303,22 @@ def warn_stderr(message: str) -> None:
 def open_artifacts(project: Project, hasher: Hasher, warn: Warn) -> Artifacts | None:
     """The project's artifact cache per ``[flow]``; None when ``cache = false``."""
     settings = project.settings
+    signing_key = take_signing_key()  # first: out of the targets' way, cache or not
     if settings.cache is None:
         return None
     path = Path(os.path.expanduser(settings.cache))
     local = LocalCache(path if path.is_absolute() else project.root / path)
     return Artifacts(project.root, local, hasher, warn, remote=settings.remote,
-                     writable=not remote_readonly(settings.remote_readonly))
+                     writable=not remote_readonly(settings.remote_readonly),
+                     signing_key=signing_key)
+
+
+def take_signing_key(environ: MutableMapping[str, str] = os.environ) -> bytes | None:
+    """``FLOWMAKE_CACHE_KEY`` (None when unset or blank; surrounding whitespace is
+    ignored), taken out of the environment: the commands flowmake runs never see it (one
+    that prints its environment would put it in its log, and the log in the cache)."""
+    value = environ.pop(SIGNING_KEY_ENV, "").strip()
+    return value.encode() if value else None
 
 
 def remote_readonly(configured: bool) -> bool:

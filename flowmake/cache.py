@@ -66,6 +66,7 @@ INDEX = "index.db"
 INDEX_VERSION = 1
 TOUCH_BATCH = 500
 WRITE_BATCH = 64  # queued rows (blobs, records) written in one transaction
+SIGNING_KEY_ENV = "FLOWMAKE_CACHE_KEY"  # signs remote records (signing.py)
 # The big column last: reading the others never touches its overflow pages.
 _SCHEMA = """
 CREATE TABLE actions (
@@ -100,7 +101,7 @@ class Entry(NamedTuple):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
         kind, digest = data["kind"], data["digest"]
-        if kind not in (FILE, DIR, URL) or not _is_digest(digest):
+        if kind not in (FILE, DIR, URL) or not is_digest(digest):
             raise ValueError(f"bad output entry {data!r}")
         return cls(kind, digest, bool(data.get("executable")), data.get("fingerprint"))
 
@@ -115,11 +116,12 @@ class ActionRecord(NamedTuple):
     log: str = ""
     created: float = 0.0
 
-    def dumps(self) -> bytes:
+    def dumps(self, extra: dict[str, Any] | None = None) -> bytes:
+        """The record as JSON; ``extra``: more fields (a remote record's signature)."""
         return json.dumps({"version": RECORD_VERSION, "key": self.key, "target": self.target,
                            "created": self.created, "log": self.log,
-                           "outputs": {p: e.to_json() for p, e in self.outputs.items()}},
-                          sort_keys=True).encode()
+                           "outputs": {p: e.to_json() for p, e in self.outputs.items()},
+                           **(extra or {})}, sort_keys=True).encode()
 
     @classmethod
     def loads(cls, data: bytes) -> ActionRecord:
@@ -131,7 +133,12 @@ class ActionRecord(NamedTuple):
             outputs = {str(p): Entry.from_json(e) for p, e in doc["outputs"].items()}
             return cls(str(doc["key"]), str(doc["target"]), outputs, str(doc.get("log", "")),
                        float(doc.get("created", 0.0)))
-        except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not whole JSON, truncated? ({exc.msg} at byte {exc.pos})") \
+                from None
+        except KeyError as exc:
+            raise ValueError(f"no field {exc} in the record") from None
+        except (TypeError, AttributeError, UnicodeDecodeError) as exc:
             raise ValueError(f"malformed action record: {exc}") from None
 
 
@@ -149,7 +156,7 @@ def parse_manifest(data: bytes, digest: str) -> list[ManifestFile] | None:
         files = [(str(p), str(d), bool(x)) for p, d, x in json.loads(data)["files"]]
     except (ValueError, KeyError, TypeError):
         return None
-    if any(".." in p.split("/") or p.startswith("/") or not _is_digest(d) for p, d, _ in files):
+    if any(".." in p.split("/") or p.startswith("/") or not is_digest(d) for p, d, _ in files):
         return None  # never let a manifest write outside its folder
     return files if tree_digest((p, d) for p, d, _ in files) == digest else None
 
@@ -157,7 +164,7 @@ def parse_manifest(data: bytes, digest: str) -> list[ManifestFile] | None:
 _HEX = frozenset("0123456789abcdef")
 
 
-def _is_digest(text: Any) -> bool:
+def is_digest(text: Any) -> bool:
     return isinstance(text, str) and len(text) == 32 and _HEX.issuperset(text)
 
 
@@ -171,6 +178,9 @@ def action_rel(key: str) -> str:
 
 class Mismatch(Exception):
     """A blob whose content does not hash to its name."""
+
+
+MISMATCH = "its content does not match its digest"  # the message of a blob received
 
 
 class IndexUnusable(FlowmakeError):
@@ -390,7 +400,7 @@ class LocalCache:
         found = [BlobInfo(d, s, a, True)
                  for d, s, a in self._query("SELECT digest, size, added FROM blobs")]
         for path in self.path.glob("blobs/*/*"):
-            if _is_digest(path.name):
+            if is_digest(path.name):
                 with contextlib.suppress(OSError):
                     st = path.stat()
                     found.append(BlobInfo(path.name, st.st_size, st.st_mtime, False))
@@ -488,30 +498,38 @@ class LocalCache:
                 tmp.write_bytes(data)
                 self._publish(tmp, final)
 
-    def receive(self, stream: IO[bytes], digest: str | None, *, manifest: bool = False) -> str:
+    def receive(self, stream: IO[bytes], digest: str | None, *, manifest: bool = False,
+                sha256: str | None = None) -> str:
         """Store a blob read from ``stream``, verifying it against ``digest``.
 
         With ``digest`` None the content's own digest names it (a URL output being saved).
         A folder manifest is verified by recomputing the folder digest from its entries.
+        ``sha256``: the content's SHA-256 too (what a signed remote record names).
         Content up to INLINE_BLOB goes to the database; more is streamed to a file.
         Returns the digest; raises :class:`Mismatch` and keeps nothing when it differs.
         """
         head = _read_up_to(stream, INLINE_BLOB + 1)
+        check = _Sha256(sha256)
         if len(head) <= INLINE_BLOB:
             digest = _verified(head, digest, manifest)
+            check.update(head)
+            check.verify()
             self._add_inline(digest, head)
             return digest
         with self._staged() as tmp:
             h = xxhash.xxh3_128(head)
+            check.update(head)
             with open(tmp, "wb") as out:
                 out.write(head)
                 while chunk := stream.read(_CHUNK):
                     h.update(chunk)
+                    check.update(chunk)
                     out.write(chunk)
             if manifest:
                 digest = _verified(tmp.read_bytes(), digest, manifest)
             elif digest is not None and h.hexdigest() != digest:
-                raise Mismatch(f"content does not match digest {digest}")
+                raise Mismatch(MISMATCH)
+            check.verify()
             digest = digest or h.hexdigest()
             final = self.blob_path(digest)
             if not final.exists():
@@ -626,12 +644,31 @@ def _verified(data: bytes, digest: str | None, manifest: bool) -> str:
     """The digest naming ``data``; Mismatch when it is not ``digest``."""
     if manifest:
         if digest is None or parse_manifest(data, digest) is None:
-            raise Mismatch(f"content does not match digest {digest}")
+            raise Mismatch(MISMATCH)
         return digest
     actual = hash_bytes(data)
     if digest is not None and actual != digest:
-        raise Mismatch(f"content does not match digest {digest}")
+        raise Mismatch(MISMATCH)
     return actual
+
+
+class _Sha256:
+    """A SHA-256 check alongside a blob's digest; does nothing without an expected value."""
+
+    def __init__(self, expected: str | None) -> None:
+        self.expected = expected
+        if expected is not None:
+            import hashlib  # only for a signed remote record
+
+            self.h = hashlib.sha256()
+
+    def update(self, chunk: bytes) -> None:
+        if self.expected is not None:
+            self.h.update(chunk)
+
+    def verify(self) -> None:
+        if self.expected is not None and self.h.hexdigest() != self.expected:
+            raise Mismatch("its content does not match the SHA-256 its signed record names")
 
 
 def _write_new(path: str, data: bytes, mode: int) -> None:

@@ -41,7 +41,8 @@ def prefetch(graph: Graph, names: Iterable[str], checker: Checker, local: LocalC
     Args:
         checker: computes the keys (use :func:`shadow` of the build's own).
         skip_fresh: leave out targets whose record already has their key (a build).
-        seen: filled with every remote answer, key → record or None.
+        seen: filled with every remote answer, key → record, or None when it is absent,
+            rejected or lacks a blob.
     """
     order = graph.order(names)
     chosen, done, unknown = set(order), set(), set()
@@ -58,13 +59,15 @@ def prefetch(graph: Graph, names: Iterable[str], checker: Checker, local: LocalC
                 keys[name] = key
         found = {n: local.read_action(k) for n, k in keys.items()}
         counts["local"] += sum(r is not None for r in found.values())
-        wanted = [k for n, k in keys.items() if found[n] is None]
-        remote = transfers.fetch_records(wanted)
+        remote = transfers.fetch_records({k: n for n, k in keys.items() if found[n] is None})
+        complete = transfers.fetch_many([r for r in remote.values() if r is not None])
+        # A record whose blobs could not all be had (warned about) is as good as absent:
+        # the build must not try it again, nor call its target restorable.
+        remote = {k: r if complete.get(k) else None for k, r in remote.items()}
         if seen is not None:
             seen.update(remote)
-        complete = transfers.fetch_many([r for r in remote.values() if r is not None])
         for name, key in keys.items():
-            record = found[name] or (remote[key] if complete.get(key) else None)
+            record = found[name] or remote.get(key)
             if record is None:
                 unknown.add(name)  # it will run: what comes out of it is anyone's guess
                 counts["missing"] += 1

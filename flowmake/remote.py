@@ -7,8 +7,11 @@ backend serves, or a plain folder (``file://`` or a path, relative to the projec
 Blobs are immutable and named by their digest, so concurrent pushers never conflict: an
 object store writes each object whole, a folder gets a temporary name and a rename. A
 record is pushed only after all its blobs. Every blob downloaded is verified against its
-digest; one that does not match is rejected (and, unless the remote is read-only,
-deleted so that the next push replaces it).
+digest; one that does not match is rejected, and the push of the target's rebuild
+overwrites it (even where a blob that is there is otherwise never sent again). A
+rejected or missing blob is warned about once a command, naming the first target that
+needed it. With ``FLOWMAKE_CACHE_KEY`` set, records are signed when pushed and verified
+when pulled (signing.py).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -25,6 +29,8 @@ from .cache import DIR, ActionRecord, LocalCache, Mismatch, action_rel, blob_rel
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
+
+    from .signing import Signer
 
 TRANSFER_THREADS = 16  # object stores answer slowly but in parallel
 SMALL_BLOB = 256 << 10  # up to this size, uploading costs about what probing does
@@ -154,36 +160,55 @@ class Transfers:
 
     Args:
         warn: prints one warning line (corrupt blobs, an unreachable remote).
-        writable: False for ``remote_readonly``: nothing is ever written or deleted.
+        writable: False for ``remote_readonly``: nothing is ever written.
+        signer: signs the records pushed and verifies those pulled (FLOWMAKE_CACHE_KEY).
     """
 
     def __init__(self, local: LocalCache, remote: RemoteStore, warn: Callable[[str], None],
-                 *, writable: bool, threads: int = TRANSFER_THREADS) -> None:
+                 *, writable: bool, threads: int = TRANSFER_THREADS,
+                 signer: Signer | None = None) -> None:
         self.local, self.remote, self.warn, self.writable = local, remote, warn, writable
+        self.signer = signer
         from concurrent.futures import ThreadPoolExecutor  # only a build with a remote needs it
 
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="flowmake-transfer")
         self.pushes: list[Future[PushCount]] = []
+        self.rejected: set[str] = set()  # blobs whose remote copy is bad: a push overwrites
+        self._failed: set[str] = set()  # blobs already warned about (missing or rejected)
+        self._sha256: dict[str, dict[str, str]] = {}  # key → its signed blobs' SHA-256
+        self._lock = threading.Lock()
 
     # -- pulling ------------------------------------------------------------------------
 
-    def fetch_record(self, key: str) -> ActionRecord | None:
-        """The remote's record for ``key``; None when absent (or not a valid record)."""
+    def fetch_record(self, key: str, target: str | None = None) -> ActionRecord | None:
+        """The remote's record for ``key`` (of ``target``, for warnings); None when absent
+        or rejected (not a whole record, another key's, or not signed as it must be)."""
+        rel = action_rel(key)
         try:
-            with self.remote.open(action_rel(key)) as f:
+            with self.remote.open(rel) as f:
                 data = f.read()
         except FileNotFoundError:
             return None
         try:
-            record = ActionRecord.loads(data)
+            return self._checked(key, data)
         except ValueError as exc:
-            self.warn(f"remote record {action_rel(key)} rejected: {exc}")
+            self.warn(f"remote record {self.remote.url}/{rel} of target '{target or '?'}'"
+                      f" rejected: {exc}")
             return None
-        return record if record.key == key else None
 
-    def fetch_records(self, keys: list[str]) -> dict[str, ActionRecord | None]:
-        """Several records at once, in parallel."""
-        return dict(zip(keys, self.pool.map(self.fetch_record, keys), strict=True))
+    def _checked(self, key: str, data: bytes) -> ActionRecord:
+        """The record in ``data``; ValueError (signing.Rejected is one) when unusable."""
+        record = ActionRecord.loads(data)
+        if record.key != key:
+            raise ValueError(f"it is the record of another key, {record.key}")
+        if self.signer is not None:
+            self._sha256[key] = self.signer.verify(data, record)
+        return record
+
+    def fetch_records(self, keys: Mapping[str, str | None]) -> dict[str, ActionRecord | None]:
+        """Several records at once, in parallel: ``keys`` maps each key to its target."""
+        found = self.pool.map(lambda k: self.fetch_record(k, keys[k]), keys)
+        return dict(zip(keys, found, strict=True))
 
     def fetch_blobs(self, record: ActionRecord) -> bool:
         """Download the blobs a record needs that the local cache lacks, verified."""
@@ -213,50 +238,94 @@ class Transfers:
                 and all(e.digest in have for e in r.outputs.values()) for r in records}
 
     def fetch_blob(self, digest: str, record: ActionRecord, *, manifest: bool = False) -> bool:
+        """Download one blob ``record`` needs, verified; False (warned about once a
+        command, whichever record needs it) when it is missing or rejected."""
         if self.local.has_blob(digest):
             return True
-        rel = blob_rel(digest)
+        if digest in self._failed:
+            return False
+        where = f"remote blob {self.remote.url}/{blob_rel(digest)} of target '{record.target}'"
+        sha256 = None
+        if self.signer is not None:
+            sha256 = self._sha256.get(record.key, {}).get(digest)
+            if sha256 is None:  # a signer covers every blob: a manifest changed by hand
+                self._failed_once(digest, f"{where} rejected: the record's signature does"
+                                  " not cover it")
+                return False
         try:
-            with self.remote.open(rel) as f:
-                self.local.receive(f, digest, manifest=manifest)
+            with self.remote.open(blob_rel(digest)) as f:
+                self.local.receive(f, digest, manifest=manifest, sha256=sha256)
             return True
         except FileNotFoundError:
-            self.warn(f"remote blob {rel} of target '{record.target}' is missing")
-        except Mismatch:
-            self.warn(f"remote blob {self.remote.url}/{rel} of target '{record.target}' does"
-                      " not match its digest: rejected")
-            if self.writable:  # so that the next push of these outputs replaces it
-                self.remote.remove(rel)
+            self._failed_once(digest, f"{where} is missing")
+        except Mismatch as exc:
+            self.rejected.add(digest)  # the push of a rebuild overwrites it
+            self._failed_once(digest, f"{where} rejected: {exc}")
         return False
+
+    def _failed_once(self, digest: str, warning: str) -> None:
+        with self._lock:
+            if digest in self._failed:
+                return
+            self._failed.add(digest)
+        self.warn(warning)
 
     # -- pushing ------------------------------------------------------------------------
 
     def push(self, record: ActionRecord, present: set[str] | None = None) -> PushCount:
-        """Upload a record's blobs that the remote lacks, then the record itself.
+        """Upload a record's blobs that the remote lacks, then the record itself (signed,
+        with a signer).
 
         ``present``: what a listing found on the remote (``cache push``); without it,
-        each blob is probed. A record already there, with all its blobs, is left alone.
+        each blob is probed. A record already there, with all its blobs, is left alone
+        (unless it is to be signed: whatever is there may be unsigned).
         """
         count = PushCount(records=1)
+        sha256: dict[str, str] = {}
         for digest in sorted(self.local.blobs_of(record)):
-            rel = blob_rel(digest)
-            if present is not None:
-                there = rel in present
-            else:  # a small blob is sent rather than probed: one request instead of two,
-                # and rewriting an immutable blob with its own bytes is harmless
-                there = self._size(digest) > SMALL_BLOB and self.remote.exists(rel)
-            if there:
+            if self._there(digest, present):
                 count.present += 1
-                continue
-            data = self.local.inline_blob(digest)  # small blobs live in the local index.db
-            if data is not None:
-                self.remote.put_bytes(rel, data)
             else:
-                self.remote.put_file(rel, str(self.local.blob_path(digest)))
-            count.uploaded += 1
-        if count.uploaded or present is None or action_rel(record.key) not in present:
-            self.remote.put_bytes(action_rel(record.key), record.dumps())
+                self._upload(digest)
+                count.uploaded += 1
+            if self.signer is not None:
+                sha256[digest] = self._local_sha256(digest)
+        rel = action_rel(record.key)
+        if self.signer is not None:
+            data = record.dumps({"signature": self.signer.sign(record, sha256)})
+            self.remote.put_bytes(rel, data)
+        elif count.uploaded or present is None or rel not in present:
+            self.remote.put_bytes(rel, record.dumps())
         return count
+
+    def _there(self, digest: str, present: set[str] | None) -> bool:
+        """Whether the remote has blob ``digest`` (a bad copy rejected here does not count)."""
+        rel = blob_rel(digest)
+        if digest in self.rejected:
+            return False
+        if present is not None:
+            return rel in present
+        # A small blob is sent rather than probed: one request instead of two, and
+        # rewriting an immutable blob with its own bytes is harmless.
+        return self._size(digest) > SMALL_BLOB and self.remote.exists(rel)
+
+    def _upload(self, digest: str) -> None:
+        rel = blob_rel(digest)
+        data = self.local.inline_blob(digest)  # small blobs live in the local index.db
+        if data is not None:
+            self.remote.put_bytes(rel, data)
+        else:
+            self.remote.put_file(rel, str(self.local.blob_path(digest)))
+        self.rejected.discard(digest)
+
+    def _local_sha256(self, digest: str) -> str:
+        from .signing import sha256_of
+
+        data = self.local.inline_blob(digest)
+        if data is not None:
+            return sha256_of([data])
+        with open(self.local.blob_path(digest), "rb") as f:
+            return sha256_of(iter(lambda: f.read(1 << 20), b""))
 
     def _size(self, digest: str) -> int:
         return self.local.blob_size(digest) or 0

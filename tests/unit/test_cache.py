@@ -390,24 +390,36 @@ def test_a_corrupt_remote_blob_is_rejected(tmp_path: Path, writable: bool) -> No
     warnings: list[str] = []
     puller = Transfers(second, remote, warnings.append, writable=writable)
     assert not puller.fetch_blobs(record)
+    assert not puller.fetch_blobs(record)  # asked again (restore after prefetch): no new line
     assert not second.has_blob(digest)
     assert len(warnings) == 1 and blob_rel(digest) in warnings[0]
     assert "does not match its digest" in warnings[0]
-    # A writable remote loses the bad blob (the next push replaces it); read-only: untouched.
-    assert remote.exists(blob_rel(digest)) is not writable
+    assert remote.open(blob_rel(digest)).read() == b"tampered\n"  # left for the push...
+    # ...of the rebuild, which overwrites it, although a blob there is otherwise left alone
+    second.add_bytes(b"data\n", digest)
+    listed = puller.remote_listing()
+    assert puller.push(record, listed).uploaded == 1
+    assert remote.open(blob_rel(digest)).read() == b"data\n"
+    assert puller.push(record, listed).uploaded == 0  # once
+    puller.close()
 
 
-def test_a_record_under_the_wrong_key_is_ignored(tmp_path: Path) -> None:
+def test_a_record_under_the_wrong_key_or_truncated_is_rejected(tmp_path: Path) -> None:
     remote = FolderRemote(tmp_path / "remote")
     record = saved_record(LocalCache(tmp_path / "c1"), tmp_path)
     other = hash_bytes("another key")
     remote.put_bytes(action_rel(other), record.dumps())
-    remote.put_bytes(action_rel(hash_bytes("junk")), b"{not json")
+    remote.put_bytes(action_rel(hash_bytes("junk")), record.dumps()[:40])
     warnings: list[str] = []
     transfers = Transfers(LocalCache(tmp_path / "c2"), remote, warnings.append, writable=False)
-    assert transfers.fetch_record(other) is None
-    assert transfers.fetch_record(hash_bytes("junk")) is None
-    assert "rejected" in warnings[0]
+    assert transfers.fetch_record(other, "t") is None
+    assert transfers.fetch_record(hash_bytes("junk"), "u") is None
+    assert len(warnings) == 2
+    assert f"{action_rel(other)} of target 't' rejected: it is the record of another key" \
+        in warnings[0]
+    assert f"{action_rel(hash_bytes('junk'))} of target 'u' rejected: not whole JSON," \
+        " truncated?" in warnings[1]
+    transfers.close()
 
 
 def test_a_folder_travels_with_its_files(tmp_path: Path) -> None:
