@@ -154,6 +154,9 @@ def graph_json(ws: Workspace, names: list[str]) -> dict[str, Any]:
     for name in names:  # topological order: every upstream's depth is known already
         depth[name] = 1 + max((depth[u] for u in graph.upstream[name] if u in chosen), default=-1)
     nodes = [_node(graph, steps[n], depth[n], records.get(n), last.get(n), chosen) for n in names]
+    for node in nodes:
+        if node["display"] == "failed":
+            node["last_failure"] = _last_failure(ws, node["name"])
     counts = {state: sum(1 for n in nodes if n["state"] == state)
               for state in ("fresh", "stale", "restorable")}
     return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
@@ -171,12 +174,37 @@ def _node(graph: Graph, step: Step, depth: int, record: Any, last: tuple[int, st
         "upstream": [u for u in graph.upstream[target.name] if u in chosen],
         "downstream": [d for d in graph.downstream[target.name] if d in chosen],
         "depth": depth, "state": step.state.value, "reasons": [str(r) for r in step.reasons],
+        "always": target.always, "display": _display(step, last),
         "last_run": None if last is None else {
             "run_id": last[0], "status": last[1], "duration": round(last[2] or 0.0, 4)},
         "last_built": None if record is None else {
             "run_id": record.run_id, "at": record.built_at, "built": iso(record.built_at),
             "duration": round(record.duration or 0.0, 4)},
     }
+
+
+def _display(step: Step, last: tuple[int, str, float] | None) -> str:
+    """How the page draws a target: ``failed`` when its latest build failed it and it is
+    not fresh since, ``always`` for an always target, else its state."""
+    if step.state.value != "fresh" and last is not None and last[1] == "failed":
+        return "failed"
+    return "always" if step.target.always else step.state.value
+
+
+FAILURE_LINES = 40  # of a failed target's captured output, on the page
+
+
+def _last_failure(ws: Workspace, name: str) -> dict[str, Any] | None:
+    """The run that failed the target and the end of what it printed (its error)."""
+    for run_id, status, duration, _, output in ws.store.target_history(name, 1):
+        if status == "failed":
+            run = ws.store.run(run_id)
+            lines = (output or "").rstrip("\n").splitlines()
+            return {"run_id": run_id, "started": iso(run.started) if run else None,
+                    "duration": round(duration or 0.0, 4),
+                    "output": "\n".join(lines[-FAILURE_LINES:]),
+                    "truncated": len(lines) > FAILURE_LINES}
+    return None
 
 
 # -- HTML -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 // 1. layers: a target's layer is its depth (longest path from a source), computed by flowmake;
 // 2. an edge that spans several layers gets a virtual point in each layer it crosses;
 // 3. order within layers: barycenter sweeps, keeping the order with the fewest crossings;
+//    then the instances of a matrix are made neighbours, to be framed as one group;
 // 4. vertical positions: pulled toward neighbours, then the minimum gaps enforced;
 // 5. edges: smooth curves through their virtual points.
 (function () {
@@ -12,6 +13,9 @@
   const data = JSON.parse(document.getElementById("flowmake-data").textContent);
   const SVG_NS = "http://www.w3.org/2000/svg";
   const NODE_H = 30, PAD_X = 14, GAP_X = 80, GAP_Y = 14, DUMMY_GAP = 6, MAX_LABEL = 48;
+  // A matrix's frame: padding around its instances, and room for its name above them.
+  const GROUP_PAD = 8, GROUP_GAP = GROUP_PAD + 16;
+  const MARK = {failed: "✗ ", always: "↻ "};  // besides the colour, for who cannot see it
   const FONT = "12px system-ui, -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif";
 
   const $ = (id) => document.getElementById(id);
@@ -24,6 +28,9 @@
   function label(name) {
     return name.length > MAX_LABEL ? name.slice(0, MAX_LABEL - 1) + "…" : name;
   }
+  function caption(node) {
+    return (MARK[node.display] || "") + label(node.name);
+  }
   function textWidth(text) {
     return Math.ceil(measureCtx.measureText(text).width);
   }
@@ -34,8 +41,8 @@
     const layers = [];
     const vertex = new Map();
     for (const node of data.nodes) {
-      const v = {name: node.name, layer: node.depth, w: textWidth(label(node.name)) + 2 * PAD_X,
-                 h: NODE_H, ups: [], downs: [], y: 0, pos: 0};
+      const v = {name: node.name, layer: node.depth, w: textWidth(caption(node)) + 2 * PAD_X,
+                 h: NODE_H, ups: [], downs: [], y: 0, pos: 0, group: node.matrix || null};
       vertex.set(node.name, v);
       (layers[v.layer] = layers[v.layer] || []).push(v);
     }
@@ -44,7 +51,8 @@
       const a = vertex.get(edge.from), b = vertex.get(edge.to);
       const chain = [a];
       for (let layer = a.layer + 1; layer < b.layer; layer++) {
-        const d = {name: null, layer: layer, w: 0, h: DUMMY_GAP, ups: [], downs: [], y: 0, pos: 0};
+        const d = {name: null, layer: layer, w: 0, h: DUMMY_GAP, ups: [], downs: [], y: 0, pos: 0,
+                   group: null};
         layers[layer].push(d);
         chain.push(d);
       }
@@ -102,24 +110,48 @@
       if (now < fewest) { fewest = now; best = layers.map((l) => l.slice()); }
     }
     best.forEach(numberLayer);
-    return best;
+    return best.map(groupLayer);
+  }
+
+  function groupLayer(layer) {
+    // A matrix's instances side by side, where their mean position was (a stable sort:
+    // every member of a group has the same key; the group's name breaks ties).
+    const mean = new Map();
+    for (const v of layer) {
+      if (!v.group) continue;
+      const m = mean.get(v.group) || {sum: 0, n: 0};
+      m.sum += v.pos; m.n += 1;
+      mean.set(v.group, m);
+    }
+    const key = (v) => (v.group ? mean.get(v.group).sum / mean.get(v.group).n : v.pos);
+    const sorted = layer.slice().sort((a, b) => key(a) - key(b) ||
+      (a.group || "").localeCompare(b.group || "") || a.pos - b.pos);
+    numberLayer(sorted);
+    return sorted;
+  }
+
+  function sep(a, b) {
+    // The least distance between the centres of two neighbours in a layer; a matrix's
+    // frame keeps what is not in it at a distance.
+    const framed = a.group !== b.group && (a.group || b.group);
+    return (a.h + b.h) / 2 + GAP_Y + (framed ? GROUP_GAP : 0);
   }
 
   function place(layer, desired) {
     // The positions closest to `desired` that keep the order and the gaps: push down from
     // the top, push up from the bottom, and take the mean (both are feasible, so is it).
     const n = layer.length;
-    const sep = (i) => (layer[i - 1].h + layer[i].h) / 2 + GAP_Y;
+    const gap = (i) => sep(layer[i - 1], layer[i]);
     const fwd = desired.slice(), back = desired.slice();
-    for (let i = 1; i < n; i++) fwd[i] = Math.max(fwd[i], fwd[i - 1] + sep(i));
-    for (let i = n - 2; i >= 0; i--) back[i] = Math.min(back[i], back[i + 1] - sep(i + 1));
+    for (let i = 1; i < n; i++) fwd[i] = Math.max(fwd[i], fwd[i - 1] + gap(i));
+    for (let i = n - 2; i >= 0; i--) back[i] = Math.min(back[i], back[i + 1] - gap(i + 1));
     layer.forEach((v, i) => { v.y = (fwd[i] + back[i]) / 2; });
   }
 
   function positions(layers) {
     for (const layer of layers) {  // start: stacked, centred on 0
       let y = 0;
-      layer.forEach((v, i) => { if (i) y += (layer[i - 1].h + v.h) / 2 + GAP_Y; v.y = y; });
+      layer.forEach((v, i) => { if (i) y += sep(layer[i - 1], v); v.y = y; });
       const mid = y / 2;
       layer.forEach((v) => { v.y -= mid; });
     }
@@ -134,7 +166,7 @@
         place(layer, desired);
       }
     }
-    let x = 0;
+    let x = GROUP_PAD;  // room for a frame in the first column
     const columns = layers.map((layer) => {
       const width = Math.max(0, ...layer.map((v) => v.w));
       const column = {x: x, width: width};
@@ -143,10 +175,10 @@
     });
     layers.forEach((layer, l) => layer.forEach((v) => { v.x = columns[l].x + columns[l].width / 2; }));
     const all = layers.flat();
-    const top = Math.min(0, ...all.map((v) => v.y - v.h / 2));
-    const bottom = Math.max(0, ...all.map((v) => v.y + v.h / 2));
+    const top = Math.min(0, ...all.map((v) => v.y - v.h / 2 - (v.group ? GROUP_GAP : 0)));
+    const bottom = Math.max(0, ...all.map((v) => v.y + v.h / 2 + (v.group ? GROUP_PAD : 0)));
     all.forEach((v) => { v.y -= top; });
-    return {width: Math.max(0, x - GAP_X), height: bottom - top};
+    return {width: Math.max(0, x - GAP_X + GROUP_PAD), height: bottom - top};
   }
 
   // -- drawing ----------------------------------------------------------------------------
@@ -175,6 +207,26 @@
   const edgeEls = [];
   const nodeEls = new Map();
 
+  function drawGroups(layers) {
+    // One dashed frame per matrix and layer, around its instances, named above them.
+    const groupsG = $("groups");
+    for (const layer of layers) {
+      const members = new Map();
+      for (const v of layer) if (v.group) (members.get(v.group) || members.set(v.group, []).get(v.group)).push(v);
+      for (const [matrix, vs] of members) {
+        const left = Math.min(...vs.map((v) => v.x - v.w / 2)) - GROUP_PAD;
+        const right = Math.max(...vs.map((v) => v.x + v.w / 2)) + GROUP_PAD;
+        const top = Math.min(...vs.map((v) => v.y - v.h / 2)) - GROUP_GAP;
+        const bottom = Math.max(...vs.map((v) => v.y + v.h / 2)) + GROUP_PAD;
+        const g = el("g", {class: "group"}, groupsG);
+        g.dataset.matrix = matrix;
+        el("title", {}, g).textContent = `matrix ${matrix}: ${vs.length} instances`;
+        el("rect", {x: left, y: top, width: right - left, height: bottom - top, rx: 9, ry: 9}, g);
+        el("text", {x: left + GROUP_PAD, y: top + 4}, g).textContent = `${matrix} ×${vs.length}`;
+      }
+    }
+  }
+
   function draw(layout) {
     const edgesG = $("edges"), nodesG = $("nodes");
     for (const {edge, chain} of layout.chains) {
@@ -185,14 +237,18 @@
     }
     for (const node of data.nodes) {
       const v = layout.vertex.get(node.name);
-      const g = el("g", {class: `node state-${node.state}`, transform: `translate(${v.x - v.w / 2},${v.y - v.h / 2})`,
+      const g = el("g", {class: `node state-${node.state} show-${node.display}`,
+                         transform: `translate(${v.x - v.w / 2},${v.y - v.h / 2})`,
                          tabindex: "0", role: "button"}, nodesG);
       g.dataset.name = node.name;
       g.dataset.state = node.state;
+      g.dataset.display = node.display;
+      if (node.matrix) g.dataset.matrix = node.matrix;
+      const failed = node.last_failure ? `; failed in run ${node.last_failure.run_id}` : "";
       el("title", {}, g).textContent = `${node.name}: ${node.state}` +
-        (node.reasons.length ? ` (${node.reasons.join("; ")})` : "");
+        (node.reasons.length ? ` (${node.reasons.join("; ")})` : "") + failed;
       el("rect", {width: v.w, height: v.h, rx: 7, ry: 7}, g);
-      el("text", {x: v.w / 2, y: v.h / 2}, g).textContent = label(node.name);
+      el("text", {x: v.w / 2, y: v.h / 2}, g).textContent = caption(node);
       g.addEventListener("click", (ev) => { if (!view.dragged) select(node.name); ev.stopPropagation(); });
       g.addEventListener("keydown", (ev) => { if (ev.key === "Enter") select(node.name); });
       nodeEls.set(node.name, g);
@@ -295,7 +351,8 @@
       pairs.push(["last run", `run ${node.last_run.run_id}: ${node.last_run.status}, ${seconds(node.last_run.duration)}`]);
     }
     if (node.last_built) {
-      const when = node.last_built.at ? new Date(node.last_built.at * 1000).toLocaleString() : "?";
+      const at = node.last_built.built || (node.last_built.at && node.last_built.at * 1000);
+      const when = at ? new Date(at).toLocaleString() : "?";
       pairs.push(["last built", `${when} (run ${node.last_built.run_id ?? "-"})`]);
       pairs.push(["took", seconds(node.last_built.duration)]);
     }
@@ -323,9 +380,18 @@
     }
     history.replaceState(null, "", "#" + encodeURIComponent(name));
     $("d-name").textContent = node.name;
-    $("d-state").textContent = node.state;
-    $("d-state").className = `badge state-${node.state}`;
-    $("d-kind").textContent = node.kind + (node.matrix ? ` · matrix ${node.matrix}` : "");
+    $("d-state").textContent = node.display;
+    $("d-state").className = `badge state-${node.display}`;
+    $("d-kind").textContent = node.kind + (node.display !== node.state ? ` · ${node.state}` : "") +
+      (node.matrix ? ` · matrix ${node.matrix}` : "");
+    const failure = node.last_failure;
+    $("d-failure-box").hidden = !failure;
+    if (failure) {
+      $("d-failure-run").textContent = `run ${failure.run_id}` +
+        (failure.started ? `, ${new Date(failure.started).toLocaleString()}` : "") +
+        `, after ${seconds(failure.duration)}` + (failure.truncated ? " · its last lines:" : ":");
+      $("d-failure").textContent = failure.output || "(no output)";
+    }
     $("d-help").textContent = node.help || "";
     $("d-help").hidden = !node.help;
     fillList("d-reasons", node.reasons.length ? node.reasons : ["fresh: every part of the key matches its record"],
@@ -356,11 +422,14 @@
 
   function main() {
     $("title").textContent = `flowmake graph · ${data.project} · ${data.nodes.length} targets`;
-    for (const state of ["fresh", "stale", "restorable"]) $(`count-${state}`).textContent = data.counts[state] || 0;
+    for (const shown of ["fresh", "stale", "restorable", "failed", "always"]) {  // as drawn
+      $(`count-${shown}`).textContent = data.nodes.filter((n) => n.display === shown).length;
+    }
     $("empty").hidden = data.nodes.length > 0;
     const built = buildLayers();
     built.layers = orderLayers(built.layers);
     view.size = positions(built.layers);
+    drawGroups(built.layers);
     draw(built);
     enablePanZoom();
     fit();

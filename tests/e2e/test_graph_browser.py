@@ -232,3 +232,117 @@ def test_search_highlights_and_selects(driver, page):
     box.send_keys(Keys.ENTER)
     assert driver.find_element(By.ID, "d-name").text == "wide[k=1]"
     assert driver.execute_script("return decodeURIComponent(location.hash)") == "#wide[k=1]"
+
+
+# A failed target (its error in the history), an always target and a matrix of four.
+FAILING = """
+[targets.a]
+cmd     = "echo a > ${outputs}"
+outputs = ["out/a.txt"]
+
+[targets.sweep]
+matrix  = { k = [1, 2], m = ["x", "y"] }
+cmd     = "cat ${inputs} > ${outputs}"
+inputs  = ["out/a.txt"]
+outputs = ["out/sweep-${k}-${m}.txt"]
+
+[targets.broken]
+cmd     = "echo loading; echo 'ValueError: the table is empty' >&2; exit 3"
+inputs  = ["out/a.txt"]
+outputs = ["out/broken.txt"]
+
+[targets.stamp]
+cmd     = "date > ${outputs}"
+outputs = ["out/stamp.txt"]
+always  = true
+
+[targets.report]
+cmd     = "cat ${inputs} > ${outputs}"
+inputs  = ["out/sweep-*.txt", "out/broken.txt", "out/stamp.txt"]
+outputs = ["out/report.txt"]
+"""
+
+
+@pytest.fixture(scope="module")
+def failing_page(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("graph-failing")
+    (root / "flow.toml").write_text(textwrap.dedent(FAILING))
+    assert flowmake(root, "build", "-k").returncode == 1
+    result = flowmake(root, "graph", "--format", "html", "-o", "graph.html")
+    assert result.returncode == 0, result.stderr
+    return root / "graph.html", json.loads(flowmake(root, "graph", "--format", "json").stdout)
+
+
+def test_the_page_data_says_failed_and_always(failing_page):
+    _, doc = failing_page
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    assert nodes["broken"]["state"] == "stale" and nodes["broken"]["display"] == "failed"
+    failure = nodes["broken"]["last_failure"]
+    assert failure["run_id"] == 1 and "ValueError: the table is empty" in failure["output"]
+    assert nodes["stamp"]["always"] is True and nodes["stamp"]["display"] == "always"
+    assert nodes["a"]["display"] == "fresh" and "last_failure" not in nodes["a"]
+    assert nodes["report"]["display"] == "stale"  # skipped, never failed itself
+
+
+def _box(driver: Any, element: Any) -> list[float]:
+    return driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];",
+        element)
+
+
+def test_failed_and_always_targets_are_drawn_as_such(driver, failing_page, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    path, _ = failing_page
+    load(driver, path)
+    fill = "return getComputedStyle(arguments[0].querySelector('rect')).fill"
+    fills = {name: driver.execute_script(fill, node(driver, name))
+             for name in ("broken", "stamp", "report", "a")}
+    assert len(set(fills.values())) == 4, fills  # failed, always, stale, fresh: four colours
+    assert "show-failed" in node(driver, "broken").get_attribute("class")
+    assert "show-always" in node(driver, "stamp").get_attribute("class")
+    assert driver.find_element(By.ID, "count-failed").text == "1"
+    assert driver.find_element(By.ID, "count-always").text == "1"
+    assert driver.find_element(By.ID, "count-stale").text == "1"
+
+    node(driver, "broken").click()
+    assert driver.find_element(By.ID, "d-state").text == "failed"
+    assert driver.find_element(By.ID, "d-failure-box").is_displayed()
+    assert "run 1" in driver.find_element(By.ID, "d-failure-run").text
+    error = driver.find_element(By.ID, "d-failure").text
+    assert error.splitlines() == ["loading", "ValueError: the table is empty"]
+    shot = tmp_path / "graph-failed.png"
+    assert driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    keep = os.environ.get("FLOWMAKE_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(shot, Path(keep) / "flowmake-graph-failed.png")
+
+    node(driver, "stamp").click()
+    assert driver.find_element(By.ID, "d-state").text == "always"
+    assert not driver.find_element(By.ID, "d-failure-box").is_displayed()
+    assert [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#d-reasons li")] == [
+        "always"]
+
+
+def test_matrix_instances_are_framed_as_one_group(driver, failing_page):
+    from selenium.webdriver.common.by import By
+
+    path, doc = failing_page
+    load(driver, path)
+    groups = driver.find_elements(By.CSS_SELECTOR, "g.group")
+    assert [g.get_attribute("data-matrix") for g in groups] == ["sweep"]
+    frame = _box(driver, groups[0].find_element(By.TAG_NAME, "rect"))
+    assert "sweep ×4" in groups[0].text
+    for item in doc["nodes"]:
+        box = _box(driver, node(driver, item["name"]))
+        inside = (frame[0] <= box[0] and box[2] <= frame[2] and frame[1] <= box[1]
+                  and box[3] <= frame[3])
+        apart = box[2] <= frame[0] or frame[2] <= box[0] or box[3] <= frame[1] \
+            or frame[3] <= box[1]
+        if item["matrix"] == "sweep":
+            assert inside, (item["name"], box, frame)
+        else:
+            assert apart, (item["name"], box, frame)
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
