@@ -286,14 +286,21 @@ class Artifacts:
         if self._transfers is not None:
             _, errors = self._transfers.wait(cancel=cancel or self._remote_off)
             if errors and not self._remote_off:  # else "unavailable" said it already
-                self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not"
-                          f" pushed to {self.remote_url}: {errors[0]}")
+                self._push_failed(errors)
             self._transfers.close()
             self._transfers = None
         try:
             self.local.close()  # nothing writes any more (a later use opens it again)
         except IndexUnusable as exc:
             self.warn(f"the last outputs built were not cached ({exc})")
+
+    def _push_failed(self, errors: list[str]) -> None:
+        hint = ""
+        if errors[0].startswith("PermissionError"):
+            hint = (" (credentials that may not write? set remote_readonly = true, or"
+                    " FLOWMAKE_REMOTE_READONLY=1)")
+        self.warn(f"{len(errors)} cache entr{'y' if len(errors) == 1 else 'ies'} not"
+                  f" pushed to {self.remote_url}: {errors[0]}{hint}")
 
 
 def warn_stderr(message: str) -> None:
