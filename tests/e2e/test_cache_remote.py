@@ -29,7 +29,7 @@ inputs = ["src/a.txt"]
 outputs = ["out/a.txt"]
 
 [targets.big]
-cmd = "echo big >> ../runs.log; python -c 'import sys; open(sys.argv[1], \\"w\\").write(\\"x\\" * %d)' ${outputs}"
+cmd = "echo big >> ../runs.log; python -c 'import sys; open(sys.argv[1], \\"w\\").write(\\"x\\" * BIG)' ${outputs}"
 outputs = ["out/big.txt"]
 
 [targets.tree]
