@@ -303,8 +303,15 @@ class Artifacts:
                   f" pushed to {self.remote_url}: {errors[0]}{hint}")
 
 
+_WARN_LOCK = threading.Lock()
+
+
 def warn_stderr(message: str) -> None:
-    print(f"flowmake: warning: {message}", file=sys.stderr, flush=True)
+    """One whole line: transfer threads warn at once (print writes the text, then the
+    newline, and two threads' lines ran into each other)."""
+    with _WARN_LOCK:
+        sys.stderr.write(f"flowmake: warning: {message}\n")
+        sys.stderr.flush()
 
 
 def open_artifacts(project: Project, hasher: Hasher, warn: Warn) -> Artifacts | None:

@@ -8,6 +8,8 @@ variables, nothing flowmake-specific.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Iterator
@@ -61,6 +63,27 @@ class Bucket:
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.name, Key=key, Body=data)
+
+    @contextlib.contextmanager
+    def restricted(self, actions: list[str]) -> Iterator[dict[str, str | None]]:
+        """The environment of a user allowed only ``actions`` on this bucket, with moto
+        enforcing IAM permissions inside the block (the test's own client, whose
+        credentials IAM does not know, is refused there: use it before or after)."""
+        import boto3
+        from moto.core.authorization import enable_iam_authentication
+
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        user = f"u-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=user)
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": actions,
+            "Resource": [f"arn:aws:s3:::{self.name}", f"arn:aws:s3:::{self.name}/*"]}]}
+        iam.put_user_policy(UserName=user, PolicyName="cache", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=user)["AccessKey"]
+        with enable_iam_authentication():
+            yield {**self.env, "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+                   "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
 
 
 @pytest.fixture
