@@ -317,7 +317,7 @@ def warn_stderr(message: str) -> None:
 def open_artifacts(project: Project, hasher: Hasher, warn: Warn) -> Artifacts | None:
     """The project's artifact cache per ``[flow]``; None when ``cache = false``."""
     settings = project.settings
-    signing_key = take_signing_key()  # first: out of the targets' way, cache or not
+    signing_key = _signing_key()  # first: out of the targets' way, cache or not
     if settings.cache is None:
         return None
     path = Path(os.path.expanduser(settings.cache))
@@ -325,6 +325,15 @@ def open_artifacts(project: Project, hasher: Hasher, warn: Warn) -> Artifacts | 
     return Artifacts(project.root, local, hasher, warn, remote=settings.remote,
                      writable=not remote_readonly(settings.remote_readonly),
                      signing_key=signing_key)
+
+
+_taken: list[bytes | None] = [None]  # the key taken from os.environ (a second use finds it)
+
+
+def _signing_key() -> bytes | None:
+    if SIGNING_KEY_ENV in os.environ:
+        _taken[0] = take_signing_key()
+    return _taken[0]
 
 
 def take_signing_key(environ: MutableMapping[str, str] = os.environ) -> bytes | None:

@@ -198,3 +198,19 @@ def test_the_key_is_kept_from_the_targets(project: Any, tmp_path: Path) -> None:
     assert json.loads(project.read("out/py.json")) == {"key": "absent"}
     listing = subprocess.run(["grep", "-r", "-l", KEY, str(tmp_path)], capture_output=True)
     assert listing.stdout == b""  # nowhere: not in the outputs, logs, caches, records
+
+
+def test_cache_push_signs_what_is_there_and_cache_pull_verifies(
+        project: Any, make_project: Any, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    setup(project, remote)
+    build(project, UNSIGNED)
+    pulled = clone(project, make_project, "early").json("cache", "pull", env=SIGNED, check=True)
+    assert (pulled["entries"], pulled["missing"]) == (0, 1)  # a rejected; tree unknown then
+    pushed = project.json("cache", "push", env=SIGNED, check=True)
+    assert pushed["entries"] == 2 and pushed["uploaded"] == 0  # the blobs were all there
+    assert all("signature" in json.loads(p.read_bytes()) for p in remote.glob("actions/*/*"))
+    other = clone(project, make_project, "clone")
+    pulled = other.json("cache", "pull", env=SIGNED, check=True)
+    assert (pulled["entries"], pulled["missing"]) == (2, 0)
+    assert build(other, SIGNED) == ({"a": "restored", "tree": "restored"}, [])
