@@ -29,7 +29,8 @@ def accept_command(ws: Workspace, args: argparse.Namespace) -> int:
     """Check every named target, then write their records in one history entry."""
     try:
         names = ws.graph.order(ws.graph.select(args.targets))
-        with writing_lock(ws.store, ws.project.state_dir):
+        with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
+            changed: dict[str, Record | None] = dict(ws.store.records_of_runs(dead_runs))
             checker = ws.checker()
             records = [accepted_record(checker, name) for name in names]
             run_id = ws.store.start_run("flowmake accept " + " ".join(args.targets))
@@ -39,6 +40,7 @@ def accept_command(ws: Workspace, args: argparse.Namespace) -> int:
             counts = {"built": 0, "restored": 0, "fresh": 0, "failed": 0, "skipped": 0,
                       "accepted": len(records)}
             ws.store.finish_run(run_id, "success", counts, ws.project.settings.history)
+            ws.sync_lock({**changed, **{r.target: _with_run(r, run_id) for r in records}})
             ws.save_stats()
     finally:
         ws.close()

@@ -14,6 +14,7 @@ from .errors import FlowmakeError
 from .execute import Scheduler, Summary
 from .leftovers import mark_environment, writing_lock
 from .report import make_reporter, summary_line
+from .store import Record
 from .workspace import Workspace
 
 EXIT_FOR_RESULT = {"success": 0, "failed": 1, "interrupted": 130}
@@ -36,12 +37,14 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             and executor_name == "local":
         executor_name = "dask"  # --scheduler alone means "build on that Dask cluster"
     ws.plugins.executor_class(executor_name)  # an unknown executor is exit 2, before anything runs
+    ws.validate_lock()
     ws.checker().check_sources(names)
     if args.dry_run:
         return _dry_run(ws, names, args)
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
-    with writing_lock(ws.store, ws.project.state_dir):
+    with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
+        changed: dict[str, Record | None] = dict(ws.store.records_of_runs(dead_runs))
         use_cache = not getattr(args, "no_cache", False)
         # records as they are now, under the lock
         checker = ws.checker(force=args.always_make, cache=use_cache)
@@ -50,6 +53,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         run = ws.store.run(run_id)
         assert run is not None
         mark_environment(str(ws.project.state_dir), run)
+        scheduler: Scheduler | None = None
         try:
             scheduler = Scheduler(
                 ws.project, ws.graph, list(names), checker, ws.store,
@@ -60,6 +64,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             if restorer is not None:
                 restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
             summary = scheduler.run()
+            changed.update(scheduler.recorded)
             if restorer is not None:
                 # waits for the background saves and pushes (those not started are dropped
                 # after Ctrl-C)
@@ -72,8 +77,10 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             with contextlib.suppress(FlowmakeError):  # else the next build closes it
                 ws.store.close_run(run_id, result, time.time())  # not "running", with what it recorded
+            ws.sync_lock({**changed, **(scheduler.recorded if scheduler else {})})
             raise
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
+        ws.sync_lock(changed)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
             ws.save_fast_path(args.param, args.targets, list(summary.outcomes))
     if args.json:

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 
 from .leftovers import writing_lock
+from .store import Record
 from .workspace import Workspace
 
 
@@ -24,8 +25,10 @@ def clean(ws: Workspace, names: list[str], *, dry_run: bool) -> Iterator[str]:
     if dry_run:
         yield from _clean(ws, names, dry_run=True)
         return
-    with writing_lock(ws.store, ws.project.state_dir):
+    with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
+        changed: dict[str, Record | None] = dict(ws.store.records_of_runs(dead_runs))
         yield from _clean(ws, names, dry_run=False)
+        ws.sync_lock({**changed, **dict.fromkeys(names)})  # their entries leave flow.lock
 
 
 def _clean(ws: Workspace, names: list[str], *, dry_run: bool) -> Iterator[str]:

@@ -361,7 +361,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     fresh = fresh_status(_flow_file(args), args.param, args.targets)
     if fresh is not None:  # nothing changed since an all-fresh build or status
         names, upstream, roots = fresh
-        rows = [(n, "fresh", ()) for n in names]
+        rows = [(n, "fresh", (), "record") for n in names]
         if args.verbose:
             print(f"flowmake: no input, output or setting changed since the last all-fresh"
                   f" build or status ({len(names)} targets, no-op fast path)", file=sys.stderr)
@@ -373,6 +373,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
             selected = ws.select(args.targets)
             names = ws.graph.closure(selected)
             ws.check_plugins()  # as `build -n` does: a missing plugin is exit 2 here too
+            ws.validate_lock()
             version = ws.store.data_version()
             checker = ws.checker()
             checker.check_sources(names)
@@ -383,7 +384,8 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
             roots = ws.status_roots(selected)
             # All fresh: the next status or no-op build may answer from stats alone, unless
             # a build ran meanwhile (it took the lock, or committed to the store).
-            if not plan.stale():
+            # (From local records only: one from flow.lock is not in the store yet.)
+            if not plan.stale() and all(s.source == "record" for s in plan.steps):
                 with project_lock(ws.project.state_dir, None) as held:
                     if held and ws.store.data_version() == version:
                         ws.save_fast_path(args.param, args.targets,
@@ -395,7 +397,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     else:
         for line in status_lines(rows, upstream, roots, quiet=args.quiet, check=args.check):
             print(line)
-    not_fresh = sum(1 for _, state, _ in rows if state != "fresh")
+    not_fresh = sum(1 for row in rows if row[1] != "fresh")
     if not args.json and not args.quiet:
         print(f"flowmake: {len(rows) - not_fresh} fresh, {not_fresh} not fresh",
               file=sys.stderr)

@@ -125,6 +125,7 @@ class Scheduler:
         self.in_use: Counter[str] = Counter()
         self.stopping = False
         self.held: list[Step] | None = None  # starts not yet reported (see _loop)
+        self.recorded: dict[str, Record] = {}  # records written by this build (flow.lock)
 
     def run(self) -> Summary:
         start = time.monotonic()
@@ -195,6 +196,8 @@ class Scheduler:
     def _check(self, name: str) -> None:
         step = self.checker.check(self.graph.targets[name])
         if step.state is State.FRESH:
+            if step.source == "lock":
+                self._adopt(step)
             self._done(Outcome(name, "fresh"))
         elif step.state is not State.RESTORABLE or not self._restore(step):
             self.runnable.append(step)
@@ -282,6 +285,17 @@ class Scheduler:
                                  outcome.reasons, outcome.output, record)
         if record is not None:  # a dependent's ``deps`` part reads it
             self.checker.records[step.name] = record
+            self.recorded[step.name] = record
+
+    def _adopt(self, step: Step) -> None:
+        """A target fresh through its flow.lock entry gets that entry as its local record,
+        so that the next build needs the lock no more."""
+        entry = self.checker.records[step.name]
+        record = Record(step.name, entry.key, entry.parts_json, entry.outputs_json,
+                        self.run_id, time.time(), entry.duration)
+        self.store.put_record(record)
+        self.checker.records[step.name] = record
+        self.recorded[step.name] = record
 
     def _done(self, outcome: Outcome) -> None:
         self.outcomes[outcome.name] = outcome

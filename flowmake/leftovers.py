@@ -91,17 +91,18 @@ def stop(mark: str) -> int:
     return count
 
 
-def close_dead_runs(store: Store, state_dir: str, say: Callable[[str], None]) -> None:
-    """Under the project lock: stop what killed builds left running and close their runs.
-
-    Costs one query when there is nothing to do."""
-    for run in store.unfinished_runs():
+def close_dead_runs(store: Store, state_dir: str, say: Callable[[str], None]) -> list[int]:
+    """Under the project lock: stop what killed builds left running and close their runs;
+    their ids. Costs one query when there is nothing to do."""
+    runs = store.unfinished_runs()
+    for run in runs:
         stopped = stop(token(state_dir, run))
         counts = store.close_run(run.run_id, "interrupted")
         note = f"; stopped {stopped} process(es) it had left running" if stopped else ""
         done = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
         say(f"build {run.run_id} did not finish (killed, or its state could not be written);"
             f" closed as interrupted: {done or 'nothing recorded'}{note}")
+    return [run.run_id for run in runs]
 
 
 def say(message: str) -> None:
@@ -110,9 +111,9 @@ def say(message: str) -> None:
 
 
 @contextlib.contextmanager
-def writing_lock(store: Store, state_dir: Path) -> Iterator[None]:
+def writing_lock(store: Store, state_dir: Path) -> Iterator[list[int]]:
     """The project lock for a command that writes records or outputs (build, clean,
-    accept, cache): it waits for a running build, then stops what a killed one left."""
+    accept, cache): it waits for a running build, then stops what a killed one left.
+    It gives the ids of the killed builds it closed (their records join flow.lock)."""
     with project_lock(state_dir, say):
-        close_dead_runs(store, str(state_dir), say)
-        yield
+        yield close_dead_runs(store, str(state_dir), say)

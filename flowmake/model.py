@@ -134,6 +134,7 @@ class Settings(NamedTuple):
     plugins: tuple[str, ...] = ()
     resources: dict[str, float] = _EMPTY
     history: int = 100  # builds kept by `flowmake log`
+    lock: bool = True  # write and read flow.lock
     extra: dict[str, Any] = _EMPTY  # plugin-owned keys (e.g. dask_scheduler)
 
 

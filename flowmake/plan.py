@@ -78,13 +78,17 @@ class State(Enum):
 
 
 class Step(NamedTuple):
-    """The decision for one target: its key (None when an input does not exist yet)."""
+    """The decision for one target: its key (None when an input does not exist yet).
+
+    ``source`` says what a fresh target's freshness comes from: its local record
+    ("record") or its flow.lock entry ("lock"); None for a stale one."""
 
     target: Target
     key: str | None
     parts: dict[str, Any] | None
     reasons: tuple[ReasonDetail, ...]
     state: State
+    source: str | None = None
 
     @property
     def name(self) -> str:
@@ -101,9 +105,13 @@ class Plan(NamedTuple):
 class Checker:
     """Computes keys and reasons for targets; shared by ``status``, ``why`` and ``build``.
 
-    ``records`` maps target name to its Record; ``code_parts`` gives a python target's
-    code fingerprint (module -> digest); ``cached`` says whether the artifact cache holds
-    a key (restorable).
+    ``records`` maps target name to its Record; ``lock`` gives flow.lock's entries (read
+    on first need: a target whose record matches never needs them); ``code_parts`` gives
+    a python target's code fingerprint (module -> digest); ``cached`` says whether the
+    artifact cache holds a key (restorable).
+
+    A target found fresh through its lock entry gets that entry as its record here (not
+    in the store: the scheduler keeps it), so that its dependents' ``deps`` parts see it.
     """
 
     def __init__(
@@ -116,8 +124,11 @@ class Checker:
         code_parts: Callable[[Target], dict[str, str]] | None = None,
         cached: Callable[[Target, str], bool] | None = None,
         environ: Mapping[str, str] = os.environ,
+        lock: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.graph, self.records, self.hasher = graph, records, hasher
+        self._lock = lock
+        self._lock_entries: Mapping[str, Any] | None = None
         self.force = force
         self.code_parts = code_parts
         self.cached = cached
@@ -214,17 +225,23 @@ class Checker:
         reasons = [ReasonDetail(Reason.UPSTREAM, u) for u in upstream_stale]
         parts, missing = self.parts(target)
         key = None if parts is None else self.key(parts)
-        record = self.records.get(target.name)
         if parts is None and not reasons:
             reasons += [ReasonDetail(Reason.INPUT_REMOVED, p) for p in missing]
-        if record is None:
-            reasons.append(ReasonDetail(Reason.NEW))
-        elif key is not None and record.key != key:
-            # A key written by another flowmake version may differ in no part we can name.
-            reasons += diff_parts(record.parts, parts or {},
-                                  call=isinstance(target.action, Call)) or [ReasonDetail(Reason.KEY)]
-        elif key is not None:
-            reasons += self.output_reasons(record.outputs)
+        found, source = self._matching(target.name, key)
+        if found is None:
+            # Stale: named against the local record, else the lock entry (a fresh clone).
+            record, source = self.records.get(target.name), None
+            if record is None:
+                record = self.lock_entry(target.name)
+            if record is None:
+                reasons.append(ReasonDetail(Reason.NEW))
+            elif key is not None:
+                # A key written by another flowmake version may differ in no part we can name.
+                reasons += diff_parts(record.parts, parts or {},
+                                      call=isinstance(target.action, Call)) or [
+                                          ReasonDetail(Reason.KEY)]
+        else:
+            reasons += found
         if target.always:
             reasons.append(ReasonDetail(Reason.ALWAYS))
         if self.force:
@@ -234,7 +251,35 @@ class Checker:
             restorable = (key is not None and self.cached is not None and not self.force
                           and not target.always and self.cached(target, key))
             state = State.RESTORABLE if restorable else State.STALE
-        return Step(target, key, parts, tuple(reasons), state)
+            source = None
+        return Step(target, key, parts, tuple(reasons), state, source)
+
+    def _matching(self, name: str, key: str | None
+                  ) -> tuple[list[ReasonDetail] | None, str | None]:
+        """Against the record, then the lock entry, whose key is ``key``: the output reasons
+        (none: fresh) and where it came from; (None, None) when neither has that key."""
+        if key is None:
+            return None, None
+        found: list[ReasonDetail] | None = None
+        record = self.records.get(name)
+        if record is not None and record.key == key:
+            found = self.output_reasons(record.outputs)
+            if not found:
+                return found, "record"
+        entry = self.lock_entry(name)
+        if entry is not None and entry.key == key:
+            from_lock = self.output_reasons(entry.outputs)
+            if not from_lock:
+                self.records[name] = entry  # its dependents' ``deps`` parts see it
+                return from_lock, "lock"
+            found = found if found is not None else from_lock
+        return found, "record" if found is not None else None
+
+    def lock_entry(self, name: str) -> Any:
+        """The flow.lock entry of ``name`` as a Record-like value, or None."""
+        if self._lock_entries is None:
+            self._lock_entries = self._lock() if self._lock is not None else {}
+        return self._lock_entries.get(name)
 
     def output_reasons(self, recorded: Mapping[str, str]) -> list[ReasonDetail]:
         reasons = []

@@ -249,6 +249,17 @@ class Store:
         return {r[0]: Record(*r) for r in rows if wanted is None or r[0] in wanted}
 
     @guarded
+    def records_of_runs(self, run_ids: Iterable[int]) -> dict[str, Record]:
+        """The records that the given builds wrote (and no later build replaced)."""
+        found: dict[str, Record] = {}
+        for run_id in run_ids:
+            rows = self.db.execute(
+                "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records"
+                " WHERE run_id = ?", (run_id,))
+            found.update((r[0], Record(*r)) for r in rows)
+        return found
+
+    @guarded
     def record(self, name: str) -> Record | None:
         row = self.db.execute(
             "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records"

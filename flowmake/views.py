@@ -9,22 +9,25 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .plan import Plan, Step
 
-# One target's line of `status`: (name, state, reasons), state being a State's value. Both
-# the planner's answer and the no-op fast path's (fastpath.fresh_status) come as rows.
-StatusRow = tuple[str, str, Sequence[str]]
+# One target's line of `status`: (name, state, reasons, source), state being a State's
+# value and source what a fresh state comes from ("record" or "lock", else None). Both the
+# planner's answer and the no-op fast path's (fastpath.fresh_status) come as rows.
+StatusRow = tuple[str, str, Sequence[str], "str | None"]
 
 
 def step_line(step: Step) -> str:
-    return status_line((step.name, step.state.value, [str(r) for r in step.reasons]))
+    return status_line((step.name, step.state.value, [str(r) for r in step.reasons],
+                        step.source))
 
 
 def status_line(row: StatusRow) -> str:
-    name, state, reasons = row
+    name, state, reasons, _ = row
     return f"{name}: {state}" + (" (" + "; ".join(reasons) + ")" if reasons else "")
 
 
 def status_rows(plan: Plan) -> list[StatusRow]:
-    return [(s.name, s.state.value, [str(r) for r in s.reasons]) for s in plan.steps]
+    return [(s.name, s.state.value, [str(r) for r in s.reasons], s.source)
+            for s in plan.steps]
 
 
 def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]],
@@ -33,21 +36,19 @@ def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
     by_name = {row[0]: row for row in rows}
     lines: list[str] = []
     shown: set[str] = set()
-
-    def walk(name: str, depth: int) -> None:
+    # Depth first with a stack, not recursion: a chain of 5,000 deps is 5,000 levels deep.
+    stack = [(root, 0) for root in reversed(list(roots))]
+    while stack:
+        name, depth = stack.pop()
         row = by_name[name]
         prefix = "  " * depth + ("└─ " if depth else "")
         ups = [u for u in upstream[name] if u in by_name]
         if name in shown and ups:
             lines.append(f"{prefix}{name}: {row[1]} (upstream shown above)")
-            return
+            continue
         shown.add(name)
         lines.append(prefix + status_line(row))
-        for up in ups:
-            walk(up, depth + 1)
-
-    for root in roots:
-        walk(root, 0)
+        stack.extend((up, depth + 1) for up in reversed(ups))
     return lines
 
 
@@ -64,8 +65,9 @@ def status_lines(rows: Sequence[StatusRow], upstream: Mapping[str, Sequence[str]
 def status_json(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
                 ) -> dict[str, Any]:
     return {"targets": [
-        {"name": name, "state": state, "reasons": list(reasons), "upstream": list(upstream[name])}
-        for name, state, reasons in rows]}
+        {"name": name, "state": state, "reasons": list(reasons), "upstream": list(upstream[name]),
+         **({"source": source} if source else {})}
+        for name, state, reasons, source in rows]}
 
 
 def list_json(graph: Graph) -> dict[str, Any]:

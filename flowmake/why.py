@@ -34,6 +34,7 @@ class Explanation:
     reasons: tuple[ReasonDetail, ...]  # the step's reasons plus output checks
     missing: tuple[str, ...]  # inputs that do not exist yet (no key without them)
     steps: dict[str, Step]  # every step of the plan, for the upstream explanation
+    compared: str | None = None  # what ``record`` is: "record" (local) or "lock" (flow.lock)
 
 
 def why_command(ws: Workspace, args: argparse.Namespace) -> int:
@@ -66,9 +67,16 @@ def explain(ws: Workspace, name: str) -> Explanation:
     checker.check_sources(closure)
     steps = {s.name: s for s in checker.plan(closure).steps}
     step = steps[name]
-    record = ws.store.record(name)
+    record, compared = ws.store.record(name), "record"
+    entry = checker.lock_entry(name)
+    if step.source == "lock" or (entry is not None and (record is None or (
+            step.source is None and entry.key == step.key))):
+        # Fresh through flow.lock, or (a fresh clone) only the lock knows it: explained
+        # against the lock entry, old → new since it was written.
+        record, compared = entry, "lock"
     return Explanation(step, record, _full_reasons(checker, step, record),
-                       tuple(_missing_inputs(checker, step)), steps)
+                       tuple(_missing_inputs(checker, step)), steps,
+                       compared if record is not None else None)
 
 
 def _full_reasons(checker: Checker, step: Step, record: Record | None) -> tuple[ReasonDetail, ...]:
@@ -98,7 +106,13 @@ def why_lines(ex: Explanation) -> list[str]:
         lines.append(f"  key: {step.key}")
     elif ex.missing:
         lines.append("  key: not computable until these inputs exist: " + ", ".join(ex.missing))
-    if record is not None:
+    if record is not None and ex.compared == "lock":
+        same = " (same)" if record.key == step.key else ""
+        lines.append(f"  flow.lock key: {record.key}{same}")
+        if step.source == "lock":
+            lines.append("  fresh through flow.lock: its entry matches the key and every"
+                         " output (this clone has no record of its own yet)")
+    elif record is not None:
         same = " (same)" if record.key == step.key else ""
         lines.append(f"  recorded key: {record.key}{same}")
         lines.append(f"  last built: {_when(record.built_at)}"
@@ -107,7 +121,8 @@ def why_lines(ex: Explanation) -> list[str]:
     if step.state is State.RESTORABLE:
         lines.append("  the artifact cache holds this key: a build restores it, runs nothing")
     if not ex.reasons:
-        lines.append("  every part of the key matches the record and every output is intact")
+        against = "the flow.lock entry" if ex.compared == "lock" else "the record"
+        lines.append(f"  every part of the key matches {against} and every output is intact")
     shown: set[str] = {step.name}
     for reason in ex.reasons:
         lines.extend("  " + line for line in _reason_lines(reason, ex, shown))
@@ -189,6 +204,7 @@ def why_json(ex: Explanation) -> dict[str, Any]:
         "name": step.name, "state": step.state.value, "key": step.key,
         "reasons": [_reason_json(r, ex) for r in ex.reasons], "parts": step.parts,
         "missing_inputs": list(ex.missing),
+        "source": step.source, "compared_with": ex.compared,
         "recorded": None if record is None else {
             "key": record.key, "run_id": record.run_id, "built_at": record.built_at,
             "built": iso(record.built_at),

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config, graph, model
+from . import __version__, config, flowlock, graph, model
 from .config import find_file, load
+from .errors import ConfigError
 from .fingerprint import RACY_NS, Hasher
 from .graph import Graph, build_graph
 from .model import Project
 from .plan import Checker
-from .store import Store
+from .store import Record, Store
 
 CACHE_FORMAT = 1
 
@@ -34,11 +36,12 @@ def _signature(path: Path, overrides: dict[str, Any]) -> tuple[Any, ...] | None:
             repr(sorted(overrides.items())), *code)
 
 
-def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph]:
+def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph, bool]:
     """flow.toml as a Project and Graph, from ``.flowmake/flow.pickle`` when unchanged.
 
     Parsing a 10,000-target flow.toml takes about half a second; the pickle takes a
     fraction of that. A file modified within RACY_NS of the pickle's writing is re-read.
+    The flag says whether flow.toml was parsed (its targets may have changed).
     """
     cache = path.parent / ".flowmake" / "flow.pickle"
     signature = _signature(path, overrides)
@@ -46,7 +49,7 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
         with open(cache, "rb") as f:
             saved, saved_ns, project, graph_ = pickle.load(f)
         if saved == signature and signature is not None and signature[4] < saved_ns - RACY_NS:
-            return project, graph_
+            return project, graph_, False
     except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
         pass
     project = load(path, overrides)
@@ -60,13 +63,13 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only project still works, just slower
-    return project, graph_
+    return project, graph_, True
 
 
 class Workspace:
     def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any]) -> None:
         self.path = find_file(directory, file)
-        self.project, self.graph = load_compiled(self.path, overrides)
+        self.project, self.graph, self.reparsed = load_compiled(self.path, overrides)
 
     @property
     def root(self) -> Path:
@@ -145,7 +148,81 @@ class Workspace:
         "restorable"."""
         cached = self.artifacts.has if cache and self.artifacts is not None else None
         return Checker(self.graph, self.store.records(), self.hasher, force=force,
-                       code_parts=lambda target: self.code.parts(target), cached=cached)
+                       code_parts=lambda target: self.code.parts(target), cached=cached,
+                       lock=self.lock_records)
+
+    # -- flow.lock --------------------------------------------------------------------
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / flowlock.NAME
+
+    @cached_property
+    def lock_entries(self) -> dict[str, flowlock.LockEntry]:
+        """flow.lock's entries (none without the file, or with ``[flow] lock = false``).
+
+        Raises:
+            ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
+        """
+        if not self.project.settings.lock:
+            return {}
+        return flowlock.read(self.lock_path) or {}
+
+    def lock_records(self) -> dict[str, Record]:
+        return {name: Record(name, e.key, e.parts_json, e.outputs_json, None, 0.0, 0.0)
+                for name, e in self.lock_entries.items()}
+
+    def validate_lock(self) -> None:
+        """Read flow.lock before anything runs when it changed since this clone last read
+        or wrote it (a pull, a merge, a fresh clone): a broken one is exit 2 up front,
+        not in the middle of a build. Unchanged, it costs a stat and is read only if a
+        target needs it."""
+        if not self.project.settings.lock:
+            return
+        now = flowlock.signature(self.lock_path)
+        if now is None or repr(now) == self._known_lock():
+            return
+        self.lock_entries  # noqa: B018 - parses it, or raises
+        self._remember_lock(now)
+
+    def sync_lock(self, changed: dict[str, Record | None]) -> None:
+        """After a command that wrote or forgot records: flow.lock with those entries, and
+        without entries of targets gone from flow.toml; untouched if its bytes would not
+        change. ``changed`` maps a name to its new record, or None when it was forgotten."""
+        if not self.project.settings.lock or not (changed or self.reparsed):
+            return
+        try:
+            current = self.lock_entries
+        except ConfigError as exc:
+            print(f"flowmake: warning: flow.lock not updated: {exc}", file=sys.stderr)
+            return
+        entries = flowlock.updated(current, {
+            name: None if r is None else flowlock.entry(r.key, r.parts, r.outputs)
+            for name, r in changed.items()}, self.graph.targets)
+        if not entries and not self.lock_path.exists():
+            return  # nothing to say, and no file to change
+        try:
+            flowlock.write(self.lock_path, entries)
+        except OSError as exc:
+            print(f"flowmake: warning: flow.lock not written: {exc}", file=sys.stderr)
+            return
+        self.__dict__["lock_entries"] = entries
+        self._remember_lock(flowlock.signature(self.lock_path))
+
+    def _known_lock(self) -> str | None:
+        try:
+            return (self.project.state_dir / "lock.stat").read_text()
+        except OSError:
+            return None
+
+    def _remember_lock(self, signature: tuple[int, int, int] | None) -> None:
+        from .fsutil import atomic_write
+
+        try:
+            atomic_write(self.project.state_dir / "lock.stat", repr(signature).encode(),
+                         fsync=False)
+        except OSError:
+            pass  # a read-only state: the lock is read again next time
 
     def select(self, patterns: list[str]) -> list[str]:
         """The named targets; with none, ``[flow] default`` or every target."""

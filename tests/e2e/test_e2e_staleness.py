@@ -409,10 +409,14 @@ def test_env_values_enter_the_key(project):
 
 
 def test_deleting_the_state_folder_makes_everything_stale(chain):
+    """...unless flow.lock still says what was built (SPEC §7): with both gone, stale."""
     import shutil
 
     chain.build()
     shutil.rmtree(chain.path(".flowmake"))
+    assert {e["state"] for e in chain.states().values()} == {"fresh"}  # from flow.lock
+    shutil.rmtree(chain.path(".flowmake"))
+    chain.path("flow.lock").unlink()
     assert {e["state"] for e in chain.states().values()} == {"stale"}
     assert chain.build() == dict.fromkeys(ALL, "built")
 
