@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from .errors import FlowmakeError
-from .execute import Scheduler, Summary
+from .execute import Scheduler
 from .leftovers import mark_environment, writing_lock
-from .report import make_reporter, summary_line
+from .report import make_reporter
 from .store import Record
 from .workspace import Workspace
 
@@ -85,18 +85,11 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             ws.save_fast_path(args.param, args.targets, list(summary.outcomes))
     if args.json:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
-    _report_failures(summary, args)
     return EXIT_FOR_RESULT[summary.result]
 
 
 def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Any:
     return ws.plugins.executor_class(name)(jobs, options)
-
-
-def _report_failures(summary: Summary, args: argparse.Namespace) -> None:
-    failed = [o.name for o in summary.outcomes.values() if o.status == "failed"]
-    if failed and args.json:
-        print(summary_line(summary), file=sys.stderr)
 
 
 def _dry_run(ws: Workspace, names: set[str], args: argparse.Namespace) -> int:

@@ -11,8 +11,6 @@ import re
 import signal
 from datetime import datetime
 
-import pytest
-
 PARAMS = """
 [params]
 ridge = 0.1
@@ -174,8 +172,6 @@ def test_plain_lines_with_one_job_never_look_parallel(project):
 # -- 5. --json: the summary once on stderr -------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="build.py _report_failures prints the summary line"
-                   " the reporter printed already (build.py is not this change's to edit)")
 def test_json_build_prints_its_summary_once(project):
     project.flow("""
         [targets.bad]
