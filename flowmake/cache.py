@@ -509,27 +509,26 @@ class LocalCache:
         Returns the digest; raises :class:`Mismatch` and keeps nothing when it differs.
         """
         head = _read_up_to(stream, INLINE_BLOB + 1)
-        check = _Sha256(sha256)
         if len(head) <= INLINE_BLOB:
             digest = _verified(head, digest, manifest)
-            check.update(head)
-            check.verify()
+            if sha256 is not None:
+                _check_sha256([head], sha256)
             self._add_inline(digest, head)
             return digest
         with self._staged() as tmp:
             h = xxhash.xxh3_128(head)
-            check.update(head)
             with open(tmp, "wb") as out:
                 out.write(head)
                 while chunk := stream.read(_CHUNK):
                     h.update(chunk)
-                    check.update(chunk)
                     out.write(chunk)
             if manifest:
                 digest = _verified(tmp.read_bytes(), digest, manifest)
             elif digest is not None and h.hexdigest() != digest:
                 raise Mismatch(MISMATCH)
-            check.verify()
+            if sha256 is not None:  # read again, from the page cache: only with a key
+                with open(tmp, "rb") as f:
+                    _check_sha256(iter(lambda: f.read(_CHUNK), b""), sha256)
             digest = digest or h.hexdigest()
             final = self.blob_path(digest)
             if not final.exists():
@@ -652,23 +651,15 @@ def _verified(data: bytes, digest: str | None, manifest: bool) -> str:
     return actual
 
 
-class _Sha256:
-    """A SHA-256 check alongside a blob's digest; does nothing without an expected value."""
+def _check_sha256(chunks: Iterable[bytes], expected: str) -> None:
+    """Mismatch unless the content's SHA-256 is ``expected`` (a signed remote record's)."""
+    import hashlib  # only for a signed remote record
 
-    def __init__(self, expected: str | None) -> None:
-        self.expected = expected
-        if expected is not None:
-            import hashlib  # only for a signed remote record
-
-            self.h = hashlib.sha256()
-
-    def update(self, chunk: bytes) -> None:
-        if self.expected is not None:
-            self.h.update(chunk)
-
-    def verify(self) -> None:
-        if self.expected is not None and self.h.hexdigest() != self.expected:
-            raise Mismatch("its content does not match the SHA-256 its signed record names")
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(chunk)
+    if h.hexdigest() != expected:
+        raise Mismatch("its content does not match the SHA-256 its signed record names")
 
 
 def _write_new(path: str, data: bytes, mode: int) -> None:
