@@ -8,6 +8,7 @@ plain values only.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import posixpath
 import re
@@ -28,7 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 FLOW_KEYS = {
     "default", "jobs", "cache", "remote", "remote_readonly", "executor", "plugins",
-    "resources", "history", "dask_scheduler",
+    "resources", "history", "dask_scheduler", "lock",
 }
 TARGET_KEYS = {
     "cmd", "python", "inputs", "outputs", "deps", "params", "matrix", "env", "always",
@@ -36,31 +37,103 @@ TARGET_KEYS = {
 }
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*\Z", re.ASCII)  # a dotted module name
+_ENV_NAME = re.compile(r"[^=\0]+\Z")
+
+# Bounds on numbers (README.md, "Limits"): past them a value is a mistake, and some would
+# hang a build (retries = 10**18) or crash it (timeout = inf). Checked at load.
+MAX_TIMEOUT = 1_000_000  # seconds, about 11.5 days (an event loop waits at most ~24.8)
+MAX_RETRIES = 100
+MAX_JOBS = 1024
+MAX_HISTORY = 1_000_000
+MAX_AMOUNT = 1e12  # one resource amount or capacity
+MAX_INSTANCES = 100_000  # targets one matrix expands to, and targets in all
+MAX_NESTING = 100  # arrays and tables inside each other, in flow.toml and in -p values
 
 
 def find_file(start: Path, file: str | None) -> Path:
     """The flow.toml to load: ``-f FILE`` or ``flow.toml`` in ``start``."""
     path = (start / file) if file else start / "flow.toml"
-    if not path.is_file():
-        raise ConfigError(
-            f"no such file: {path}" if file else f"no flow.toml in {start}",
-            file=str(path.name),
-            hint="create one with `flowmake init`, or point at it with -f FILE / -C DIR",
-        )
-    return path.resolve()
+    if path.is_file():
+        return path.resolve()
+    hint = "create one with `flowmake init`, or point at it with -f FILE / -C DIR"
+    if path.is_dir():
+        message, hint = "is a directory, not a flow file", "name the file: -f DIR/flow.toml"
+    elif os.path.exists(path):
+        message, hint = "not a regular file (a device, FIFO or socket)", None
+    else:
+        message = "no such file" if file else f"no flow.toml in {printable(str(start))}"
+    raise ConfigError(message, file=printable(file or "flow.toml"), hint=hint)
+
+
+# A -p value that starts so is meant as a TOML literal: it must parse as one.
+_LITERAL_START = re.compile(r"\s*(?:[\[{\"'+\-0-9]|true|false)")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``-p NAME=VALUE``: the value read as a TOML literal, a bare word as a string."""
+    """``-p NAME=VALUE``: the value read as a TOML literal; any other value is a string.
+
+    A value that starts like a literal (``[ { " '``, a digit, ``+``, ``-``, ``true``,
+    ``false``) must be one: ``-p n=[1,`` is an error, not the string ``"[1,"``.
+    """
     name, sep, raw = text.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise ConfigError(f"-p expects NAME=VALUE, got '{text}'", file="command line")
+        raise ConfigError(f"-p expects NAME=VALUE, got '{printable(text)}'", file="command line")
+    if not is_text(text):
+        raise ConfigError(f"-p {printable(text)}: not valid UTF-8 text", file="command line")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
+        if _LITERAL_START.match(raw):
+            shown = raw if len(raw) <= 60 else raw[:60] + "..."
+            quoted = None if '"' in raw or "'" in raw else f"""-p '{name}="{shown}"'"""
+            raise ConfigError(f"-p {name}: '{shown}' starts like a TOML value but is not one",
+                              file="command line",
+                              hint=quoted and f"for the string, quote it: {quoted}") from None
         value = raw
+    except RecursionError:
+        value = None
+    if value is None or too_deep(value, name) is not None:
+        raise ConfigError(f"-p {name}: arrays or tables nested more than {MAX_NESTING} deep",
+                          file="command line")
     return name, value
+
+
+def is_text(text: str) -> bool:
+    """False for a string holding undecodable bytes (surrogate escapes from argv or a path)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(text: str) -> str:
+    """``text`` with undecodable bytes shown as ``\\xff``, for messages."""
+    return text if is_text(text) else os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def is_module_name(name: object) -> bool:
+    """A dotted Python module name (``myproj.flow_plugins``), never a path."""
+    return isinstance(name, str) and _MODULE.match(name) is not None
+
+
+def too_deep(value: Any, key: str = "") -> str | None:
+    """The dotted key of an array or table in ``value`` inside MAX_NESTING others (an
+    array's items go by its key), or None; without recursion."""
+    stack = [(value, key, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= MAX_NESTING:
+                return where
+            stack.extend((v, f"{where}.{k}" if where else k, depth + 1) for k, v in item.items())
+        elif isinstance(item, list):
+            if depth >= MAX_NESTING:
+                return where
+            stack.extend((v, where, depth + 1) for v in item)
+    return None
 
 
 def load(path: Path, overrides: Mapping[str, Any] | None = None) -> Project:
@@ -68,6 +141,12 @@ def load(path: Path, overrides: Mapping[str, Any] | None = None) -> Project:
     file = path.name
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"invalid TOML: arrays or tables nested too deeply (at most"
+                          f" {MAX_NESTING})", file=file) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {printable(str(path))}: {exc.strerror}",
+                          file=printable(file)) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
@@ -76,12 +155,31 @@ def load(path: Path, overrides: Mapping[str, Any] | None = None) -> Project:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", file=file) from None
+    deep = too_deep(doc)
+    if deep is not None:
+        raise _Loader(path, doc).error(deep, f"arrays or tables nested more than {MAX_NESTING}"
+                                       " deep")
     return _Loader(path, doc).project(dict(overrides or {}))
 
 
+def _number(value: float) -> str:
+    """A bound or an amount in a message: 10,000,000; 1e+12; 1e+18 (never fails, however
+    large the integer TOML gave)."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if abs(value) < 10**12:
+        return f"{value:,}"
+    return f"{value:.6g}" if value.bit_length() < 1000 else \
+        f"about 1e{int(value.bit_length() * math.log10(2))}"
+
+
 def _type_name(value: Any) -> str:
+    import datetime
+
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+            list: "an array", dict: "a table", datetime.datetime: "a date-time",
+            datetime.date: "a date", datetime.time: "a time"}.get(type(value),
+                                                                  type(value).__name__)
 
 
 class _Loader:
@@ -90,6 +188,8 @@ class _Loader:
     def __init__(self, path: Path, doc: dict[str, Any]) -> None:
         self.path, self.doc = path, doc
         self.root = path.parent
+        self.total = 0  # targets so far, matrix instances included
+        self.cache_dir: str | None = None  # [flow] cache inside the root: no output there
 
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         from .toml_lines import locate
@@ -119,10 +219,33 @@ class _Loader:
     def numbers(self, value: Any, key: str) -> dict[str, float]:
         self.expect(value, (dict,), key, "a table of numbers")
         for name, amount in value.items():
-            self.expect(amount, (int, float), f"{key}.{name}", "a number")
-            if amount < 0:
-                raise self.error(f"{key}.{name}", "must not be negative")
+            self.bounded(amount, f"{key}.{name}", 0, MAX_AMOUNT, "a number")
         return dict(value)
+
+    def bounded(self, value: Any, key: str, low: float, high: float, what: str, *,
+                above: bool = False) -> Any:
+        """A finite number from ``low`` (exclusive with ``above``) to ``high``, named in the
+        error; ``what`` "an integer" allows integers only."""
+        self.expect(value, (int,) if what == "an integer" else (int, float), key, what)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.error(key, f"must be a finite number, got {value}")
+        if above and value <= low:
+            raise self.error(key, "must be positive" if low == 0 else f"must exceed {low:g}")
+        if value < low:
+            raise self.error(key, "must not be negative" if low == 0 else
+                             f"must be at least {low:g}")
+        if value > high:
+            raise self.error(key, f"must be at most {_number(high)}, got {_number(value)}")
+        return value
+
+    def module_names(self, value: Any, key: str) -> tuple[str, ...]:
+        """``[flow] plugins``: dotted Python module names only (never paths)."""
+        names = self.str_list(value, key)
+        for name in names:
+            if not is_module_name(name):
+                raise self.error(key, f"{name!r} is not a Python module name (dotted names"
+                                      " such as 'myproj.flow_plugins', not paths)")
+        return names
 
     # -- top level ---------------------------------------------------------------------
 
@@ -156,14 +279,16 @@ class _Loader:
         if cache is not False:
             self.expect(cache, (str,), "flow.cache", "a path or false")
         jobs = flow.get("jobs")
-        if jobs is not None and self.expect(jobs, (int,), "flow.jobs", "an integer") < 1:
-            raise self.error("flow.jobs", "must be at least 1")
-        history = self.expect(flow.get("history", 100), (int,), "flow.history", "an integer")
-        if history < 1:
-            raise self.error("flow.history", "must be at least 1")
+        if jobs is not None:
+            self.bounded(jobs, "flow.jobs", 1, MAX_JOBS, "an integer")
+        history = self.bounded(flow.get("history", 100), "flow.history", 1, MAX_HISTORY,
+                               "an integer")
         remote = flow.get("remote")
         if remote is not None:
             self.expect(remote, (str,), "flow.remote", "a URL or path")
+            self.clean_text(remote, "flow.remote", "a URL or path")
+        if cache is not False:
+            self.cache_dir = self.cache_folder(cache)
         extra = {}
         if "dask_scheduler" in flow:
             extra["dask_scheduler"] = self.expect(
@@ -177,11 +302,24 @@ class _Loader:
                                         "flow.remote_readonly", "true or false"),
             executor=self.expect(flow.get("executor", "local"), (str,), "flow.executor",
                                  "an executor name"),
-            plugins=self.str_list(flow.get("plugins", []), "flow.plugins"),
+            plugins=self.module_names(flow.get("plugins", []), "flow.plugins"),
             resources=self.numbers(flow.get("resources", {}), "flow.resources"),
             history=history,
+            lock=self.expect(flow.get("lock", True), (bool,), "flow.lock", "true or false"),
             extra=extra,
         )
+
+    def cache_folder(self, cache: str) -> str | None:
+        """``[flow] cache`` as a root-relative folder when it lies in the project, else None."""
+        if not cache:
+            raise self.error("flow.cache", "empty path (use false to turn the cache off)")
+        self.clean_text(cache, "flow.cache", "a path")
+        path = Path(os.path.expanduser(cache))
+        rel = os.path.relpath(path if path.is_absolute() else self.root / path, self.root)
+        rel = posixpath.normpath(rel.replace(os.sep, "/"))
+        if rel == ".":
+            raise self.error("flow.cache", "the project root itself cannot be the cache folder")
+        return None if rel == ".." or rel.startswith("../") else rel
 
     # -- targets -----------------------------------------------------------------------
 
@@ -196,21 +334,47 @@ class _Loader:
             raise self.error(where, "needs exactly one of 'cmd' or 'python'")
         matrix = table.get("matrix")
         if matrix is None:
+            self.count_targets(1, where)
             return [self.target(name, name, table, {})]
         self.expect(matrix, (dict,), f"{where}.matrix", "a table of arrays")
         if not matrix:
             raise self.error(f"{where}.matrix", "needs at least one key")
-        for key, values in matrix.items():
-            self.expect(values, (list,), f"{where}.matrix.{key}", "an array")
-            if not values:
-                raise self.error(f"{where}.matrix.{key}", "needs at least one value")
         keys = sorted(matrix)
+        labels = {key: self.matrix_labels(matrix[key], f"{where}.matrix.{key}") for key in keys}
+        count = math.prod(len(v) for v in labels.values())  # before expanding anything
+        if count > MAX_INSTANCES:
+            raise self.error(f"{where}.matrix", f"expands to {count:,} instances; at most"
+                                                f" {MAX_INSTANCES:,} are allowed")
+        self.count_targets(count, f"{where}.matrix")
         instances = []
-        for combo in itertools.product(*(matrix[k] for k in keys)):
-            values = dict(zip(keys, combo, strict=False))
-            label = ",".join(f"{k}={format_value(v)}" for k, v in values.items())
+        for combo in itertools.product(*(range(len(matrix[k])) for k in keys)):
+            values = {k: matrix[k][i] for k, i in zip(keys, combo, strict=True)}
+            label = ",".join(f"{k}={labels[k][i]}" for k, i in zip(keys, combo, strict=True))
             instances.append(self.target(f"{name}[{label}]", name, table, values))
         return instances
+
+    def matrix_labels(self, values: Any, key: str) -> list[str]:
+        """How each value of one matrix key reads in instance names; each must differ."""
+        self.expect(values, (list,), key, "an array")
+        if not values:
+            raise self.error(key, "needs at least one value")
+        labels = []
+        for value in values:
+            if isinstance(value, (list, dict)):
+                raise self.error(key, f"a matrix value must be a string, number or boolean,"
+                                      f" got {_type_name(value)}")
+            label = format_value(value)
+            if label in labels:
+                raise self.error(key, f"the value '{label}' is listed twice")
+            labels.append(label)
+        return labels
+
+    def count_targets(self, count: int, key: str) -> None:
+        """Targets in all (matrix instances included) stay within MAX_INSTANCES."""
+        self.total += count
+        if self.total > MAX_INSTANCES:
+            raise self.error(key, f"the flow has more than {MAX_INSTANCES:,} targets"
+                                  " (matrix instances included)")
 
     def target(self, name: str, decl: str, table: dict[str, Any], matrix: dict[str, Any]) -> Target:
         where = f"targets.{decl}"
@@ -229,7 +393,9 @@ class _Loader:
         if "cmd" in table:
             command = self.expect(table["cmd"], (str,), f"{where}.cmd", "a string")
             scope.files(inputs, outputs, cwd)
-            action: Shell | Call = Shell(scope.resolve(command, f"{where}.cmd", text=True), cwd)
+            command = scope.resolve(command, f"{where}.cmd", text=True)
+            action: Shell | Call = Shell(self.clean_text(command, f"{where}.cmd", "a command"),
+                                         cwd)
         else:
             function = self.expect(table["python"], (str,), f"{where}.python", "'module:function'")
             if not _FUNCTION.match(function):
@@ -239,12 +405,11 @@ class _Loader:
                 version = str(self.expect(version, (str, int, float), f"{where}.version", "a string"))
             action = Call(function, version)
         timeout = table.get("timeout")
-        if timeout is not None and self.expect(timeout, (int, float), f"{where}.timeout",
-                                               "a number of seconds") <= 0:
-            raise self.error(f"{where}.timeout", "must be positive")
-        retries = self.expect(table.get("retries", 0), (int,), f"{where}.retries", "an integer")
-        if retries < 0:
-            raise self.error(f"{where}.retries", "must not be negative")
+        if timeout is not None:
+            self.bounded(timeout, f"{where}.timeout", 0, MAX_TIMEOUT, "a number of seconds",
+                         above=True)
+        retries = self.bounded(table.get("retries", 0), f"{where}.retries", 0, MAX_RETRIES,
+                               "an integer")
         return Target(
             name=name,
             action=action,
@@ -253,7 +418,7 @@ class _Loader:
             deps=self.str_list(table.get("deps", []), f"{where}.deps"),
             params=kwargs,
             project_params=scope.used_params,
-            env=self.str_list(table.get("env", []), f"{where}.env"),
+            env=self.env_names(table.get("env", []), f"{where}.env"),
             always=self.expect(table.get("always", False), (bool,), f"{where}.always", "true or false"),
             cache=self.expect(table.get("cache", True), (bool,), f"{where}.cache", "true or false"),
             timeout=None if timeout is None else float(timeout),
@@ -262,6 +427,20 @@ class _Loader:
             resources=self.numbers(table.get("resources", {}), f"{where}.resources"),
             matrix=decl if matrix else None,
         )
+
+    def env_names(self, value: Any, key: str) -> tuple[str, ...]:
+        names = self.str_list(value, key)
+        for name in names:
+            if not _ENV_NAME.match(name):
+                raise self.error(key, f"{name!r} is not an environment variable name"
+                                      " (empty, or holds '=' or a NUL byte)")
+        return names
+
+    def clean_text(self, text: str, key: str, what: str) -> str:
+        """No NUL byte: no system call takes one in a path, an argument or a name."""
+        if "\0" in text:
+            raise self.error(key, f"{what} cannot contain a NUL byte")
+        return text
 
     def inputs(self, value: Any, scope: _Scope, key: str) -> tuple[Input, ...]:
         pairs = self.path_pairs(value, key)
@@ -274,8 +453,19 @@ class _Loader:
             path = self.norm(scope.resolve_path(raw, k), k, inside=True)
             if is_glob(path):
                 raise self.error(k, f"an output cannot be a glob: '{path}'")
+            self.check_not_reserved(path, k)
             result.append(Output(path, name))
         return tuple(result)
+
+    def check_not_reserved(self, path: str, key: str) -> None:
+        """An output is cleaned and overwritten: never flowmake's own files."""
+        if path == self.path.name:
+            raise self.error(key, f"'{path}' is the flow file itself; it cannot be an output")
+        for folder, what in ((".flowmake", "flowmake's state folder"),
+                             (self.cache_dir, "the artifact cache ([flow] cache)")):
+            if folder and (path == folder or path.startswith(folder + "/")
+                           or folder.startswith(path + "/")):
+                raise self.error(key, f"'{path}' would overwrite {what} '{folder}'")
 
     def path_pairs(self, value: Any, key: str) -> list[tuple[str | None, str, str]]:
         """``[paths]`` or ``{name = path}`` as (name, path, key) triples."""
@@ -287,9 +477,10 @@ class _Loader:
     def norm(self, path: str, key: str, *, inside: bool, root_ok: bool = False) -> str:
         """A root-relative POSIX path (URLs as they are); outputs must stay inside the root."""
         if is_url(path):
-            return path
+            return self.clean_text(path, key, "a URL")
         if not path:
             raise self.error(key, "empty path")
+        self.clean_text(path, key, "a path")
         if os.path.isabs(path):
             path = os.path.relpath(path, self.root)
         path = posixpath.normpath(path.replace(os.sep, "/"))

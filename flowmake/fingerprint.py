@@ -111,7 +111,8 @@ class Hasher:
             rel = os.path.relpath(dirpath, base)
             for name in filenames:
                 found.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
-        return sorted(found)
+        where = self.root if path == "." else path
+        return sorted(_utf8_name(rel, f"{where}/{rel}") for rel in found)
 
     def learn(self, path: str, entry: StatEntry) -> None:
         """Take a digest computed elsewhere (a worker that just wrote the file)."""
@@ -133,8 +134,24 @@ class Hasher:
         if "://" in pattern:
             return sorted(self.url_backends().glob(pattern))
         matches = globlib.glob(pattern, root_dir=self.root, recursive=True)
-        return sorted(m.replace(os.sep, "/") for m in matches
+        return sorted(_utf8_name(m.replace(os.sep, "/")) for m in matches
                       if not m.startswith(".flowmake") and os.path.isfile(self.full(m)))
+
+
+def _utf8_name(path: str, shown: str | None = None) -> str:
+    """``path``, if its name is UTF-8 text: keys and records hold paths as text, so a
+    file named with other bytes under an input folder or glob is an error naming it
+    (``shown``, by default ``path``)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        from .errors import FlowmakeError
+
+        shown = os.fsencode(shown or path).decode("utf-8", "backslashreplace")
+        raise FlowmakeError(f"{shown}: the file name is not valid UTF-8",
+                            hint="rename it, or keep it out of the inputs' folders and globs"
+                            ) from None
+    return path
 
 
 def tree_digest(files: Iterable[tuple[str, str | None]]) -> str:

@@ -163,23 +163,35 @@ def build_graph(project: Project) -> Graph:
             matrices.setdefault(t.matrix, []).append(t.name)
     upstream: dict[str, tuple[str, ...]] = {}
     for target in targets.values():
+        where = f"targets.{target.matrix or target.name}"
         ups: dict[str, None] = {}
         for inp in target.inputs:
             for producer in _producers_of(inp.path, producers, out_dirs):
-                if producer != target.name:
-                    ups[producer] = None
+                if producer == target.name:
+                    raise _self_cycle(project, target.name, f"{where}.inputs",
+                                      f"its input '{inp.path}' is (or holds) its own output")
+                ups[producer] = None
         for dep in target.deps:
             names = [dep] if dep in targets else matrices.get(dep, [])
             if not names:
                 close = suggest(dep, [*targets, *matrices])
                 extra = f" (did you mean '{close}'?)" if close else ""
                 raise ConfigError(f"unknown target '{dep}'{extra}", file=project.file.name,
-                                  key=f"targets.{target.matrix or target.name}.deps")
-            ups.update(dict.fromkeys(n for n in names if n != target.name))
+                                  key=f"{where}.deps")
+            if target.name in names:
+                raise _self_cycle(project, target.name, f"{where}.deps",
+                                  f"its deps name '{dep}'")
+            ups.update(dict.fromkeys(names))
         upstream[target.name] = tuple(ups)
     graph = Graph(targets, upstream)
     graph.order()  # raise CycleError now, before anything runs
     return graph
+
+
+def _self_cycle(project: Project, name: str, key: str, why: str) -> ConfigError:
+    """A target that depends on itself: a cycle of one, as a config error at ``key``."""
+    return ConfigError(f"dependency cycle: {name} -> {name} ({why})", file=project.file.name,
+                       key=key)
 
 
 def _producers_of(path: str, producers: dict[str, str], outputs: list[str]) -> list[str]:

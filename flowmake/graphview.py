@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .config import printable
+from .errors import UsageError
 from .graph import Graph
 from .history import iso
 from .plan import Step
@@ -40,15 +42,32 @@ def graph_command(ws: Workspace, args: argparse.Namespace) -> int:
             text = render(ws.graph, names)
     finally:
         ws.close()
+    # A folder name with undecodable bytes (in the page's title, say) prints as U+FFFD.
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if args.output:
         path = Path(args.directory or ".") / args.output
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        _write_output(path, text)
         if not args.quiet:
-            print(f"flowmake: wrote {path} ({len(names)} targets, {fmt})", file=sys.stderr)
+            print(f"flowmake: wrote {printable(str(path))} ({len(names)} targets, {fmt})",
+                  file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _write_output(path: Path, text: str) -> None:
+    """``-o FILE``: its missing parent folders are made; a folder or an unwritable path is a
+    usage error naming it."""
+    shown = printable(str(path))
+    if path.is_dir():
+        raise UsageError(f"-o {shown}: is a directory", hint="name a file: -o DIR/graph.html")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"-o {shown}: cannot write: a parent of it is not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"-o {shown}: cannot write: {exc.strerror}") from None
 
 
 def _edges(graph: Graph, names: list[str]) -> list[tuple[str, str]]:
@@ -66,21 +85,20 @@ def render_text(graph: Graph, names: list[str]) -> str:
              if n in chosen and not any(d in chosen for d in graph.downstream[n])]
     lines: list[str] = []
     drawn: set[str] = set()
-
-    def walk(name: str, prefix: str, last: bool, depth: int) -> None:
+    # Depth first with a stack, not recursion: a chain of 5,000 deps is 5,000 levels deep.
+    stack = [(root, "", True, 0) for root in reversed(roots)]
+    while stack:
+        name, prefix, last, depth = stack.pop()
         ups = [u for u in graph.upstream[name] if u in chosen]
         branch = "" if depth == 0 else ("└── " if last else "├── ")
         repeat = name in drawn and ups
         lines.append(f"{prefix}{branch}{name}" + (" (upstream drawn above)" if repeat else ""))
         if repeat:
-            return
+            continue
         drawn.add(name)
         inner = prefix + ("" if depth == 0 else ("    " if last else "│   "))
-        for i, up in enumerate(ups):
-            walk(up, inner, i == len(ups) - 1, depth + 1)
-
-    for root in roots:
-        walk(root, "", True, 0)
+        stack.extend((up, inner, i == len(ups) - 1, depth + 1)
+                     for i, up in reversed(list(enumerate(ups))))
     return "\n".join(lines) + "\n"
 
 

@@ -127,15 +127,35 @@ def test_glob_star_does_not_cross_folders_in_edges(load_flow):
     assert set(g.upstream["all_levels"]) == {"deep", "flat"}
 
 
-def test_own_outputs_and_self_deps_make_no_self_edge(load_flow):
-    g = build_graph(load_flow("""
+@pytest.mark.parametrize(("inputs", "deps", "key"), [
+    ('["out/*.txt"]', "[]", "targets.t.inputs"),     # a glob matching its own output
+    ('["out/a.txt"]', "[]", "targets.t.inputs"),     # the output itself
+    ('["out"]', "[]", "targets.t.inputs"),           # a folder holding it
+    ("[]", '["t"]', "targets.t.deps"),               # deps naming itself
+])
+def test_a_target_that_reads_its_own_output_or_deps_on_itself_is_a_cycle(
+        load_flow, inputs, deps, key):
+    project = load_flow(f"""
         [targets.t]
         cmd = "true"
-        inputs = ["out/*.txt"]
+        inputs = {inputs}
         outputs = ["out/a.txt"]
-        deps = ["t"]
-    """))
-    assert g.upstream["t"] == ()
+        deps = {deps}
+    """)
+    with pytest.raises(ConfigError, match=r"dependency cycle: t -> t") as info:
+        build_graph(project)
+    assert info.value.key == key
+
+
+def test_an_instance_whose_deps_name_its_own_matrix_is_a_cycle(load_flow):
+    project = load_flow("""
+        [targets.m]
+        matrix = { n = [1, 2] }
+        cmd = "true"
+        deps = ["m"]
+    """)
+    with pytest.raises(ConfigError, match=r"dependency cycle: m\[n=1\] -> m\[n=1\]"):
+        build_graph(project)
 
 
 def test_order_is_topological(graph):
