@@ -404,12 +404,7 @@ class _Loader:
             if version is not None:
                 version = str(self.expect(version, (str, int, float), f"{where}.version", "a string"))
             action = Call(function, version)
-        timeout = table.get("timeout")
-        if timeout is not None:
-            self.bounded(timeout, f"{where}.timeout", 0, MAX_TIMEOUT, "a number of seconds",
-                         above=True)
-        retries = self.bounded(table.get("retries", 0), f"{where}.retries", 0, MAX_RETRIES,
-                               "an integer")
+        timeout, retries = self.attempts(table, where)
         return Target(
             name=name,
             action=action,
@@ -427,6 +422,16 @@ class _Loader:
             resources=self.numbers(table.get("resources", {}), f"{where}.resources"),
             matrix=decl if matrix else None,
         )
+
+    def attempts(self, table: dict[str, Any], where: str) -> tuple[float | None, int]:
+        """``timeout`` (seconds, or None) and ``retries``, within their bounds."""
+        timeout = table.get("timeout")
+        if timeout is not None:
+            self.bounded(timeout, f"{where}.timeout", 0, MAX_TIMEOUT, "a number of seconds",
+                         above=True)
+        retries = self.bounded(table.get("retries", 0), f"{where}.retries", 0, MAX_RETRIES,
+                               "an integer")
+        return timeout, retries
 
     def env_names(self, value: Any, key: str) -> tuple[str, ...]:
         names = self.str_list(value, key)

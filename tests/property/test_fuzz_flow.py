@@ -143,6 +143,7 @@ ODD_VALUES = [
     '{ cpu = nan }', '{ cpu = -1 }', '{ cpu = 1e308 }', '{ x = "y" }', '["../evil"]',
 ]
 
+_BIG = "[" + ", ".join(map(str, range(1000))) + "]"  # 1,000 x 1,000 took > 30 s to expand
 EXTRA_LINES = [
     'deps = ["raw"]', 'deps = ["report"]', 'deps = ["a", "b", "c"]', 'bogus = 1',
     "[targets.extra]", 'cmd = "true"', 'python = "steps:clean"', "[flow]", "[params]",
@@ -152,9 +153,9 @@ EXTRA_LINES = [
     "x = ", "= 1", '"unterminated', "[targets.raw.params]", "a.b.c = 1",
     'inputs = ["a\\u0000b"]', 'outputs = ["flow.toml"]', 'cwd = "../.."',
     'resources = { cpu = nan }', 'plugins = ["../evil"]', 'env = ["A=B", ""]',
+    "matrix = { k = " + _BIG + ", j = " + _BIG + " }",
 ]
 
-_BIG = "[" + ", ".join(map(str, range(1000))) + "]"
 _PATHS = ['["a\\u0000b"]', '["flow.toml"]', '[".flowmake/x"]', '["."]', '["/tmp"]',
           '["../x"]', '["${outputs}"]', "[]", '["a.txt"]', '["data/raw.txt"]', '["é/ü.txt"]',
           '["out/clean.json"]', '["models/*.txt"]', '[""]', '["x\\u00ff"]', '["src"]',
