@@ -129,6 +129,10 @@ class Checker:
         self.graph, self.records, self.hasher = graph, records, hasher
         self._lock = lock
         self._lock_entries: Mapping[str, Any] | None = None
+        # Outputs a restore would put in place, by path: what ``plan`` reads for the
+        # inputs of a restorable target's dependents (they are judged as after it).
+        self.predicted: dict[str, str] = {}
+        self.expected: dict[str, Mapping[str, str]] = {}  # a restorable target's outputs
         self.force = force
         self.code_parts = code_parts
         self.cached = cached
@@ -164,7 +168,7 @@ class Checker:
             else:
                 paths = [inp.path]
             for path in paths:
-                digest = self.hasher.digest(path)
+                digest = self.predicted.get(path) or self.hasher.digest(path)
                 if digest is None:
                     missing.append(path)
                 else:
@@ -200,7 +204,8 @@ class Checker:
             if name not in wanted and dep.matrix not in wanted:
                 continue  # an upstream through a file input: its outputs are inputs already
             if dep.outputs:
-                digests = (f"{o.path}\0{self.hasher.digest(o.path) or ''}" for o in dep.outputs)
+                digests = (f"{o.path}\0{self.predicted.get(o.path) or self.hasher.digest(o.path) or ''}"
+                           for o in dep.outputs)
                 parts[name] = hash_bytes("\x1f".join(digests))
             else:
                 record = self.records.get(name)
@@ -227,7 +232,7 @@ class Checker:
         key = None if parts is None else self.key(parts)
         if parts is None and not reasons:
             reasons += [ReasonDetail(Reason.INPUT_REMOVED, p) for p in missing]
-        found, source = self._matching(target.name, key)
+        found, source, matched = self._matching(target.name, key)
         if found is None:
             # Stale: named against the local record, else the lock entry (a fresh clone).
             record, source = self.records.get(target.name), None
@@ -252,28 +257,31 @@ class Checker:
                           and not target.always and self.cached(target, key))
             state = State.RESTORABLE if restorable else State.STALE
             source = None
+            if restorable and matched is not None and not upstream_stale:
+                self.expected[target.name] = matched.outputs
         return Step(target, key, parts, tuple(reasons), state, source)
 
     def _matching(self, name: str, key: str | None
-                  ) -> tuple[list[ReasonDetail] | None, str | None]:
+                  ) -> tuple[list[ReasonDetail] | None, str | None, Any]:
         """Against the record, then the lock entry, whose key is ``key``: the output reasons
-        (none: fresh) and where it came from; (None, None) when neither has that key."""
+        (none: fresh), where it came from and the matching entry; Nones when neither has
+        that key."""
         if key is None:
-            return None, None
-        found: list[ReasonDetail] | None = None
+            return None, None, None
+        found: tuple[list[ReasonDetail], str, Any] | None = None
         record = self.records.get(name)
         if record is not None and record.key == key:
-            found = self.output_reasons(record.outputs)
-            if not found:
-                return found, "record"
+            found = (self.output_reasons(record.outputs), "record", record)
+            if not found[0]:
+                return found
         entry = self.lock_entry(name)
         if entry is not None and entry.key == key:
             from_lock = self.output_reasons(entry.outputs)
             if not from_lock:
                 self.records[name] = entry  # its dependents' ``deps`` parts see it
-                return from_lock, "lock"
-            found = found if found is not None else from_lock
-        return found, "record" if found is not None else None
+                return from_lock, "lock", entry
+            found = found or (from_lock, "record", entry)
+        return found or (None, None, None)
 
     def lock_entry(self, name: str) -> Any:
         """The flow.lock entry of ``name`` as a Record-like value, or None."""
@@ -300,7 +308,12 @@ class Checker:
             target = self.graph.targets[name]
             ups = [u for u in self.graph.upstream[name] if u in would_run]
             step = self.check(target, ups)
-            if step.state is not State.FRESH:
+            outputs = self.expected.get(name)
+            if outputs is not None:
+                # A restore puts back the outputs it had: its dependents are judged on
+                # those (restorable or fresh in a clone with gitignored outputs).
+                self.predicted.update(outputs)
+            elif step.state is not State.FRESH:
                 would_run.add(name)
             steps.append(step)
         return Plan(tuple(steps))
