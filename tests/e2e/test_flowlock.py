@@ -12,10 +12,11 @@ import os
 import shutil
 import signal
 import socket
-import tomllib
 from pathlib import Path
 
 import pytest
+
+from flowmake.config import tomllib
 
 FLOW = """
 [params]
