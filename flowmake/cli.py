@@ -303,13 +303,18 @@ def _flow_file(args: argparse.Namespace) -> str:
 
 
 def _workspace(args: argparse.Namespace) -> Any:
-    from .config import parse_override, printable
+    from .config import is_text, parse_override, printable
     from .workspace import Workspace
 
     directory = Path(args.directory or ".")
     if not directory.is_dir():
         what = "not a directory" if directory.exists() else "no such directory"
         raise UsageError(f"-C {printable(str(directory))}: {what}")
+    names = [*(getattr(args, "targets", None) or ()), getattr(args, "target", None),
+             getattr(args, "ref", None)]
+    for name in names:  # no target is named so; the store could not even look one up
+        if isinstance(name, str) and not is_text(name):
+            raise UsageError(f"'{printable(name)}': not valid UTF-8 text")
     overrides = dict(parse_override(p) for p in args.param)
     return Workspace(directory.resolve(), args.file, overrides)
 

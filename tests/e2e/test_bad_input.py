@@ -152,6 +152,14 @@ def test_a_param_value_that_is_not_utf8_is_a_usage_error(project):
     assert not project.exists(".flowmake/state.db")  # no run recorded
 
 
+@pytest.mark.parametrize("command", ["build", "status", "log", "why", "graph", "clean",
+                                     "accept"])
+def test_a_target_name_that_is_not_utf8_is_a_usage_error(project, command):
+    project.flow(SIMPLE)
+    line = error_line(project.run(command, "\udcff"))
+    assert line == r"flowmake: error: '\xff': not valid UTF-8 text"
+
+
 def test_a_project_folder_named_with_non_utf8_bytes_works(make_project):
     project = make_project("bad\udcffname")  # the folder's name holds the byte 0xff
     project.flow(SIMPLE)
