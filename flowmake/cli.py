@@ -145,6 +145,15 @@ def _accept_args(p: argparse.ArgumentParser) -> None:
     _targets(p, "what to record as fresh", nargs="+")
 
 
+def _lock_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=["merge"],
+                   help="merge: git's merge driver for flow.lock (see README, flow.lock)")
+    p.add_argument("base", metavar="BASE", help="the common ancestor's flow.lock (git's %%O)")
+    p.add_argument("ours", metavar="OURS", help="our flow.lock, overwritten with the result"
+                   " (git's %%A)")
+    p.add_argument("theirs", metavar="THEIRS", help="their flow.lock (git's %%B)")
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
@@ -163,6 +172,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
     "cache": ("the artifact cache: status, gc, push, pull", _cache_args),
     "accept": ("record targets as fresh with their current inputs and outputs", _accept_args),
     "init": ("write a commented starter flow.toml (never overwrites)", lambda p: None),
+    "lock": ("flow.lock tools: merge (a git merge driver that merges entry by entry)",
+             _lock_args),
 }
 
 # The global options each command takes after its name too, besides -f, -C and --no-color,
@@ -181,6 +192,7 @@ COMMAND_GLOBALS: dict[str, dict[str, str]] = {
     "cache": {"q": _QUIET, "p": _PARAM_HELP},
     "accept": {"q": _QUIET, "p": _PARAM_HELP},
     "init": {"q": _QUIET},
+    "lock": {"q": _QUIET},
 }
 
 
@@ -473,10 +485,16 @@ def cmd_init(args: argparse.Namespace, argv: list[str]) -> int:
     return init_command(Path(args.directory or "."), args)
 
 
+def cmd_lock(args: argparse.Namespace, argv: list[str]) -> int:
+    from .lockmerge import merge_command
+
+    return merge_command(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "build": cmd_build, "status": cmd_status, "clean": cmd_clean, "list": cmd_list,
     "why": cmd_why, "graph": cmd_graph, "log": cmd_log, "cache": cmd_cache,
-    "accept": cmd_accept, "init": cmd_init,
+    "accept": cmd_accept, "init": cmd_init, "lock": cmd_lock,
 }
 
 
