@@ -85,14 +85,25 @@ def _create_schema(db: sqlite3.Connection) -> None:
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             for table in ("records", "stat_cache", "runs", "run_targets"):
                 db.execute(f"DROP TABLE IF EXISTS {table}")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for statement in _statements(_SCHEMA):
+                db.execute(statement)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script``, split where SQLite's own tokenizer says one ends (a
+    ``;`` in a comment or a string does not end one)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    return statements
 
 
 def _guard(path: Path, action: Callable[[], Any]) -> Any:
