@@ -14,6 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
+from .errors import StateError
 from .executor import Executor, Job, JobHandle, JobResult
 from .graph import Graph
 from .model import Call, Project, Shell, Target
@@ -32,6 +33,8 @@ class Outcome(NamedTuple):
     output: str = ""
     error: str | None = None
     attempts: int = 0
+    started: float | None = None  # wall-clock (time.time()): job submitted, restore begun
+    finished: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "status": self.status,
@@ -125,6 +128,7 @@ class Scheduler:
         self.in_use: Counter[str] = Counter()
         self.stopping = False
         self.held: list[Step] | None = None  # starts not yet reported (see _loop)
+        self.ended = 0.0  # wall-clock time the last finished jobs were seen done
         self.recorded: dict[str, Record] = {}  # records written by this build (flow.lock)
 
     def run(self) -> Summary:
@@ -160,6 +164,7 @@ class Scheduler:
                 return
             finished = [(handle.result(), *self.running.pop(handle))
                         for handle in self._wait()]
+            self.ended = time.time()  # when these jobs were seen done (their bars' ends)
             for _, step, _ in finished:
                 self._release(step.target)
             self.held = []  # reported after the finishes: `ok A` before `run B`, as it happened
@@ -204,13 +209,13 @@ class Scheduler:
 
     def _restore(self, step: Step) -> bool:
         assert self.restorer is not None
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         log = self.restorer.restore(step)
         if log is None:
             return False
         self.checker.hasher.forget(o.path for o in step.target.outputs)
         outcome = Outcome(step.name, "restored", time.monotonic() - started,
-                          [str(r) for r in step.reasons], log)
+                          [str(r) for r in step.reasons], log, started=wall, finished=time.time())
         self._record(step, outcome, None)
         self._done(outcome)
         return True
@@ -243,19 +248,23 @@ class Scheduler:
             self.checker.hasher.forget(o.path for o in step.target.outputs)
             job = make_job(self.project, step.target)
             line = self.reporter.line if self.stream else None
-            self.running[self.executor.submit(job, line)] = (step, time.monotonic())
+            self.running[self.executor.submit(job, line)] = (step, time.time())
         self.runnable.extendleft(reversed(skipped))
 
     def _finish(self, step: Step, result: JobResult, started: float) -> None:
+        """``started``: the wall-clock time the job was submitted."""
         reasons = [str(r) for r in step.reasons]
+        times = {"started": started, "finished": self.ended}
         if result.interrupted:
-            self._done(Outcome(step.name, "failed", result.duration, reasons, result.output,
-                               "interrupted", result.attempts))
+            outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
+                              "interrupted", result.attempts, **times)
+            self._record_interrupted(step, outcome)
+            self._done(outcome)
             return
         result = digest_url_outputs(self.checker.hasher, step.target, result)
         if not result.ok:
             outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
-                              result.error, result.attempts)
+                              result.error, result.attempts, **times)
             self._record(step, outcome, None)
             self._done(outcome)
             return
@@ -265,7 +274,7 @@ class Scheduler:
         for path, entry in result.stats.items():
             hasher.learn(path, entry)
         outcome = Outcome(step.name, "built", result.duration, reasons, result.output,
-                          None, result.attempts)
+                          None, result.attempts, **times)
         if self.restorer is not None and step.target.cache:
             self.restorer.save(step, result)
         self._record(step, outcome, result.digests)
@@ -282,10 +291,20 @@ class Scheduler:
                             json.dumps(digests),
                             self.run_id, time.time(), outcome.duration)
         self.store.finish_target(self.run_id, outcome.name, outcome.status, outcome.duration,
-                                 outcome.reasons, outcome.output, record)
+                                 outcome.reasons, outcome.output, record,
+                                 started=outcome.started, finished=outcome.finished,
+                                 error=outcome.error)
         if record is not None:  # a dependent's ``deps`` part reads it
             self.checker.records[step.name] = record
             self.recorded[step.name] = record
+
+    def _record_interrupted(self, step: Step, outcome: Outcome) -> None:
+        """The line of a target stopped by Ctrl-C (no record), so that ``log N`` names it;
+        a state that cannot be written then is left for the next build to close."""
+        try:
+            self._record(step, outcome, None)
+        except StateError:
+            pass
 
     def _adopt(self, step: Step) -> None:
         """A target fresh through its flow.lock entry gets that entry as its local record,
@@ -325,13 +344,15 @@ class Scheduler:
         self.stopping = True
         if self.executor is not None:
             self.executor.cancel()
-        for future, (step, _) in list(self.running.items()):
+        for future, (step, started) in list(self.running.items()):
             try:
                 result = future.result(timeout=30)
             except Exception:  # a job that cannot even report is simply not recorded
                 result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
             self.outcomes[step.name] = Outcome(step.name, "failed", result.duration,
                                                [str(r) for r in step.reasons], result.output,
-                                               "interrupted", result.attempts)
+                                               "interrupted", result.attempts,
+                                               started=started, finished=time.time())
+            self._record_interrupted(step, self.outcomes[step.name])
             self.on_event("target_finish", self.outcomes[step.name])
         self.running.clear()

@@ -18,14 +18,30 @@ import json
 import sys
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import UnknownTargetError, UsageError, suggest
-from .store import Run
+from .store import Run, TargetLine
 from .workspace import Workspace
 
-# (target, run_id, status, duration, reasons, output)
-Entry = tuple[str, int, str, float, list[str], str]
+
+class Entry(NamedTuple):
+    """One target's line in one build (``started``/``finished``: wall-clock seconds)."""
+
+    target: str
+    run_id: int
+    status: str
+    duration: float
+    reasons: list[str]
+    output: str
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+
+
+def _entry(line: TargetLine) -> Entry:
+    return Entry(line.target, line.run_id, line.status, line.duration, line.reasons,
+                 line.output, line.started, line.finished, line.error)
 
 
 def log_command(ws: Workspace, args: argparse.Namespace) -> int:
@@ -79,8 +95,7 @@ def _latest(ws: Workspace) -> Run:
 
 def _run_entries(ws: Workspace, run: Run) -> list[Entry]:
     """A build's targets in the order the build finished them."""
-    return [(name, run.run_id, status, duration, reasons, output)
-            for name, status, duration, reasons, output in ws.store.run_targets(run.run_id)]
+    return [_entry(line) for line in ws.store.lines_of_run(run.run_id)]
 
 
 def _target_names(ws: Workspace, ref: str) -> list[str]:
@@ -96,7 +111,7 @@ def _target_names(ws: Workspace, ref: str) -> list[str]:
 def _history(ws: Workspace, names: list[str], limit: int) -> list[Entry]:
     """The newest ``limit`` lines of these targets' history, newest first."""
     rank = {name: i for i, name in enumerate(names)}
-    entries = [(name, *row) for name in names for row in ws.store.target_history(name, limit)]
+    entries = [_entry(line) for name in names for line in ws.store.lines_of_target(name, limit)]
     entries.sort(key=lambda e: (-e[1], rank[e[0]]))
     return entries[:limit]
 
@@ -151,7 +166,7 @@ def run_lines(run: Run, entries: list[Entry], with_output: bool) -> list[str]:
              f"took {_seconds(run_duration(run))}",
              f"  command: {run.command}", f"  targets: {_counts(run.counts)}"]
     width = max((len(e[0]) for e in entries), default=0)
-    for name, _, status, duration, reasons, output in entries:
+    for name, _, status, duration, reasons, output, *_ in entries:
         why = f"  ({'; '.join(reasons)})" if reasons else ""
         lines.append(f"  {name:<{width}}  {status:<8}  {_seconds(duration):>8}{why}")
         if with_output and output:
@@ -182,12 +197,12 @@ def target_lines(names: list[str], runs: list[Run], entries: list[Entry], *,
     started = {r.run_id: r.started for r in runs}
     width = max(len(e[0]) for e in entries)
     lines = []
-    for name, run_id, status, duration, reasons, _ in entries:
+    for name, run_id, status, duration, reasons, *_ in entries:
         why = f"  ({'; '.join(reasons)})" if reasons else ""
         lines.append(f"run {run_id:<5} {when(started.get(run_id))}  {name:<{width}}  "
                      f"{status:<8}  {_seconds(duration):>8}{why}")
     shown = entries if every_output else _latest_each(entries)
-    for name, run_id, status, _, _, output in shown:
+    for name, run_id, status, _, _, output, *_ in shown:
         lines.append("")
         lines.append(f"output of {name} in run {run_id} ({status}):")
         lines.extend(_output_block(output, "  ") if output else ["  (no output)"])
@@ -222,10 +237,15 @@ def runs_json(runs: list[Run], entries: list[Entry] | None = None) -> dict[str, 
     for run in runs:
         doc = run_json(run)
         if entries is not None:
-            doc["targets"] = [
-                {"name": name, "status": status, "duration": round(duration or 0.0, 4),
-                 "reasons": reasons, "output": output}
-                for name, run_id, status, duration, reasons, output in entries
-                if run_id == run.run_id]
+            doc["targets"] = [target_json(e) for e in entries if e.run_id == run.run_id]
         docs.append(doc)
     return {"runs": docs}
+
+
+def target_json(entry: Entry) -> dict[str, Any]:
+    """One target's line: ``started``/``finished`` ISO 8601 (None where not known: a line
+    from before times were kept), ``error`` None unless it failed or was skipped."""
+    return {"name": entry.target, "status": entry.status,
+            "duration": round(entry.duration or 0.0, 4), "reasons": entry.reasons,
+            "output": entry.output, "started": iso(entry.started),
+            "finished": iso(entry.finished), "error": entry.error}

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from . import fastpath
 from .errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS run_targets (
     run_id INTEGER, target TEXT, status TEXT, duration REAL, reasons TEXT, output TEXT,
+    started REAL, finished REAL, error TEXT,  -- wall-clock seconds; the failure's error
     PRIMARY KEY (run_id, target)
 );  -- a rowid table: rowid keeps the order in which the build finished its targets
 CREATE INDEX IF NOT EXISTS run_targets_target ON run_targets (target, run_id);
@@ -174,6 +175,20 @@ class Run(NamedTuple):
     command: str
     result: str
     counts: dict[str, int]
+
+
+class TargetLine(NamedTuple):
+    """One target's line in one build of the history."""
+
+    run_id: int
+    target: str
+    status: str
+    duration: float
+    reasons: list[str]
+    output: str
+    started: float | None  # wall-clock time the job was started (or the restore began)
+    finished: float | None
+    error: str | None
 
 
 class Store:
@@ -338,15 +353,21 @@ class Store:
 
     @guarded
     def finish_target(self, run_id: int, target: str, status: str, duration: float,
-                      reasons: list[str], output: str, record: Record | None) -> None:
-        """A target's line in the run and, after a success, its record: one transaction."""
+                      reasons: list[str], output: str, record: Record | None, *,
+                      started: float | None = None, finished: float | None = None,
+                      error: str | None = None) -> None:
+        """A target's line in the run and, after a success, its record: one transaction.
+        ``started`` and ``finished`` are wall-clock times (``time.time()``)."""
         import json
 
         if record is not None:
             self._records_change()
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO run_targets VALUES (?, ?, ?, ?, ?, ?)",
-                       (run_id, target, status, duration, json.dumps(reasons), output))
+            db.execute("INSERT OR REPLACE INTO run_targets (run_id, target, status, duration,"
+                       " reasons, output, started, finished, error)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (run_id, target, status, duration, json.dumps(reasons), output,
+                        started, finished, error))
             if record is not None:
                 db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (record.target, record.key, record.parts_json, record.outputs_json,
@@ -413,6 +434,38 @@ class Store:
         return [(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
     @guarded
+    def lines_of_run(self, run_id: int) -> list[TargetLine]:
+        """A build's target lines, every column, in the order the build finished them."""
+        rows = self.db.execute(
+            f"SELECT {_LINE_COLUMNS} FROM run_targets WHERE run_id = ? ORDER BY rowid",
+            (run_id,))
+        return [_line(r) for r in rows]
+
+    @guarded
+    def lines_of_target(self, target: str, limit: int = 20) -> list[TargetLine]:
+        """A target's newest ``limit`` lines, every column, newest first."""
+        rows = self.db.execute(
+            f"SELECT {_LINE_COLUMNS} FROM run_targets WHERE target = ?"
+            " ORDER BY run_id DESC LIMIT ?", (target, limit))
+        return [_line(r) for r in rows]
+
+    @guarded
+    def recent_durations(self, run_id: int, limit: int = 20
+                         ) -> dict[str, list[tuple[int, str, float]]]:
+        """For each target with a line in build ``run_id``: its newest ``limit`` lines up to
+        that build, oldest first, as (run_id, status, duration)."""
+        rows = self.db.execute(
+            "SELECT target, run_id, status, duration FROM ("
+            " SELECT target, run_id, status, duration, ROW_NUMBER() OVER ("
+            "  PARTITION BY target ORDER BY run_id DESC) AS n FROM run_targets"
+            " WHERE run_id <= ? AND target IN (SELECT target FROM run_targets WHERE run_id = ?))"
+            " WHERE n <= ? ORDER BY target, run_id", (run_id, run_id, limit))
+        found: dict[str, list[tuple[int, str, float]]] = {}
+        for target, rid, status, duration in rows:
+            found.setdefault(target, []).append((rid, status, duration or 0.0))
+        return found
+
+    @guarded
     def target_history(self, target: str, limit: int = 20) -> list[tuple[int, str, float, list[str], str]]:
         import json
 
@@ -420,6 +473,16 @@ class Store:
             "SELECT run_id, status, duration, reasons, output FROM run_targets"
             " WHERE target = ? ORDER BY run_id DESC LIMIT ?", (target, limit))
         return [(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+
+_LINE_COLUMNS = "run_id, target, status, duration, reasons, output, started, finished, error"
+
+
+def _line(row: tuple[Any, ...]) -> TargetLine:
+    import json
+
+    return TargetLine(row[0], row[1], row[2], row[3] or 0.0, json.loads(row[4] or "[]"),
+                      row[5] or "", row[6], row[7], row[8])
 
 
 def _counts_json(counts: dict[str, int]) -> str:
