@@ -121,18 +121,25 @@ def is_module_name(name: object) -> bool:
 
 def too_deep(value: Any, key: str = "") -> str | None:
     """The dotted key of an array or table in ``value`` inside MAX_NESTING others (an
-    array's items go by its key), or None; without recursion."""
-    stack = [(value, key, 0)]
+    array's items go by its key), or None; without recursion. Only containers are
+    visited, and a key is spelled out only for the answer."""
+    if not isinstance(value, (dict, list)):
+        return None
+    stack: list[tuple[Any, int, Any]] = [(value, 0, None)]  # (container, depth, link)
     while stack:
-        item, where, depth = stack.pop()
+        item, depth, link = stack.pop()
+        if depth >= MAX_NESTING:
+            parts = []
+            while link is not None:
+                name, link = link
+                if name is not None:
+                    parts.append(str(name))
+            return ".".join([key, *reversed(parts)] if key else reversed(parts))
         if isinstance(item, dict):
-            if depth >= MAX_NESTING:
-                return where
-            stack.extend((v, f"{where}.{k}" if where else k, depth + 1) for k, v in item.items())
-        elif isinstance(item, list):
-            if depth >= MAX_NESTING:
-                return where
-            stack.extend((v, where, depth + 1) for v in item)
+            stack.extend((v, depth + 1, (k, link)) for k, v in item.items()
+                         if isinstance(v, (dict, list)))
+        else:
+            stack.extend((v, depth + 1, (None, link)) for v in item if isinstance(v, (dict, list)))
     return None
 
 
@@ -155,10 +162,6 @@ def load(path: Path, overrides: Mapping[str, Any] | None = None) -> Project:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", file=file) from None
-    deep = too_deep(doc)
-    if deep is not None:
-        raise _Loader(path, doc).error(deep, f"arrays or tables nested more than {MAX_NESTING}"
-                                       " deep")
     return _Loader(path, doc).project(dict(overrides or {}))
 
 
@@ -238,6 +241,14 @@ class _Loader:
             raise self.error(key, f"must be at most {_number(high)}, got {_number(value)}")
         return value
 
+    def check_depth(self, params: Any, key: str) -> None:
+        """Params are the only values that nest freely (every other key has a fixed shape):
+        at most MAX_NESTING deep, so nothing that walks them later can hit Python's
+        recursion limit."""
+        deep = too_deep(params, key)
+        if deep is not None:
+            raise self.error(deep, f"arrays or tables nested more than {MAX_NESTING} deep")
+
     def module_names(self, value: Any, key: str) -> tuple[str, ...]:
         """``[flow] plugins``: dotted Python module names only (never paths)."""
         names = self.str_list(value, key)
@@ -253,6 +264,7 @@ class _Loader:
         self.check_keys(self.doc, {"flow", "params", "targets"}, "")
         settings = self.settings(self.expect(self.doc.get("flow", {}), (dict,), "flow", "a table"))
         params = dict(self.expect(self.doc.get("params", {}), (dict,), "params", "a table"))
+        self.check_depth(params, "params")
         for name, value in overrides.items():
             if name not in params:
                 raise UnknownParamError(name, suggest(name, params))
@@ -329,6 +341,7 @@ class _Loader:
             raise self.error(where, "a target name may use letters, digits and _ . - / only")
         self.expect(table, (dict,), where, "a table")
         self.check_keys(table, TARGET_KEYS, where)
+        self.check_depth(table.get("params"), f"{where}.params")
         has_cmd, has_python = "cmd" in table, "python" in table
         if has_cmd == has_python:
             raise self.error(where, "needs exactly one of 'cmd' or 'python'")
