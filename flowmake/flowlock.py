@@ -125,25 +125,34 @@ def _line_of(text: str, word: str) -> int | None:
     return None if index < 0 else text.count("\n", 0, index) + 1
 
 
-def render(entries: Mapping[str, LockEntry]) -> str:
-    """The file's text: entries sorted by name, each key's parts in a fixed order."""
+def block(name: str, e: LockEntry) -> str:
+    """One entry's lines (its tables), as they stand in the file."""
     import tomli_w
 
-    targets = {}
-    for name in sorted(entries):
-        e = entries[name]
-        table: dict[str, Any] = {"key": e.key}
-        table.update((p, e.parts[p]) for p in _PARTS if p in e.parts and e.parts[p] != {})
-        table["outputs"] = dict(e.outputs)
-        targets[name] = table
-    return HEADER + "\n" + tomli_w.dumps({"version": FORMAT, "targets": targets})
+    table: dict[str, Any] = {"key": e.key}
+    table.update((p, e.parts[p]) for p in _PARTS if p in e.parts and e.parts[p] != {})
+    table["outputs"] = dict(e.outputs)
+    return tomli_w.dumps({"targets": {name: table}})
+
+
+def compose(blocks: Mapping[str, str]) -> str:
+    """The file's text from its entries' blocks, sorted by name."""
+    return HEADER + f"\nversion = {FORMAT}\n\n" + "\n".join(blocks[n] for n in sorted(blocks))
+
+
+def render(entries: Mapping[str, LockEntry]) -> str:
+    """The file's text: entries sorted by name, each key's parts in a fixed order."""
+    return compose({name: block(name, e) for name, e in entries.items()})
 
 
 def write(path: Path, entries: Mapping[str, LockEntry]) -> bool:
     """Write ``entries`` atomically, only if that changes the file; True if written."""
+    return write_text(path, render(entries))
+
+
+def write_text(path: Path, text: str) -> bool:
     from .fsutil import atomic_write
 
-    text = render(entries)
     try:
         if path.read_text(encoding="utf-8") == text:
             return False
@@ -153,20 +162,6 @@ def write(path: Path, entries: Mapping[str, LockEntry]) -> bool:
     return True
 
 
-def updated(current: Mapping[str, LockEntry] | None, changed: Mapping[str, LockEntry | None],
-            targets: Iterable[str]) -> dict[str, LockEntry]:
-    """The lock after a command: ``current`` with ``changed`` applied (None removes an
-    entry), keeping only names in ``targets`` (entries of removed targets are dropped)."""
-    wanted = set(targets)
-    result = {n: e for n, e in (current or {}).items() if n in wanted}
-    for name, new in changed.items():
-        if new is None:
-            result.pop(name, None)
-        elif name in wanted:
-            result[name] = new
-    return result
-
-
 def signature(path: Path) -> tuple[int, int, int] | None:
     """(size, mtime_ns, inode) of the file, None if there is none."""
     try:
@@ -174,3 +169,102 @@ def signature(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+class Cached(NamedTuple):
+    """An entry as a build needs it: the JSON a Record holds, and its block of the file."""
+
+    key: str
+    parts_json: str
+    outputs_json: str
+    block: str
+
+
+def _cached(name: str, e: LockEntry) -> Cached:
+    return Cached(e.key, e.parts_json, e.outputs_json, block(name, e))
+
+
+class LockFile:
+    """One project's flow.lock, with its entries parsed and rendered kept in ``.flowmake/``
+    (keyed by the file's size, mtime and inode), so that a build neither parses the file
+    nor renders the entries it did not change: at 10,000 targets both cost most of a
+    second. The file itself stays the truth: a changed stat means it is parsed again."""
+
+    def __init__(self, path: Path, state_dir: Path) -> None:
+        self.path = path
+        self._cache = state_dir / "lock.cache"
+        self._sig = state_dir / "lock.sig"
+        self._entries: dict[str, Cached] | None = None
+
+    def validate(self) -> None:
+        """Parse the file now if it changed since this clone last read or wrote it (one
+        stat otherwise), so that a broken lock is exit 2 before anything runs."""
+        now = signature(self.path)
+        if now is not None and repr(now) != self._read(self._sig, text=True):
+            self.entries()
+
+    def entries(self) -> dict[str, Cached]:
+        """Every entry, by target name (none without the file).
+
+        Raises:
+            ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
+        """
+        if self._entries is None:
+            now = signature(self.path)
+            found: dict[str, Cached] = {}
+            if now is not None:
+                saved = self._read(self._cache)
+                if isinstance(saved, tuple) and saved[:2] == (FORMAT, now):
+                    found = {n: Cached(*c) for n, c in saved[2].items()}
+                else:
+                    found = {n: _cached(n, e) for n, e in (read(self.path) or {}).items()}
+                    self._remember(now, found)
+            self._entries = found
+        return self._entries
+
+    def update(self, changed: Mapping[str, Any], targets: Iterable[str]) -> bool:
+        """Apply ``changed`` (name → a record, or None to remove its entry), keep only
+        ``targets``, and write the file if its text changes; True if written."""
+        current = self.entries()
+        wanted = set(targets)
+        new = {n: c for n, c in current.items() if n in wanted}
+        for name, record in changed.items():
+            if record is None:
+                new.pop(name, None)
+            elif name in wanted:
+                old = new.get(name)
+                if old is None or (old.key, old.outputs_json) != (record.key,
+                                                                 record.outputs_json):
+                    new[name] = _cached(name, entry(record.key, record.parts, record.outputs))
+        exists = self.path.exists()
+        if not new and not exists:
+            return False  # nothing to say, and no file to change
+        if exists and [(n, c.block) for n, c in sorted(new.items())] == [
+                (n, c.block) for n, c in sorted(current.items())]:
+            return False
+        written = write_text(self.path, compose({n: c.block for n, c in new.items()}))
+        self._entries = new
+        self._remember(signature(self.path), new)
+        return written
+
+    def _remember(self, sig: tuple[int, int, int] | None, entries: dict[str, Cached]) -> None:
+        import marshal
+
+        from .fsutil import atomic_write
+
+        try:
+            atomic_write(self._cache, marshal.dumps(
+                (FORMAT, sig, {n: tuple(c) for n, c in entries.items()})), fsync=False)
+            atomic_write(self._sig, repr(sig).encode(), fsync=False)
+        except OSError:
+            pass  # a read-only state: parsed again next time
+
+    @staticmethod
+    def _read(path: Path, *, text: bool = False) -> Any:
+        import marshal
+
+        try:
+            data = path.read_bytes()
+            return data.decode() if text else marshal.loads(data)
+        except (OSError, ValueError, EOFError, TypeError, UnicodeDecodeError):
+            return None

@@ -153,37 +153,25 @@ class Workspace:
 
     # -- flow.lock --------------------------------------------------------------------
 
-    @property
-    def lock_path(self) -> Path:
-        return self.root / flowlock.NAME
-
     @cached_property
-    def lock_entries(self) -> dict[str, flowlock.LockEntry]:
-        """flow.lock's entries (none without the file, or with ``[flow] lock = false``).
+    def lockfile(self) -> flowlock.LockFile:
+        return flowlock.LockFile(self.root / flowlock.NAME, self.project.state_dir)
+
+    def lock_records(self) -> dict[str, Record]:
+        """flow.lock's entries as records (none without it, or with ``[flow] lock = false``).
 
         Raises:
             ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
         """
         if not self.project.settings.lock:
             return {}
-        return flowlock.read(self.lock_path) or {}
-
-    def lock_records(self) -> dict[str, Record]:
-        return {name: Record(name, e.key, e.parts_json, e.outputs_json, None, 0.0, 0.0)
-                for name, e in self.lock_entries.items()}
+        return {name: Record(name, c.key, c.parts_json, c.outputs_json, None, 0.0, 0.0)
+                for name, c in self.lockfile.entries().items()}
 
     def validate_lock(self) -> None:
-        """Read flow.lock before anything runs when it changed since this clone last read
-        or wrote it (a pull, a merge, a fresh clone): a broken one is exit 2 up front,
-        not in the middle of a build. Unchanged, it costs a stat and is read only if a
-        target needs it."""
-        if not self.project.settings.lock:
-            return
-        now = flowlock.signature(self.lock_path)
-        if now is None or repr(now) == self._known_lock():
-            return
-        self.lock_entries  # noqa: B018 - parses it, or raises
-        self._remember_lock(now)
+        """A broken flow.lock is exit 2 before anything runs (read only if it changed)."""
+        if self.project.settings.lock:
+            self.lockfile.validate()
 
     def sync_lock(self, changed: dict[str, Record | None]) -> None:
         """After a command that wrote or forgot records: flow.lock with those entries, and
@@ -192,37 +180,11 @@ class Workspace:
         if not self.project.settings.lock or not (changed or self.reparsed):
             return
         try:
-            current = self.lock_entries
+            self.lockfile.update(changed, self.graph.targets)
         except ConfigError as exc:
             print(f"flowmake: warning: flow.lock not updated: {exc}", file=sys.stderr)
-            return
-        entries = flowlock.updated(current, {
-            name: None if r is None else flowlock.entry(r.key, r.parts, r.outputs)
-            for name, r in changed.items()}, self.graph.targets)
-        if not entries and not self.lock_path.exists():
-            return  # nothing to say, and no file to change
-        try:
-            flowlock.write(self.lock_path, entries)
         except OSError as exc:
             print(f"flowmake: warning: flow.lock not written: {exc}", file=sys.stderr)
-            return
-        self.__dict__["lock_entries"] = entries
-        self._remember_lock(flowlock.signature(self.lock_path))
-
-    def _known_lock(self) -> str | None:
-        try:
-            return (self.project.state_dir / "lock.stat").read_text()
-        except OSError:
-            return None
-
-    def _remember_lock(self, signature: tuple[int, int, int] | None) -> None:
-        from .fsutil import atomic_write
-
-        try:
-            atomic_write(self.project.state_dir / "lock.stat", repr(signature).encode(),
-                         fsync=False)
-        except OSError:
-            pass  # a read-only state: the lock is read again next time
 
     def select(self, patterns: list[str]) -> list[str]:
         """The named targets; with none, ``[flow] default`` or every target."""
