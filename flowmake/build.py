@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from .errors import FlowmakeError
-from .execute import Scheduler
+from .execute import Scheduler, Summary
 from .leftovers import mark_environment, writing_lock
 from .report import make_reporter
 from .store import Record
@@ -41,6 +41,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     ws.checker().check_sources(names)
     if args.dry_run:
         return _dry_run(ws, names, args)
+    junit = junit_path(args)
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
     with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
@@ -78,14 +79,45 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             with contextlib.suppress(FlowmakeError):  # else the next build closes it
                 ws.store.close_run(run_id, result, time.time())  # not "running", with what it recorded
             ws.sync_lock({**changed, **(scheduler.recorded if scheduler else {})})
+            if scheduler is not None:
+                with contextlib.suppress(Exception):  # the first error is the one to show
+                    after_build(args, junit, scheduler.partial(result), run.started)
             raise
         ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
         ws.sync_lock(changed)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
             ws.save_fast_path(args.param, args.targets, list(summary.outcomes))
+    after_build(args, junit, summary, run.started)
     if args.json:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
     return EXIT_FOR_RESULT[summary.result]
+
+
+def junit_path(args: argparse.Namespace) -> Any:
+    """``--junit FILE`` (relative to -C DIR, as ``graph -o`` is), checked before the build."""
+    if not getattr(args, "junit", None):
+        return None
+    from pathlib import Path
+
+    from .junit import check_path
+
+    path = Path(args.directory or ".") / args.junit
+    check_path(path)
+    return path
+
+
+def after_build(args: argparse.Namespace, junit: Any, summary: Summary,
+                started: float | None) -> None:
+    """The reports a build leaves for CI: the JUnit file, GitHub's annotations and summary."""
+    args.reported = True
+    if junit is not None:
+        from .junit import write_junit
+
+        write_junit(junit, summary, started)
+    if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("GITHUB_STEP_SUMMARY"):
+        from .github import after_build as github_after_build
+
+        github_after_build(summary, sys.stderr if args.json else sys.stdout)
 
 
 def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Any:

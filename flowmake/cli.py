@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -93,6 +94,9 @@ def _build_args(p: argparse.ArgumentParser) -> None:
                    help="run targets with this executor (default: [flow].executor)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="the Dask scheduler, tcp://HOST:PORT (executor dask)")
+    p.add_argument("--junit", metavar="FILE",
+                   help="write a JUnit XML report of the build to FILE (for CI), also when"
+                   " it fails or is interrupted")
     _json(p)
 
 
@@ -272,6 +276,11 @@ def _print_error(err: FlowmakeError, args: argparse.Namespace) -> None:
     print(f"flowmake: error: {err}", file=sys.stderr)
     if err.hint:
         print(f"  hint: {err.hint}", file=sys.stderr)
+    if os.environ.get("GITHUB_ACTIONS") == "true":  # an annotation on the workflow run
+        from .github import error_command
+
+        print(error_command(err, args.directory),
+              file=sys.stderr if getattr(args, "json", False) else sys.stdout)
 
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
@@ -348,9 +357,13 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
         "utf-8", "backslashreplace")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j must be at least 1, got {args.jobs}")
+    if args.junit and args.dry_run:
+        raise UsageError("--junit cannot be used with -n (a dry run builds nothing to report)")
     install_sigterm()  # before the lock: a build waiting for it stops like Ctrl-C too
     try:
-        if not args.dry_run and not args.always_make:
+        # The no-op fast path writes no CI report: with one asked for, the full path runs.
+        if not args.dry_run and not args.always_make and not args.junit \
+                and "GITHUB_STEP_SUMMARY" not in os.environ:
             done = run_noop(_flow_file(args), args.param, args.targets, command, args.json,
                             args.quiet, args.verbose)
             if done is not None:
@@ -367,6 +380,11 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
         # scheduler handles interrupts once it runs. Tools still get their document.
         if args.json:
             _emit_json({"run_id": None, "result": "interrupted", "targets": []})
+        if args.junit and not getattr(args, "reported", False):  # an empty one: CI finds it
+            from .build import after_build, junit_path
+            from .execute import Summary
+
+            after_build(args, junit_path(args), Summary(None, "interrupted", {}, 0.0), None)
         print("flowmake: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

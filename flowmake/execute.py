@@ -129,10 +129,11 @@ class Scheduler:
         self.stopping = False
         self.held: list[Step] | None = None  # starts not yet reported (see _loop)
         self.ended = 0.0  # wall-clock time the last finished jobs were seen done
+        self.start = time.monotonic()
         self.recorded: dict[str, Record] = {}  # records written by this build (flow.lock)
 
     def run(self) -> Summary:
-        start = time.monotonic()
+        start = self.start = time.monotonic()
         self.reporter.build_start(len(self.order), self.jobs)
         result = "success"
         try:
@@ -156,6 +157,12 @@ class Scheduler:
         summary = Summary(self.run_id, result, ordered, time.monotonic() - start)
         self.reporter.build_finish(summary)
         return summary
+
+    def partial(self, result: str) -> Summary:
+        """What this build did, when flowmake stopped outside the loop (every target not
+        finished is skipped)."""
+        outcomes = {n: self.outcomes.get(n) or Outcome(n, "skipped") for n in self.order}
+        return Summary(self.run_id, result, outcomes, time.monotonic() - self.start)
 
     def _loop(self) -> None:
         while True:
