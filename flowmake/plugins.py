@@ -32,6 +32,9 @@ BUILTINS = (
 INSTALL_HINTS = {
     "s3": "pip install flowmake-s3   (from plugins/flowmake-s3 in the flowmake repository)",
     ".parquet": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
+    ".feather": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
+    ".csv": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
+    ".tsv": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
     "dask": "pip install flowmake-dask   (from plugins/flowmake-dask)",
     "gs": "pip install gcsfs",
     "gcs": "pip install gcsfs",

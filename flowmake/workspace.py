@@ -105,8 +105,6 @@ class Workspace:
         """Every URL needs a backend, every loaded input a format: exit 2 before running."""
         from .errors import ConfigError, PluginError
         from .formats import extension
-        from .plugins import INSTALL_HINTS
-
         self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
         for target in self.project.targets.values():
             where = f"targets.{target.matrix or target.name}"
@@ -121,7 +119,7 @@ class Workspace:
                 try:
                     if "://" in path:
                         self.plugins.backend_class(path)
-                    if needs_format or (python and extension(path) in INSTALL_HINTS):
+                    if needs_format:
                         self.plugins.format_for(path)
                 except PluginError as exc:
                     raise ConfigError(exc.message, file=self.path.name, key=key,

@@ -1,4 +1,5 @@
-"""Built-in formats: pickle (.pkl, .pickle), json (.json) and text (.txt).
+"""Built-in formats: pickle (.pkl, .pickle), json (.json) and text (.txt, .md, .html,
+.svg, .log: a ``str``, written as UTF-8).
 
 Registered through the same hook a third-party plugin uses.
 """
@@ -38,14 +39,15 @@ class JsonFormat:
 
 class TextFormat:
     NAME = "text"
-    EXTENSIONS = (".txt",)
+    EXTENSIONS = (".txt", ".md", ".html", ".svg", ".log")
 
     def load(self, f: IO[bytes]) -> str:
         return f.read().decode("utf-8")
 
     def dump(self, value: Any, f: IO[bytes]) -> None:
         if not isinstance(value, str):
-            raise TypeError(f"a .txt output takes a str, got {type(value).__name__}")
+            raise TypeError(f"a text output (.txt, .md, .html, .svg, .log) takes a str,"
+                            f" got {type(value).__name__}")
         f.write(value.encode("utf-8"))
 
 
