@@ -45,7 +45,7 @@ def _plain(text: str) -> str:
 
 
 def tail(output: str, lines: int) -> list[str]:
-    return _plain(output).rstrip("\n").splitlines()[-lines:] if output.strip() else []
+    return _plain(output).rstrip("\n").split("\n")[-lines:] if output.strip() else []
 
 
 def target_command(outcome: Outcome) -> str:
@@ -107,7 +107,7 @@ def _failure(outcome: Outcome) -> list[str]:
     fence = _fence(block)
     out = [f"#### ❌ {_code(_plain(outcome.name))}: {_plain(outcome.error or 'failed')}", ""]
     if lines:
-        more = len(_plain(outcome.output).rstrip("\n").splitlines()) - len(lines)
+        more = _plain(outcome.output).rstrip("\n").count("\n") + 1 - len(lines)
         if more > 0:
             out += [f"last {len(lines)} lines of its output ({more} before them):", ""]
         out += [f"{fence}text", block, fence, ""]
