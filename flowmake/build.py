@@ -50,6 +50,8 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         # records as they are now, under the lock
         checker = ws.checker(force=args.always_make, cache=use_cache)
         restorer = ws.artifacts if use_cache else None
+        # The cache's signing key is never a command's to see (the cache, if open, has it).
+        os.environ.pop("FLOWMAKE_CACHE_KEY", None)
         run_id = ws.store.start_run(command)
         run = ws.store.run(run_id)
         assert run is not None

@@ -214,3 +214,14 @@ def test_cache_push_signs_what_is_there_and_cache_pull_verifies(
     pulled = other.json("cache", "pull", env=SIGNED, check=True)
     assert (pulled["entries"], pulled["missing"]) == (2, 0)
     assert build(other, SIGNED) == ({"a": "restored", "tree": "restored"}, [])
+
+
+def test_no_cache_builds_do_not_hand_the_key_to_commands(project):
+    project.flow("""
+        [targets.env]
+        cmd = "env > ${outputs}"
+        outputs = ["out/env.txt"]
+        """)
+    result = project.run("build", "--no-cache", env={"FLOWMAKE_CACHE_KEY": "s3cr3t-key"})
+    assert result.returncode == 0, result.stderr
+    assert "s3cr3t-key" not in project.read("out/env.txt")
