@@ -62,7 +62,8 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
                 ws.project, ws.graph, list(names), checker, ws.store,
                 lambda: _executor(ws, executor_name, jobs, _executor_options(ws, args)), reporter,
                 jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
-                restorer=restorer, on_event=_observer(ws))
+                restorer=restorer, on_event=_observer(ws),
+                kept=not getattr(args, "no_record", False))
             ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
             if restorer is not None:
                 restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
@@ -80,12 +81,18 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             with contextlib.suppress(FlowmakeError):  # else the next build closes it
                 ws.store.close_run(run_id, result, time.time())  # not "running", with what it recorded
+                if getattr(args, "no_record", False):
+                    ws.store.forget_run(run_id)
             ws.sync_lock({**changed, **(scheduler.recorded if scheduler else {})})
             if scheduler is not None:
                 with contextlib.suppress(Exception):  # the first error is the one to show
                     after_build(args, junit, scheduler.partial(result), run.started)
             raise
-        ws.store.finish_run(run_id, summary.result, summary.counts(), ws.project.settings.history)
+        if getattr(args, "no_record", False):
+            ws.store.forget_run(run_id)  # what it built stays recorded; the run leaves the log
+        else:
+            ws.store.finish_run(run_id, summary.result, summary.counts(),
+                                ws.project.settings.history)
         ws.sync_lock(changed)
         if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
             ws.save_fast_path(args.param, args.targets, list(summary.outcomes))

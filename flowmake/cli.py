@@ -94,6 +94,9 @@ def _build_args(p: argparse.ArgumentParser) -> None:
                    help="run targets with this executor (default: [flow].executor)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="the Dask scheduler, tcp://HOST:PORT (executor dask)")
+    p.add_argument("--no-record", action="store_true",
+                   help="keep this build out of `flowmake log`'s history (for hooks); what it"
+                   " builds is recorded as usual")
     p.add_argument("--junit", metavar="FILE",
                    help="write a JUnit XML report of the build to FILE (for CI), also when"
                    " it fails or is interrupted")
@@ -365,7 +368,7 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
         if not args.dry_run and not args.always_make and not args.junit \
                 and "GITHUB_STEP_SUMMARY" not in os.environ:
             done = run_noop(_flow_file(args), args.param, args.targets, command, args.json,
-                            args.quiet, args.verbose)
+                            args.quiet, args.verbose, record=not args.no_record)
             if done is not None:
                 return done
         from .build import run_build

@@ -47,7 +47,7 @@ class Outcome(NamedTuple):
 
 
 class Summary(NamedTuple):
-    run_id: int
+    run_id: int | None  # None: a build kept out of the history (build --no-record)
     result: str  # success | failed | interrupted
     outcomes: dict[str, Outcome]
     duration: float
@@ -111,10 +111,12 @@ class Scheduler:
                  store: Store, executor_factory: Callable[[], Executor], reporter: Reporter,
                  *, jobs: int, keep_going: bool, run_id: int, stream: bool = False,
                  restorer: Restorer | None = None,
-                 on_event: Callable[[str, Any], None] | None = None) -> None:
+                 on_event: Callable[[str, Any], None] | None = None,
+                 kept: bool = True) -> None:
         self.project, self.graph, self.checker, self.store = project, graph, checker, store
         self.reporter, self.jobs, self.keep_going = reporter, jobs, keep_going
         self.run_id, self.stream, self.restorer = run_id, stream, restorer
+        self.kept = kept  # false: the run leaves the history at its end (--no-record)
         self.executor_factory = executor_factory
         self.executor: Executor | None = None
         self.on_event = on_event or (lambda name, payload: None)
@@ -154,7 +156,8 @@ class Scheduler:
         if result == "success" and any(o.status == "failed" for o in self.outcomes.values()):
             result = "failed"
         ordered = {n: self.outcomes[n] for n in self.order}
-        summary = Summary(self.run_id, result, ordered, time.monotonic() - start)
+        summary = Summary(self.run_id if self.kept else None, result, ordered,
+                          time.monotonic() - start)
         self.reporter.build_finish(summary)
         return summary
 
@@ -162,7 +165,8 @@ class Scheduler:
         """What this build did, when flowmake stopped outside the loop (every target not
         finished is skipped)."""
         outcomes = {n: self.outcomes.get(n) or Outcome(n, "skipped") for n in self.order}
-        return Summary(self.run_id, result, outcomes, time.monotonic() - self.start)
+        return Summary(self.run_id if self.kept else None, result, outcomes,
+                       time.monotonic() - self.start)
 
     def _loop(self) -> None:
         while True:

@@ -226,8 +226,10 @@ def invalidate(state_dir: str) -> None:
 
 
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
-             as_json: bool, quiet: bool, verbose: bool = False) -> int | None:
-    """A whole no-op `flowmake build` (lock, check, record the run, print); None if not one."""
+             as_json: bool, quiet: bool, verbose: bool = False, record: bool = True
+             ) -> int | None:
+    """A whole no-op `flowmake build` (lock, check, record the run unless ``record`` is
+    false: ``--no-record``, print); None if not one."""
     from pathlib import Path
 
     from .report import format_summary
@@ -243,12 +245,14 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
             return None
         names, count, history, _, _ = found
         counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
-        store = Store(Path(state_dir))
-        try:
-            run_id = store.start_run(command)
-            store.finish_run(run_id, "success", counts, keep=history)
-        finally:
-            store.close()
+        run_id = None
+        if record:
+            store = Store(Path(state_dir))
+            try:
+                run_id = store.start_run(command)
+                store.finish_run(run_id, "success", counts, keep=history)
+            finally:
+                store.close()
     duration = time.monotonic() - start
     if as_json:
         import json

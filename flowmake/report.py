@@ -30,9 +30,12 @@ def summary_line(summary: Summary) -> str:
     return format_summary(summary.result, summary.counts(), summary.duration, summary.run_id)
 
 
-def format_summary(result: str, counts: dict[str, int], duration: float, run_id: int) -> str:
+def format_summary(result: str, counts: dict[str, int], duration: float,
+                   run_id: int | None) -> str:
+    """The build's last line; ``run_id`` None for a build kept out of the history."""
     parts = ", ".join(f"{n} {k}" for k, n in counts.items())
-    return f"flowmake: {result}: {parts} in {duration:.2f}s (run {run_id})"
+    run = "not kept in the history" if run_id is None else f"run {run_id}"
+    return f"flowmake: {result}: {parts} in {duration:.2f}s ({run})"
 
 
 def finish_line(outcome: Outcome) -> str:
@@ -175,7 +178,7 @@ class RichReporter(PlainReporter):
             table.add_column(column, justify="left" if column == "result" else "right")
         c = summary.counts()
         colour = {"success": "green", "failed": "red", "interrupted": "yellow"}[summary.result]
-        table.add_row(str(summary.run_id), f"[{colour}]{summary.result}[/]",
+        table.add_row(str(summary.run_id or "-"), f"[{colour}]{summary.result}[/]",
                       *(str(c[k]) for k in c), f"{summary.duration:.2f}s")
         with self.lock:
             self.console.print(table)

@@ -201,12 +201,19 @@ class Store:
     file and saying that deleting ``.flowmake/`` is safe.
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, memory: bool = False) -> None:
         self.dir = state_dir
         self.path = state_dir / "state.db"
-        self._fast_voided = False
+        self._fast_voided = memory  # nothing on disk to void
         self.readonly = False
-        self.db = _guard(self.path, self._open)
+        self.db = self._memory() if memory else _guard(self.path, self._open)
+
+    @staticmethod
+    def _memory() -> sqlite3.Connection:
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        for statement in _statements(_SCHEMA):
+            db.execute(statement)
+        return db
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -235,16 +242,13 @@ class Store:
         """The state as it is, never written: an empty one where there is none."""
         self.readonly = True
         if not self.path.is_file():
-            db = sqlite3.connect(":memory:", isolation_level=None)
-            db.executescript(_SCHEMA)
-            return db
+            return self._memory()
         # immutable: a WAL database in a folder we cannot write (no -shm can be made)
         uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
         db = sqlite3.connect(uri, uri=True, isolation_level=None)
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             db.close()
-            db = sqlite3.connect(":memory:", isolation_level=None)
-            db.executescript(_SCHEMA)
+            db = self._memory()
         return db
 
     def close(self) -> None:
@@ -347,9 +351,19 @@ class Store:
         with self.transaction() as db:
             db.execute("UPDATE runs SET finished = ?, result = ?, counts = ? WHERE run_id = ?",
                        (time.time(), result, _counts_json(counts), run_id))
-            # History is pruned to the newest ``keep`` runs.
-            db.execute("DELETE FROM runs WHERE run_id <= ?", (run_id - keep,))
-            db.execute("DELETE FROM run_targets WHERE run_id <= ?", (run_id - keep,))
+            # History is pruned to the newest ``keep`` runs (counted: the ids of builds kept
+            # out of it, ``--no-record``, leave gaps).
+            db.execute("DELETE FROM runs WHERE run_id < (SELECT MIN(run_id) FROM ("
+                       "SELECT run_id FROM runs ORDER BY run_id DESC LIMIT ?))", (keep,))
+            db.execute("DELETE FROM run_targets WHERE run_id < (SELECT MIN(run_id) FROM runs)")
+
+    @guarded
+    def forget_run(self, run_id: int) -> None:
+        """Take a build out of the history (``build --no-record``): its run and its targets'
+        lines; the records it wrote stay."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM run_targets WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
 
     @guarded
     def finish_target(self, run_id: int, target: str, status: str, duration: float,
