@@ -1,0 +1,119 @@
+"""Test doubles for the scheduler's seams, for flowmake's own tests and plugin authors'.
+
+:class:`FakeExecutor` implements the Executor interface without starting anything: each
+job's outcome comes from a script (a function of the Job), its outputs are written as the
+script says, and jobs finish one at a time, oldest first, when the scheduler waits, so
+that a test sees a deterministic order. It records what the scheduler did: every job
+submitted, how many ran at once, whether it was cancelled. :func:`memory_store` is a
+:class:`~flowmake.store.Store` in memory (the same SQLite schema, nothing on disk).
+
+A scheduler test on both::
+
+    executor = FakeExecutor(script={"b": FakeExecutor.fails("exit code 1")})
+    summary = Scheduler(project, graph, names, checker, memory_store(), lambda: executor,
+                        QuietReporter(), jobs=2, keep_going=False, run_id=1).run()
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .executor import Job, JobResult, LineSink, finish_outputs
+from .store import Store
+
+
+class Script(NamedTuple):
+    """What a fake job does: succeed or fail, the text it prints, what it writes."""
+
+    ok: bool = True
+    output: str = ""
+    error: str | None = None
+    writes: Mapping[str, str] | None = None  # output path -> content; None: "NAME\n"
+    interrupt: bool = False  # raise KeyboardInterrupt when the scheduler waits for it
+
+
+class FakeHandle:
+    """A submitted fake job; resolved by :meth:`FakeExecutor.wait`."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self._result: JobResult | None = None
+
+    def done(self) -> bool:
+        return self._result is not None
+
+    def result(self, timeout: float | None = None) -> JobResult:
+        assert self._result is not None, f"{self.job.name} was never waited for"
+        return self._result
+
+
+class FakeExecutor:
+    """An Executor that runs nothing: see the module docstring."""
+
+    NAME = "fake"
+
+    def __init__(self, jobs: int = 1, options: Mapping[str, Any] | None = None, *,
+                 script: Mapping[str, Script | Callable[[Job], Script]] | None = None) -> None:
+        self.jobs = jobs
+        self.script = dict(script or {})
+        self.submitted: list[str] = []
+        self.running: list[FakeHandle] = []
+        self.most_at_once = 0
+        self.cancelled = False
+        self.shut_down = False
+
+    @staticmethod
+    def fails(error: str, output: str = "") -> Script:
+        return Script(ok=False, output=output, error=error)
+
+    def submit(self, job: Job, on_line: LineSink | None = None) -> FakeHandle:
+        handle = FakeHandle(job)
+        self.submitted.append(job.name)
+        self.running.append(handle)
+        self.most_at_once = max(self.most_at_once, len(self.running))
+        return handle
+
+    def wait(self, handles: Iterable[FakeHandle]) -> set[FakeHandle]:
+        """Finish the oldest running job among ``handles``."""
+        wanted = set(handles)
+        handle = next(h for h in self.running if h in wanted)
+        step = self._script(handle.job)
+        if step.interrupt:
+            raise KeyboardInterrupt
+        self.running.remove(handle)
+        handle._result = self._run(handle.job, step)
+        return {handle}
+
+    def _script(self, job: Job) -> Script:
+        found = self.script.get(job.name, Script())
+        return found(job) if callable(found) else found
+
+    def _run(self, job: Job, step: Script) -> JobResult:
+        if not step.ok:
+            return JobResult(job.name, False, step.output, 0.0, step.error or "failed")
+        for _, path in job.outputs:
+            if "://" in path:
+                continue
+            content = (step.writes or {}).get(path, f"{job.name}\n")
+            full = Path(job.root, path)
+            full.parent.mkdir(parents=True, exist_ok=True)
+            full.write_text(content)
+        return finish_outputs(job, True, step.output, 0.0, None)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for handle in self.running:
+            handle._result = JobResult(handle.job.name, False, "", 0.0, "interrupted",
+                                       interrupted=True)
+        self.running.clear()
+
+    def shutdown(self) -> None:
+        self.shut_down = True
+
+
+def memory_store() -> Store:
+    """A Store in memory: records, runs and the stat cache, gone when closed."""
+    return Store(Path(os.devnull), memory=True)
