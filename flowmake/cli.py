@@ -19,6 +19,7 @@ from . import __version__
 from .errors import ConfigError, FlowmakeError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_JOBS = 1024  # as [flow] jobs (config.MAX_JOBS, not imported: the no-op path stays lean)
 
 DESCRIPTION = """\
 flowmake: a make-style build tool for data and code pipelines.
@@ -358,8 +359,8 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
     # As the history shows it: an argument's undecodable bytes (a folder's name) as \xff.
     command = ("flowmake " + shlex.join(argv)).encode("utf-8", "surrogateescape").decode(
         "utf-8", "backslashreplace")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"-j must be at least 1, got {args.jobs}")
+    if args.jobs is not None and not 1 <= args.jobs <= MAX_JOBS:
+        raise UsageError(f"-j must be between 1 and {MAX_JOBS}, got {args.jobs}")
     if args.junit and args.dry_run:
         raise UsageError("--junit cannot be used with -n (a dry run builds nothing to report)")
     install_sigterm()  # before the lock: a build waiting for it stops like Ctrl-C too

@@ -39,6 +39,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple, Protocol
 
+from .errors import FlowmakeError
 from .fingerprint import digest_output
 from .store import StatEntry
 
@@ -133,7 +134,11 @@ def finish_outputs(job: Job, ok: bool, output: str, duration: float, error: str 
     for _, path in job.outputs:
         if "://" in path:
             continue  # URL outputs are fingerprinted by their backend on the client
-        found = digest_output(os.path.join(job.root, path))
+        try:
+            found = digest_output(os.path.join(job.root, path))
+        except (FlowmakeError, OSError) as exc:  # e.g. a file name that is not UTF-8
+            return JobResult(job.name, False, output, duration,
+                             f"cannot digest output {path}: {exc}", attempts)
         if found is None:
             return JobResult(job.name, False, output, duration,
                              f"declared output not produced: {path}", attempts)

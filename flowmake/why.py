@@ -133,11 +133,18 @@ def _when(ts: float | None) -> str:
     return "?" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _reason_lines(r: ReasonDetail, ex: Explanation, shown: set[str]) -> list[str]:
+# How deep `why` explains stale upstream targets in its text: a long chain is cut there,
+# with a pointer to go on from (the JSON document lists every one, flat).
+UPSTREAM_DEPTH = 8
+
+
+def _reason_lines(r: ReasonDetail, ex: Explanation, shown: set[str],
+                  depth: int = 0) -> list[str]:
     if r.reason in (Reason.COMMAND, Reason.CODE) and not r.subject and r.old and r.new:
         return [f"{r.reason.value}:", *("  " + d for d in command_diff(r.old, r.new))]
     if r.reason is Reason.CODE and r.subject:
-        return [f"code changed: module {r.subject}", f"  {_digest(r.old)} → {_digest(r.new)}"]
+        # A function, class or value (pipeline.model.fit) or a module's body (pipeline.model).
+        return [f"code changed: {r.subject}", f"  {_digest(r.old)} → {_digest(r.new)}"]
     if r.reason is Reason.PARAM:
         return [f"param {r.subject}: {_value(r.old)} → {_value(r.new)}"]
     if r.reason is Reason.ENV:
@@ -154,22 +161,26 @@ def _reason_lines(r: ReasonDetail, ex: Explanation, shown: set[str]) -> list[str
     if r.reason is Reason.OUTPUTS:
         return [f"declared outputs changed: {_value(r.old)} → {_value(r.new)}"]
     if r.reason is Reason.UPSTREAM:
-        return [f"upstream stale: {r.subject}", *("  " + x for x in _upstream(r.subject, ex, shown))]
+        return [f"upstream stale: {r.subject}",
+                *("  " + x for x in _upstream(r.subject, ex, shown, depth + 1))]
     return [str(r)]
 
 
-def _upstream(name: str, ex: Explanation, shown: set[str]) -> list[str]:
-    """Why an upstream target will run: its own reasons, recursively, each target once."""
+def _upstream(name: str, ex: Explanation, shown: set[str], depth: int) -> list[str]:
+    """Why an upstream target will run: its own reasons, recursively (UPSTREAM_DEPTH
+    levels at most), each target once."""
     step = ex.steps.get(name)
     if step is None:
         return []
     if name in shown:
         return [f"{name}: {step.state.value} (explained above)"]
+    if depth > UPSTREAM_DEPTH:
+        return [f"{name}: {step.state.value} (and further upstream: `flowmake why '{name}'`)"]
     shown.add(name)
     lines = [f"{name}: {step.state.value}"]
     sub = Explanation(step, None, step.reasons, (), ex.steps)
     for reason in step.reasons:
-        lines.extend("  " + line for line in _reason_lines(reason, sub, shown))
+        lines.extend("  " + line for line in _reason_lines(reason, sub, shown, depth))
     return lines
 
 

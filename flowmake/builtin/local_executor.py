@@ -205,8 +205,12 @@ class _Loop:
             handle._result = JobResult(job.name, False, output, duration, "interrupted",
                                        max(handle.number, 1), interrupted=True)
         else:
-            handle._result = finish_outputs(job, error is None, output, duration, error,
-                                            handle.number)
+            try:
+                handle._result = finish_outputs(job, error is None, output, duration, error,
+                                                handle.number)
+            except Exception as exc:  # never leave a handle unresolved: the loop would hang
+                handle._result = JobResult(job.name, False, output, duration,
+                                           f"cannot check the outputs: {exc!r}", handle.number)
 
     def pump(self, wanted: Iterable[Any], timeout: float | None = None) -> None:
         """Handle events until one of ``wanted`` is done (or ``timeout`` passes)."""
