@@ -139,6 +139,14 @@ def _log_args(p: argparse.ArgumentParser) -> None:
     _json(p)
 
 
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", metavar="RUN_ID",
+                   help="the build to show, as `flowmake log` numbers them (default, or -:"
+                   " the latest build)")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the page to FILE (default: flowmake-report.html)")
+
+
 def _cache_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["status", "gc", "push", "pull"],
                    help="status: entries, size and remote; gc: drop old entries (give"
@@ -178,6 +186,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
               _graph_args),
     "log": ("past builds; one build's targets; one target's history and output", _log_args),
     "cache": ("the artifact cache: status, gc, push, pull", _cache_args),
+    "report": ("one build as a self-contained HTML page: timeline, targets, failures",
+               _report_args),
     "accept": ("record targets as fresh with their current inputs and outputs", _accept_args),
     "init": ("write a commented starter flow.toml (never overwrites)", lambda p: None),
     "lock": ("flow.lock tools: merge (a git merge driver that merges entry by entry)",
@@ -198,6 +208,7 @@ COMMAND_GLOBALS: dict[str, dict[str, str]] = {
     "graph": {"q": "no message when writing -o FILE", "p": _PARAM_HELP},
     "log": {"v": "show the captured output of every run (default: the latest)"},
     "cache": {"q": _QUIET, "p": _PARAM_HELP},
+    "report": {"q": "no message when the page is written"},
     "accept": {"q": _QUIET, "p": _PARAM_HELP},
     "init": {"q": _QUIET},
     "lock": {"q": _QUIET},
@@ -495,6 +506,12 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     return cache_command(_workspace(args), args)
 
 
+def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
+    from .build_report import report_command
+
+    return report_command(_workspace(args), args)
+
+
 def cmd_accept(args: argparse.Namespace, argv: list[str]) -> int:
     from .accept import accept_command
 
@@ -516,7 +533,7 @@ def cmd_lock(args: argparse.Namespace, argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "build": cmd_build, "status": cmd_status, "clean": cmd_clean, "list": cmd_list,
     "why": cmd_why, "graph": cmd_graph, "log": cmd_log, "cache": cmd_cache,
-    "accept": cmd_accept, "init": cmd_init, "lock": cmd_lock,
+    "accept": cmd_accept, "init": cmd_init, "report": cmd_report, "lock": cmd_lock,
 }
 
 
