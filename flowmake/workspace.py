@@ -137,7 +137,7 @@ class Workspace:
         """Code fingerprints of python targets (codefp.py), memoized for this command."""
         from .codefp import CodeFingerprint
 
-        return CodeFingerprint(str(self.root), self.hasher)
+        return CodeFingerprint(str(self.root), self.hasher, str(self.project.state_dir))
 
     def checker(self, *, force: bool = False, cache: bool = True) -> Checker:
         """A Checker over the records as they are now (call it again after taking the lock).
@@ -228,6 +228,8 @@ class Workspace:
         if self.hasher.dirty:
             self.store.put_stats(self.hasher.dirty)
             self.hasher.dirty.clear()
+        if "code" in self.__dict__:
+            self.code.save()  # the analyses of source files not analysed before
 
     def close(self) -> None:
         if "store" in self.__dict__:

@@ -371,9 +371,9 @@ def test_code_changes_rebuild_and_cosmetic_ones_do_not(tmp_path: Path) -> None:
     edit(helpers, "return 10", "return 11")
     status = run(root, "status", "--json", env=env)
     reasons = {t["name"]: t["reasons"] for t in json.loads(status.stdout)["targets"]}
-    assert reasons == {"score": ["code changed: pipeline.helpers"], "fixed": []}
+    assert reasons == {"score": ["code changed: pipeline.helpers.base"], "fixed": []}
     why = run(root, "why", "score", env=env)
-    assert "code changed: module pipeline.helpers" in why.stdout
+    assert "code changed: pipeline.helpers.base" in why.stdout
     code, doc, _ = build_json(root, env=env)
     assert statuses(doc) == {"score": "built", "fixed": "fresh"}
     assert json.loads((root / "out/score.json").read_text()) == {"score": 33}

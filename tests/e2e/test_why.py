@@ -200,7 +200,7 @@ def test_code_module_change_is_named(built):
     db.close()
     (built / "flow.lock").unlink()  # else its entry, still matching, makes `t` fresh
     text = why(built, "t")
-    assert "code changed: module pipeline.steps" in text
+    assert "code changed: pipeline.steps" in text
     assert f"{'0' * 32} → (none)" in text
     [reason] = reasons(why_doc(built, "t"), "code")
     assert reason["subject"] == "pipeline.steps" and reason["old"] == "0" * 32
@@ -243,10 +243,10 @@ def test_python_code_change_names_the_module(tmp_path):
 
     (package / "helpers.py").write_text("def base():\n    return 1\n")
     text = why(tmp_path, "calc")
-    assert "code changed: module pipeline.helpers" in text
-    assert "module pipeline.steps" not in text  # only the module that changed
+    assert "code changed: pipeline.helpers.base" in text  # the function that changed
+    assert "pipeline.steps" not in text  # only what changed
     [reason] = reasons(why_doc(tmp_path, "calc"), "code")
-    assert reason["subject"] == "pipeline.helpers" and reason["old"] != reason["new"]
+    assert reason["subject"] == "pipeline.helpers.base" and reason["old"] != reason["new"]
 
 
 def test_restorable_says_the_cache_will_serve_it(tmp_path):
