@@ -64,8 +64,9 @@ def error_command(err: FlowmakeError, directory: str | None) -> str:
     if file:
         file = _repo_path(Path(directory or ".") / file)
     message = str(err)
-    if file and getattr(err, "detail", None):  # the place is in file= and line= already
-        message = f"{err.key}: {err.detail}" if getattr(err, "key", None) else err.detail
+    detail, key = getattr(err, "detail", None), getattr(err, "key", None)
+    if file and detail:  # the place is in file= and line= already
+        message = f"{key}: {detail}" if key else detail
     return command("error", message, file=file, line=line if file else None,
                    title="flowmake")
 

@@ -71,11 +71,11 @@ def junit_xml(summary: Summary, started: float | None) -> bytes:
     counts = summary.counts()
     totals = {"tests": str(len(outcomes)), "failures": str(counts["failed"]), "errors": "0",
               "skipped": str(counts["skipped"]), "time": f"{summary.duration:.3f}"}
-    root = ET.Element("testsuites", name="flowmake", **totals)
+    root = ET.Element("testsuites", {"name": "flowmake", **totals})
     when = datetime.fromtimestamp(started) if started is not None else datetime.now()
-    suite = ET.SubElement(root, "testsuite", name="flowmake", **totals,
-                          timestamp=when.strftime("%Y-%m-%dT%H:%M:%S"),
-                          hostname=xml_text(socket.gethostname()) or "localhost")
+    suite = ET.SubElement(root, "testsuite", {
+        "name": "flowmake", **totals, "timestamp": when.strftime("%Y-%m-%dT%H:%M:%S"),
+        "hostname": xml_text(socket.gethostname()) or "localhost"})
     properties = ET.SubElement(suite, "properties")
     for name, value in (("run_id", summary.run_id), ("result", summary.result),
                         ("started", when.astimezone().isoformat(timespec="milliseconds"))):
