@@ -101,6 +101,9 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--junit", metavar="FILE",
                    help="write a JUnit XML report of the build to FILE (for CI), also when"
                    " it fails or is interrupted")
+    p.add_argument("--watch", action="store_true",
+                   help="build, then build again whenever an input, flow.toml or a python"
+                   " target's code changes, until Ctrl-C (needs flowmake[watch])")
     _json(p)
 
 
@@ -365,8 +368,6 @@ def _emit_json(doc: Any) -> None:
 
 
 def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
-    from .fastpath import run_noop
-
     # As the history shows it: an argument's undecodable bytes (a folder's name) as \xff.
     command = ("flowmake " + shlex.join(argv)).encode("utf-8", "surrogateescape").decode(
         "utf-8", "backslashreplace")
@@ -374,22 +375,17 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"-j must be between 1 and {MAX_JOBS}, got {args.jobs}")
     if args.junit and args.dry_run:
         raise UsageError("--junit cannot be used with -n (a dry run builds nothing to report)")
+    if args.watch and args.json:
+        raise UsageError("--watch cannot be used with --json (each build would print its"
+                         " own document)")
     install_sigterm()  # before the lock: a build waiting for it stops like Ctrl-C too
     try:
-        # The no-op fast path writes no CI report: with one asked for, the full path runs.
-        if not args.dry_run and not args.always_make and not args.junit \
-                and "GITHUB_STEP_SUMMARY" not in os.environ:
-            done = run_noop(_flow_file(args), args.param, args.targets, command, args.json,
-                            args.quiet, args.verbose, record=not args.no_record)
-            if done is not None:
-                return done
-        from .build import run_build
+        if args.watch:
+            from .watch import watch
 
-        ws = _workspace(args)
-        try:
-            return run_build(ws, args, command)
-        finally:
-            ws.close()
+            return watch(args, lambda: _build_once(args, command),
+                         lambda err: _print_error(err, args))
+        return _build_once(args, command)
     except KeyboardInterrupt:
         # Interrupted before any target ran (waiting for the lock, planning): the
         # scheduler handles interrupts once it runs. Tools still get their document.
@@ -402,6 +398,26 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
             after_build(args, junit_path(args), Summary(None, "interrupted", {}, 0.0), None)
         print("flowmake: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _build_once(args: argparse.Namespace, command: str) -> int:
+    """One build: the no-op fast path when it holds, else the full build."""
+    from .fastpath import run_noop
+
+    # The no-op fast path writes no CI report: with one asked for, the full path runs.
+    if not args.dry_run and not args.always_make and not args.junit \
+            and "GITHUB_STEP_SUMMARY" not in os.environ:
+        done = run_noop(_flow_file(args), args.param, args.targets, command, args.json,
+                        args.quiet, args.verbose, record=not args.no_record)
+        if done is not None:
+            return done
+    from .build import run_build
+
+    ws = _workspace(args)
+    try:
+        return run_build(ws, args, command)
+    finally:
+        ws.close()
 
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
