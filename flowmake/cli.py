@@ -287,10 +287,11 @@ def _print_error(err: FlowmakeError, args: argparse.Namespace) -> None:
     if isinstance(err, ConfigError) and err.key and err.line is None:
         from .toml_lines import locate
 
-        # A key without a file is a key of the flow file (e.g. a missing input found late).
-        err.file = err.file or Path(args.file or "flow.toml").name
-        directory = Path(args.directory or ".")
-        err.line = locate(directory / (args.file or "flow.toml"), err.key)
+        # A key without a file is a key of the flow file (e.g. a missing input found late);
+        # one with a file names it relative to the project root (an included file).
+        flow = Path(_flow_file(args))
+        err.file = err.file or flow.name
+        err.line = locate(flow.parent / err.file, err.key)
     print(f"flowmake: error: {err}", file=sys.stderr)
     if err.hint:
         print(f"  hint: {err.hint}", file=sys.stderr)
@@ -306,8 +307,9 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"flowmake {__version__}")
         from .plugins import Plugins
 
-        root = Path(args.directory or ".").resolve()
-        modules = _flow_plugin_modules(root / (args.file or "flow.toml"))
+        flow = Path(_flow_file(args))
+        root = flow.parent
+        modules = _flow_plugin_modules(flow)
         try:
             plugins = Plugins(modules, str(root))
         except FlowmakeError as exc:  # --version still answers; the problem is named
@@ -337,8 +339,17 @@ def _flow_plugin_modules(flow_file: Path) -> list[str]:
 
 
 def _flow_file(args: argparse.Namespace) -> str:
-    """The flow file's absolute path (``-C``, ``-f``), for the no-op fast path."""
-    return str(Path(args.directory or ".").resolve() / (args.file or "flow.toml"))
+    """The flow file's absolute path (``-C``, ``-f``; without either, the nearest
+    flow.toml here or above, as ``config.find_file`` finds it), for the no-op fast path:
+    a few stats, no import."""
+    if args.directory or args.file:
+        return str(Path(args.directory or ".").resolve() / (args.file or "flow.toml"))
+    here = folder = os.getcwd()
+    while not os.path.isfile(os.path.join(folder, "flow.toml")):
+        if os.path.dirname(folder) == folder:
+            return os.path.join(here, "flow.toml")  # none: the error names this folder
+        folder = os.path.dirname(folder)
+    return os.path.join(folder, "flow.toml")
 
 
 def _workspace(args: argparse.Namespace) -> Any:
@@ -355,7 +366,9 @@ def _workspace(args: argparse.Namespace) -> Any:
         if isinstance(name, str) and not is_text(name):
             raise UsageError(f"'{printable(name)}': not valid UTF-8 text")
     overrides = dict(parse_override(p) for p in args.param)
-    return Workspace(directory.resolve(), args.file, overrides)
+    # Without -C or -f, the nearest flow.toml above the current folder (as git finds .git).
+    return Workspace(directory.resolve(), args.file, overrides,
+                     search=not args.directory and not args.file)
 
 
 def _emit_json(doc: Any) -> None:

@@ -51,11 +51,17 @@ MAX_INSTANCES = 100_000  # targets one matrix expands to, and targets in all
 MAX_NESTING = 100  # arrays and tables inside each other, in flow.toml and in -p values
 
 
-def find_file(start: Path, file: str | None) -> Path:
-    """The flow.toml to load: ``-f FILE`` or ``flow.toml`` in ``start``."""
+def find_file(start: Path, file: str | None, *, search: bool = False) -> Path:
+    """The flow.toml to load: ``-f FILE`` or ``flow.toml`` in ``start``; with ``search``
+    (neither -f nor -C given), the nearest flow.toml in ``start`` or a folder above it, as
+    git and DVC find their folders."""
     path = (start / file) if file else start / "flow.toml"
     if path.is_file():
         return path.resolve()
+    if search and not file and not os.path.lexists(path):
+        found = search_up(str(start.resolve()))
+        if found is not None:
+            return Path(found).resolve()
     hint = "create one with `flowmake init`, or point at it with -f FILE / -C DIR"
     if path.is_dir():
         message, hint = "is a directory, not a flow file", "name the file: -f DIR/flow.toml"
@@ -63,7 +69,23 @@ def find_file(start: Path, file: str | None) -> Path:
         message, hint = "not a regular file (a device, FIFO or socket)", None
     else:
         message = "no such file" if file else f"no flow.toml in {printable(str(start))}"
+        message += " or any folder above it" if search and not file else ""
     raise ConfigError(message, file=printable(file or "flow.toml"), hint=hint)
+
+
+def search_up(start: str, name: str = "flow.toml") -> str | None:
+    """``start/name``, else the nearest ``name`` in a folder above ``start`` (a regular
+    file: a folder called flow.toml is passed over), else None. Stats only: the no-op
+    fast path finds its flow file with it too."""
+    folder = start
+    while True:
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(candidate):
+            return candidate
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
 # A -p value that starts so is meant as a TOML literal: it must parse as one.

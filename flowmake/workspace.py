@@ -67,8 +67,9 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
 
 
 class Workspace:
-    def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any]) -> None:
-        self.path = find_file(directory, file)
+    def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any], *,
+                 search: bool = False) -> None:
+        self.path = find_file(directory, file, search=search)  # search: flow.toml above too
         self.project, self.graph, self.reparsed = load_compiled(self.path, overrides)
 
     @property
