@@ -5,14 +5,20 @@ line (plus an optional hint) and exits with its ``exit_code``. Anything else is 
 keeps its traceback.
 
     FlowmakeError(message, hint)                  exit 2
-     ├── ConfigError(file, line, key)             flow.toml is wrong
+     ├── ConfigError(file, line, key)             flow.toml (or flow.lock) is wrong
      ├── UnknownTargetError(name, suggestion)     a name matches no target
      ├── UnknownParamError(name, suggestion)      -p NAME names no project param
      ├── CycleError(path)                         the dependency graph has a cycle
      ├── PluginError(plugin, install_hint)        a plugin is missing or broken
      ├── UsageError                               the command line is wrong
      ├── StateError(path)                         .flowmake/ is damaged, read-only or full
-     └── BuildFailed(failed, skipped)             exit 1: a target failed
+     ├── CannotAccept (accept.py)                 `accept` of a target whose files are missing
+     ├── IndexUnusable (cache.py)                 the cache's index.db cannot be used (a
+     │                                            build warns and goes on without the cache)
+     └── BuildFailed(failed, skipped)             exit 1: targets failed (the Python API's
+                                                  BuildResult.raise_for_failure)
+
+Every subclass anywhere in the package is drawn here; a test walks the package to check.
 """
 
 from __future__ import annotations
@@ -111,10 +117,6 @@ class StateError(FlowmakeError):
 
 STATE_HINT = ("deleting .flowmake/ is always safe (every target becomes stale, nothing else"
               " is lost); then run the command again")
-
-
-class LockTimeout(FlowmakeError):
-    """Another flowmake process held the project lock for too long."""
 
 
 class BuildFailed(FlowmakeError):
