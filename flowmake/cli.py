@@ -173,6 +173,12 @@ def _lock_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("theirs", metavar="THEIRS", help="their flow.lock (git's %%B)")
 
 
+def _completion_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=["bash", "zsh", "fish"],
+                   help='the shell: eval "$(flowmake completion bash)" (or zsh) in its rc'
+                   " file; fish: flowmake completion fish | source")
+
+
 def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
 
@@ -195,6 +201,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
     "init": ("write a commented starter flow.toml (never overwrites)", lambda p: None),
     "lock": ("flow.lock tools: merge (a git merge driver that merges entry by entry)",
              _lock_args),
+    "completion": ("print a shell completion script (bash, zsh or fish)", _completion_args),
 }
 
 # The global options each command takes after its name too, besides -f, -C and --no-color,
@@ -215,6 +222,7 @@ COMMAND_GLOBALS: dict[str, dict[str, str]] = {
     "accept": {"q": _QUIET, "p": _PARAM_HELP},
     "init": {"q": _QUIET},
     "lock": {"q": _QUIET},
+    "completion": {},
 }
 
 
@@ -269,6 +277,10 @@ def exit_now(code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["__complete"]:  # the completion scripts' call back: not a command
+        from .completion import complete
+
+        return complete(argv[1:])
     args = build_parser(argv).parse_args(argv)
     try:
         return _dispatch(args, argv)
@@ -559,10 +571,17 @@ def cmd_lock(args: argparse.Namespace, argv: list[str]) -> int:
     return merge_command(args)
 
 
+def cmd_completion(args: argparse.Namespace, argv: list[str]) -> int:
+    from .completion import completion_command
+
+    return completion_command(args)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "build": cmd_build, "status": cmd_status, "clean": cmd_clean, "list": cmd_list,
     "why": cmd_why, "graph": cmd_graph, "log": cmd_log, "cache": cmd_cache,
     "accept": cmd_accept, "init": cmd_init, "report": cmd_report, "lock": cmd_lock,
+    "completion": cmd_completion,
 }
 
 
