@@ -302,8 +302,12 @@ def _print_error(err: FlowmakeError, args: argparse.Namespace) -> None:
         # A key without a file is a key of the flow file (e.g. a missing input found late);
         # one with a file names it relative to the project root (an included file).
         flow = Path(_flow_file(args))
-        err.file = err.file or flow.name
-        err.line = locate(flow.parent / err.file, err.key)
+        if err.file is None:  # flow.toml, or the included file declaring that target
+            from .flowfiles import declared_in
+
+            err.file, err.line = declared_in(flow, err.key)
+        else:
+            err.line = locate(flow.parent / err.file, err.key)
     print(f"flowmake: error: {err}", file=sys.stderr)
     if err.hint:
         print(f"  hint: {err.hint}", file=sys.stderr)

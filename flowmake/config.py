@@ -19,6 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UnknownParamError, suggest
+from .flowfiles import (
+    glob_files,
+    item_labels,
+    item_values,
+    leaves,
+    lookup,
+    names,
+    override,
+    read_params,
+    read_toml,
+    shown,
+)
 from .interpolate import UnknownReference, format_value, interpolate
 from .model import Call, Input, Output, Project, Settings, Shell, Target, is_glob, is_url
 
@@ -29,11 +41,12 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 FLOW_KEYS = {
     "default", "jobs", "cache", "remote", "remote_readonly", "executor", "plugins",
-    "resources", "history", "dask_scheduler", "lock",
+    "resources", "history", "dask_scheduler", "lock", "include", "params_files",
 }
 TARGET_KEYS = {
     "cmd", "python", "inputs", "outputs", "deps", "params", "matrix", "env", "always",
-    "cache", "resources", "timeout", "retries", "cwd", "version", "help",
+    "cache", "resources", "timeout", "retries", "cwd", "version", "help", "foreach",
+    "track_params",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -215,12 +228,22 @@ class _Loader:
         self.root = path.parent
         self.total = 0  # targets so far, matrix instances included
         self.cache_dir: str | None = None  # [flow] cache inside the root: no output there
+        # Where each target and top-level param was declared, when not in flow.toml
+        # (an included file, a params file): errors name that file and its line.
+        self.origin: dict[tuple[str, str], Path] = {}
+        self.sources: list[str] = []  # files read besides flow.toml, root-relative
+        self.globs: list[str] = []  # include and foreach globs
 
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         from .toml_lines import locate
 
-        return ConfigError(message, file=self.path.name, line=locate(self.path, key), key=key,
-                           hint=hint)
+        parts = key.split(".")
+        path = self.origin.get((parts[0], parts[1]), self.path) if len(parts) > 1 else self.path
+        if path == self.path:
+            return ConfigError(message, file=self.path.name, line=locate(path, key), key=key,
+                               hint=hint)
+        line = locate(path, key) if path.suffix == ".toml" else None
+        return ConfigError(message, file=shown(self.root, path), line=line, key=key, hint=hint)
 
     def check_keys(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         for key in table:
@@ -284,15 +307,19 @@ class _Loader:
 
     def project(self, overrides: dict[str, Any]) -> Project:
         self.check_keys(self.doc, {"flow", "params", "targets"}, "")
-        settings = self.settings(self.expect(self.doc.get("flow", {}), (dict,), "flow", "a table"))
+        flow = self.expect(self.doc.get("flow", {}), (dict,), "flow", "a table")
+        settings = self.settings(flow)
         params = dict(self.expect(self.doc.get("params", {}), (dict,), "params", "a table"))
         self.check_depth(params, "params")
+        targets = dict(self.expect(self.doc.get("targets", {}), (dict,), "targets", "a table"))
+        for path in self.included(flow.get("include", [])):
+            self.merge_flow(path, params, targets)
+        for path in self.param_files(flow.get("params_files", [])):
+            self.merge(params, read_params(path, shown(self.root, path)), "params", path)
         for name, value in overrides.items():
-            if name not in params:
-                raise UnknownParamError(name, suggest(name, params))
-            params[name] = value
+            if not override(params, name, value):
+                raise UnknownParamError(name, suggest(name, names(params)))
         self.params = params
-        targets = self.expect(self.doc.get("targets", {}), (dict,), "targets", "a table")
         expanded: dict[str, Target] = {}
         for name, table in targets.items():
             for target in self.targets(name, table):
@@ -305,7 +332,88 @@ class _Loader:
                 close = suggest(name, targets)
                 extra = f" (did you mean '{close}'?)" if close else ""
                 raise self.error("flow.default", f"unknown target '{name}'{extra}")
-        return Project(self.root, self.path, settings, params, expanded)
+        return Project(self.root, self.path, settings, params, expanded,
+                       tuple(self.sources), tuple(dict.fromkeys(self.globs)))
+
+    # -- more files: [flow] include and params_files ------------------------------------
+
+    def included(self, value: Any) -> list[Path]:
+        """``[flow] include``: the files its paths and globs name, in order, each once."""
+        found: dict[Path, None] = {}
+        for pattern in self.str_list(value, "flow.include"):
+            rel = self.project_path(pattern, "flow.include")
+            if is_glob(rel):
+                self.globs.append(rel)
+                matches = glob_files(self.root, rel)
+            elif (self.root / rel).is_file():
+                matches = [rel]
+            else:
+                raise self.error("flow.include", f"'{rel}': no such file")
+            for match in matches:
+                path = self.root / match
+                if path.resolve() != self.path.resolve():  # flow.toml itself, by a glob
+                    found[path] = None
+        return list(found)
+
+    def project_path(self, value: str, key: str) -> str:
+        """A root-relative file path (a glob may be one), never a URL."""
+        rel = self.norm(value, key, inside=False)
+        if is_url(rel):
+            raise self.error(key, f"'{rel}': a file in the project, not a URL")
+        return rel
+
+    def merge_flow(self, path: Path, params: dict[str, Any], targets: dict[str, Any]) -> None:
+        """One included file's params and targets; it may hold nothing else."""
+        from .toml_lines import locate
+
+        name = shown(self.root, path)
+        doc = read_toml(path, name)
+        for key, value in doc.items():
+            if key not in ("params", "targets"):
+                hint = "[flow] settings belong in flow.toml" if key == "flow" else None
+                raise ConfigError("unknown key: an included file holds [params] and"
+                                  " [targets.*] only", file=name, line=locate(path, key),
+                                  key=key, hint=hint)
+            if not isinstance(value, dict):
+                raise ConfigError(f"expected a table, got {_type_name(value)}", file=name,
+                                  line=locate(path, key), key=key)
+        self.sources.append(name)
+        self.merge(params, doc.get("params", {}), "params", path)
+        self.merge(targets, doc.get("targets", {}), "targets", path)
+
+    def param_files(self, value: Any) -> list[Path]:
+        """``[flow] params_files``: each must exist."""
+        paths = []
+        for file in self.str_list(value, "flow.params_files"):
+            rel = self.project_path(file, "flow.params_files")
+            if not (self.root / rel).is_file():
+                raise self.error("flow.params_files", f"'{rel}': no such file")
+            self.sources.append(rel)
+            paths.append(self.root / rel)
+        return paths
+
+    def merge(self, into: dict[str, Any], table: dict[str, Any], section: str,
+              path: Path) -> None:
+        """Names are unique across files: a second declaration names both places."""
+        for key, value in table.items():
+            if key in into:
+                first = self.origin.get((section, key), self.path)
+                self.origin[(section, key)] = path
+                what = "target" if section == "targets" else "param"
+                raise self.error(f"{section}.{key}", f"{what} '{key}' is also declared in"
+                                 f" {self.place(first, f'{section}.{key}')}")
+            into[key] = value
+            self.origin[(section, key)] = path
+            if section == "params":
+                self.check_depth(value, f"params.{key}")
+
+    def place(self, path: Path, key: str) -> str:
+        """``flows/a.toml:12`` (the line where TOML can say)."""
+        from .toml_lines import locate
+
+        line = locate(path, key) if path.suffix == ".toml" else None
+        name = path.name if path == self.path else shown(self.root, path)
+        return name if line is None else f"{name}:{line}"
 
     def settings(self, flow: dict[str, Any]) -> Settings:
         self.check_keys(flow, FLOW_KEYS, "flow")
@@ -368,25 +476,62 @@ class _Loader:
         if has_cmd == has_python:
             raise self.error(where, "needs exactly one of 'cmd' or 'python'")
         matrix = table.get("matrix")
-        if matrix is None:
+        if matrix is None and "foreach" not in table:
             self.count_targets(1, where)
             return [self.target(name, name, table, {})]
+        items: list[tuple[str | None, str]] = [(None, "")]
+        if "foreach" in table:
+            items = [*self.foreach(table["foreach"], f"{where}.foreach")]
+        count, combos = (1, lambda: iter([({}, "")])) if matrix is None else \
+            self.matrix(matrix, where)
+        total = count * len(items)  # before expanding anything
+        key = f"{where}.matrix" if matrix is not None else f"{where}.foreach"
+        if total > MAX_INSTANCES:
+            raise self.error(key, f"expands to {total:,} instances; at most"
+                                  f" {MAX_INSTANCES:,} are allowed")
+        self.count_targets(total, key)
+        instances = []
+        for item, item_label in items:  # name[stem], name[k=v], name[stem,k=v]
+            for values, label in combos():
+                label = ",".join(p for p in (item_label, label) if p)
+                instances.append(self.target(f"{name}[{label}]", name, table, values, item))
+        return instances
+
+    def matrix(self, matrix: Any, where: str) -> tuple[int, Any]:
+        """A matrix's instance count, and a function giving each (values, label)."""
         self.expect(matrix, (dict,), f"{where}.matrix", "a table of arrays")
         if not matrix:
             raise self.error(f"{where}.matrix", "needs at least one key")
         keys = sorted(matrix)
         labels = {key: self.matrix_labels(matrix[key], f"{where}.matrix.{key}") for key in keys}
-        count = math.prod(len(v) for v in labels.values())  # before expanding anything
-        if count > MAX_INSTANCES:
-            raise self.error(f"{where}.matrix", f"expands to {count:,} instances; at most"
-                                                f" {MAX_INSTANCES:,} are allowed")
-        self.count_targets(count, f"{where}.matrix")
-        instances = []
-        for combo in itertools.product(*(range(len(matrix[k])) for k in keys)):
-            values = {k: matrix[k][i] for k, i in zip(keys, combo, strict=True)}
-            label = ",".join(f"{k}={labels[k][i]}" for k, i in zip(keys, combo, strict=True))
-            instances.append(self.target(f"{name}[{label}]", name, table, values))
-        return instances
+
+        def combos() -> Any:
+            for combo in itertools.product(*(range(len(matrix[k])) for k in keys)):
+                values = {k: matrix[k][i] for k, i in zip(keys, combo, strict=True)}
+                yield values, ",".join(f"{k}={labels[k][i]}"
+                                       for k, i in zip(keys, combo, strict=True))
+
+        return math.prod(len(v) for v in labels.values()), combos
+
+    def foreach(self, value: Any, key: str) -> list[tuple[str | None, str]]:
+        """``foreach``: the files its globs match now, each with its label (its stem, or
+        its path where stems collide), sorted by path."""
+        patterns = [value] if isinstance(value, str) else self.str_list(value, key)
+        if not patterns:
+            raise self.error(key, "needs at least one glob")
+        files: dict[str, None] = {}
+        for pattern in patterns:
+            rel = self.project_path(pattern, key)
+            self.globs.append(rel)
+            matches = glob_files(self.root, rel) if is_glob(rel) else (
+                [rel] if (self.root / rel).is_file() else [])
+            files.update(dict.fromkeys(matches))
+        if not files:
+            raise self.error(key, f"matches no file ({', '.join(patterns)})",
+                             hint="foreach reads the files there when flow.toml is loaded:"
+                             " add one, or fix the glob")
+        paths = sorted(files)
+        return list(zip(paths, item_labels(paths), strict=True))
 
     def matrix_labels(self, values: Any, key: str) -> list[str]:
         """How each value of one matrix key reads in instance names; each must differ."""
@@ -411,9 +556,10 @@ class _Loader:
             raise self.error(key, f"the flow has more than {MAX_INSTANCES:,} targets"
                                   " (matrix instances included)")
 
-    def target(self, name: str, decl: str, table: dict[str, Any], matrix: dict[str, Any]) -> Target:
+    def target(self, name: str, decl: str, table: dict[str, Any], matrix: dict[str, Any],
+               item: str | None = None) -> Target:
         where = f"targets.{decl}"
-        scope = _Scope(self, where, matrix)
+        scope = self.scope(where, table, matrix, item)
         own = self.expect(table.get("params", {}), (dict,), f"{where}.params", "a table")
         kwargs = dict(matrix)
         for key, value in own.items():
@@ -455,8 +601,39 @@ class _Loader:
             retries=retries,
             help=self.expect(table.get("help", ""), (str,), f"{where}.help", "a string"),
             resources=self.numbers(table.get("resources", {}), f"{where}.resources"),
-            matrix=decl if matrix else None,
+            matrix=decl if matrix or item is not None else None,
+            item=item,
         )
+
+    def scope(self, where: str, table: dict[str, Any], matrix: dict[str, Any],
+              item: str | None) -> _Scope:
+        """What ``${...}`` may name in one target: its matrix values, ``${item...}`` of a
+        foreach instance; ``track_params`` enter its key without being passed."""
+        scope = _Scope(self, where, matrix)
+        if item is not None:
+            scope.values.update(item_values(item))
+        if "track_params" in table:
+            self.track(table["track_params"], scope, f"{where}.track_params")
+        return scope
+
+    def track(self, value: Any, scope: _Scope, key: str) -> None:
+        """``track_params = ["prepare.seed", "prepare.*"]``: each name (a table tracks all
+        of it) or pattern must match a project param."""
+        import fnmatch
+
+        flat: dict[str, Any] | None = None
+        for pattern in self.str_list(value, key):
+            if is_glob(pattern):
+                flat = leaves(self.params) if flat is None else flat
+                matched = {n: v for n, v in flat.items() if fnmatch.fnmatchcase(n, pattern)}
+            else:
+                found, param = lookup(self.params, pattern)
+                matched = {pattern: param} if found else {}
+            if not matched:
+                close = suggest(pattern, names(self.params))
+                extra = f" (did you mean '{close}'?)" if close else ""
+                raise self.error(key, f"'{pattern}' matches no project param{extra}")
+            scope.used_params.update(matched)
 
     def attempts(self, table: dict[str, Any], where: str) -> tuple[float | None, int]:
         """``timeout`` (seconds, or None) and ``retries``, within their bounds."""
@@ -593,8 +770,8 @@ class _Scope:
     def lookup(self, name: str) -> Any:
         if name.startswith("params."):
             param = name[len("params."):]
-            if param in self.loader.params:
-                value = self.loader.params[param]
+            found, value = lookup(self.loader.params, param)  # train.lr: nested by dots
+            if found:
                 self.used_params[param] = value
                 return value
         elif name in self.values:
@@ -609,7 +786,7 @@ class _Scope:
         try:
             result = interpolate(value, self.lookup)
         except UnknownReference as exc:
-            known = [*self.values, *(f"params.{p}" for p in self.loader.params)]
+            known = [*self.values, *(f"params.{p}" for p in names(self.loader.params))]
             close = suggest(exc.name, known)
             extra = f" (did you mean '${{{close}}}'?)" if close else ""
             raise self.loader.error(key, f"unknown reference '${{{exc.name}}}'{extra}") from None

@@ -114,8 +114,9 @@ class Target(NamedTuple):
     retries: int = 0
     help: str = ""
     resources: dict[str, float] = _EMPTY
-    matrix: str | None = None  # the matrix a target instance was expanded from
+    matrix: str | None = None  # the matrix (or foreach) a target instance was expanded from
     line: int | None = None  # where flow.toml declares it, for messages
+    item: str | None = None  # the file a foreach instance is for (root-relative)
 
     @property
     def kind(self) -> str:
@@ -146,6 +147,11 @@ class Project(NamedTuple):
     settings: Settings
     params: dict[str, Any]
     targets: dict[str, Target]
+    # Root-relative files read besides flow.toml (included flows, params files) and the
+    # globs whose matched set shaped the flow (include, foreach): the compiled flow and
+    # `build --watch` follow them.
+    sources: tuple[str, ...] = ()
+    globs: tuple[str, ...] = ()
 
     @property
     def state_dir(self) -> Path:

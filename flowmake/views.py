@@ -79,6 +79,8 @@ def list_json(graph: Graph) -> dict[str, Any]:
             "deps": list(graph.upstream[t.name])}
         if t.matrix:
             item["matrix"] = t.matrix
+        if t.item is not None:
+            item["item"] = t.item  # the file of a foreach instance
         targets.append(item)
     return {"targets": targets}
 

@@ -77,7 +77,7 @@ def sources(ws: Any, patterns: list[str]) -> Sources:
     found = Sources(root)
     project = ws.project
     found.files.update(found.relative(str(p)) for p in _flow_files(project, ws.path))
-    found.globs += [glob_regex(g) for g in getattr(project, "watch_globs", ())]
+    found.globs += [glob_regex(g) for g in project.globs]  # include and foreach globs
     if project.settings.cache:
         found.ignored.append(found.relative(os.path.join(root, project.settings.cache)))
     for target in project.targets.values():
@@ -104,7 +104,7 @@ def sources(ws: Any, patterns: list[str]) -> Sources:
 def _flow_files(project: Any, flow_file: Path) -> Iterable[Path]:
     """flow.toml and every file it made flowmake read (includes, params files)."""
     yield flow_file
-    yield from (Path(p) for p in getattr(project, "sources", ()))
+    yield from (project.root / p for p in project.sources)
 
 
 def _existing_folder(path: str) -> str:

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from . import __version__, config, flowlock, graph, model
+from . import __version__, config, flowfiles, flowlock, graph, model
 from .config import find_file, load
 from .errors import ConfigError
 from .fingerprint import RACY_NS, Hasher
@@ -22,18 +22,38 @@ from .model import Project
 from .plan import Checker
 from .store import Record, Store
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _signature(path: Path, overrides: dict[str, Any]) -> tuple[Any, ...] | None:
     """What the compiled flow depends on: the file's stat, the overrides, flowmake's code."""
     try:
         st = path.stat()
-        code = [os.stat(m.__file__ or "").st_mtime_ns for m in (config, model, graph)]
+        code = [os.stat(m.__file__ or "").st_mtime_ns
+                for m in (config, flowfiles, model, graph)]
     except OSError:
         return None
     return (CACHE_FORMAT, __version__, str(path), st.st_size, st.st_mtime_ns, st.st_ino,
             repr(sorted(overrides.items())), *code)
+
+
+def _read_besides(project: Project) -> tuple[Any, ...]:
+    """The stats of what the flow was read from besides flow.toml: included and params
+    files, and the folders its include and foreach globs list (a file added or removed
+    there changes the folder's mtime). Empty for a flow that reads nothing else."""
+    found: list[Any] = []
+    for rel in project.sources:
+        try:
+            st = os.stat(project.root / rel)
+            found.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+        except OSError:
+            found.append((rel, -1, -1, -1))
+    return (*found, *flowfiles.listing(project.root, project.globs))
+
+
+def _settled(besides: tuple[Any, ...], saved_ns: int) -> bool:
+    """No mtime among them too close to the pickle's writing to be trusted."""
+    return all(entry[-2] < saved_ns - RACY_NS for entry in besides)
 
 
 def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph, bool]:
@@ -47,19 +67,23 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
     signature = _signature(path, overrides)
     try:
         with open(cache, "rb") as f:
-            saved, saved_ns, project, graph_ = pickle.load(f)
-        if saved == signature and signature is not None and signature[4] < saved_ns - RACY_NS:
+            saved, saved_ns, project, graph_, besides = pickle.load(f)
+        if saved == signature and signature is not None and signature[4] < saved_ns - RACY_NS \
+                and (not besides or (_read_besides(project) == besides
+                                     and _settled(besides, saved_ns))):
             return project, graph_, False
     except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
         pass
     project = load(path, overrides)
     graph_ = build_graph(project)
+    besides = _read_besides(project)
     if signature is not None:
         try:
             cache.parent.mkdir(exist_ok=True)
             tmp = cache.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as f:
-                pickle.dump((signature, time.time_ns(), project, graph_), f, protocol=5)
+                pickle.dump((signature, time.time_ns(), project, graph_, besides), f,
+                            protocol=5)
             os.replace(tmp, cache)
         except OSError:
             pass  # a read-only project still works, just slower
@@ -207,8 +231,10 @@ class Workspace:
 
         if self.plugins.has_observers():
             return  # observer plugins must see every build
+        if self.project.globs:
+            return  # a new file for an include or foreach glob changes the flow: no stats say it
         root = str(self.root)
-        paths: list[str] = []
+        paths: list[str] = [f"{root}/{rel}" for rel in self.project.sources]  # includes, params
         env: set[str] = set()
         for name in names:
             target = self.graph.targets[name]

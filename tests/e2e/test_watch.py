@@ -175,3 +175,33 @@ def test_watch_refuses_json(project: Any) -> None:
     result = project.run("build", "--watch", "--json")
     assert result.returncode == 2
     assert "--watch cannot be used with --json" in result.stderr
+
+
+def test_params_files_includes_and_new_foreach_files_rebuild(project: Any) -> None:
+    project.flow("""
+        [flow]
+        cache        = false
+        include      = ["flows/*.toml"]
+        params_files = ["params.yaml"]
+
+        [targets.each]
+        foreach = "data/*.txt"
+        cmd     = "cat ${item} > ${outputs}"
+        inputs  = ["${item}"]
+        outputs = ["out/${item.stem}.txt"]
+    """, {"data/a.txt": "a\n", "params.yaml": "n: 1\n",
+          "flows/more.toml": '[targets.n]\ncmd = "echo ${params.n} > ${outputs}"\n'
+                             'outputs = ["out/n.txt"]\n'})
+    watch = Watch(project)
+    watch.wait_watching(1)
+    project.write("data/b.txt", "b\n")  # a new file: a new instance
+    project.wait_for(lambda: project.exists("out/b.txt"), what=f"out/b.txt\n{watch.stderr()}")
+    watch.wait_watching(2)
+    project.write("params.yaml", "n: 2\n")
+    project.wait_for(lambda: project.exists("out/n.txt") and project.read("out/n.txt") == "2\n",
+                     what=f"n = 2\n{watch.stderr()}")
+    watch.wait_watching(3)
+    project.write("flows/more.toml", '[targets.n]\ncmd = "echo x${params.n} > ${outputs}"\n'
+                                     'outputs = ["out/n.txt"]\n')
+    project.wait_for(lambda: project.read("out/n.txt") == "x2\n", what=watch.stderr())
+    assert watch.interrupt() == 130
