@@ -117,3 +117,22 @@ def test_an_edited_params_file_is_read_again(project: Any) -> None:
     project.write("params.yaml", YAML.replace("epochs: 3", "epochs: 4"))
     assert project.build()["train"] == "built"
     assert project.read("out/train.txt") == "lr=0.1 epochs=4\n"
+
+
+def test_flow_toml_params_nest_by_dots_too(project: Any) -> None:
+    project.flow("""
+        [flow]
+        cache = false
+
+        [params.train]
+        lr = 0.1
+
+        [targets.t]
+        cmd     = "echo ${params.train.lr} > ${outputs}"
+        outputs = ["out.txt"]
+    """)
+    project.build()
+    assert project.read("out.txt") == "0.1\n"
+    result = project.run("status", "-p", "train.lr=0.2", "--json", check=True)
+    assert json.loads(result.stdout)["targets"][0]["reasons"][-1] == (
+        "param params.train.lr: 0.1 → 0.2")
