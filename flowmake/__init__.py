@@ -8,11 +8,15 @@ from .errors import (
     CycleError,
     FlowmakeError,
     PluginError,
+    StaleError,
     UnknownTargetError,
 )
 
 __version__ = "0.1.0"
 
+
+_API = ("build", "status", "load", "BuildResult", "StatusResult", "TargetResult",
+        "TargetState")
 
 
 def __getattr__(name: str) -> object:
@@ -22,16 +26,28 @@ def __getattr__(name: str) -> object:
         from .hookspecs import hookimpl
 
         return hookimpl
+    if name in _API:  # the Python API (api.py), imported on first use
+        from . import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'flowmake' has no attribute {name!r}")
 
 
 __all__ = [
     "BuildFailed",
+    "BuildResult",
     "ConfigError",
     "CycleError",
     "FlowmakeError",
     "PluginError",
+    "StaleError",
+    "StatusResult",
+    "TargetResult",
+    "TargetState",
     "UnknownTargetError",
     "__version__",
+    "build",
     "hookimpl",
+    "load",
+    "status",
 ]

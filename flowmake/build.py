@@ -42,7 +42,8 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     if args.dry_run:
         return _dry_run(ws, names, args)
     junit = junit_path(args)
-    out = sys.stderr if args.json else sys.stdout
+    # The Python API passes its own stream (a sink, or stderr when live).
+    out = getattr(args, "stream", None) or (sys.stderr if args.json else sys.stdout)
     reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
     with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
         changed: dict[str, Record | None] = dict(ws.store.records_of_runs(dead_runs))
@@ -68,6 +69,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
             if restorer is not None:
                 restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
             summary = scheduler.run()
+            args.summary = summary  # for the Python API (api.py)
             changed.update(scheduler.recorded)
             if restorer is not None:
                 # waits for the background saves and pushes (those not started are dropped

@@ -15,6 +15,7 @@ keeps its traceback.
      ├── CannotAccept (accept.py)                 `accept` of a target whose files are missing
      ├── IndexUnusable (cache.py)                 the cache's index.db cannot be used (a
      │                                            build warns and goes on without the cache)
+     ├── StaleError(target, state, reasons)       flowmake.load() of a target not fresh
      └── BuildFailed(failed, skipped)             exit 1: targets failed (the Python API's
                                                   BuildResult.raise_for_failure)
 
@@ -117,6 +118,17 @@ class StateError(FlowmakeError):
 
 STATE_HINT = ("deleting .flowmake/ is always safe (every target becomes stale, nothing else"
               " is lost); then run the command again")
+
+
+class StaleError(FlowmakeError):
+    """``flowmake.load()`` of a target that is not fresh; the message says why."""
+
+    def __init__(self, target: str, state: str, reasons: list[str]) -> None:
+        self.target, self.state, self.reasons = target, state, reasons
+        why = "; ".join(reasons) or state
+        super().__init__(f"target '{target}' is {state}: {why}",
+                         f"build it first: flowmake.load({target!r}, build=True), or"
+                         f" `flowmake build {target}`")
 
 
 class BuildFailed(FlowmakeError):

@@ -1,0 +1,244 @@
+"""The Python API (SPEC §9): ``build``, ``status`` and ``load`` with the CLI's semantics.
+
+Each call opens the project as the command does (``cli._workspace``), takes the same lock
+and leaves the same records, history and flow.lock. Nothing prints unless ``live=True``
+(plain lines on stderr: no live view in Jupyter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import build as _build_module  # noqa: F401 (loaded first: see the end of this file)
+from .errors import BuildFailed, UnknownTargetError
+
+
+class TargetResult(NamedTuple):
+    """What one build did to one target."""
+
+    status: str  # built | restored | fresh | failed | skipped
+    duration: float
+    reasons: list[str]
+    error: str | None
+
+
+class BuildResult(NamedTuple):
+    """The result of :func:`build`; a failed target makes ``ok`` False (no exception)."""
+
+    run_id: int | None
+    result: str  # success | failed | interrupted
+    targets: dict[str, TargetResult]
+
+    @property
+    def ok(self) -> bool:
+        return self.result == "success"
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`flowmake.errors.BuildFailed` unless the build succeeded."""
+        if not self.ok:
+            failed = [n for n, t in self.targets.items() if t.status == "failed"]
+            skipped = [n for n, t in self.targets.items() if t.status == "skipped"]
+            raise BuildFailed(failed or [f"(build {self.result})"], skipped)
+
+
+class TargetState(NamedTuple):
+    """One target's state as ``flowmake status`` shows it."""
+
+    state: str  # fresh | stale | restorable
+    reasons: list[str]
+    source: str | None  # where its record came from (record, lock), None: no record
+    upstream: list[str]
+
+
+class StatusResult(Mapping[str, TargetState]):
+    """Target name → :class:`TargetState`, in build order."""
+
+    def __init__(self, states: dict[str, TargetState]) -> None:
+        self._states = states
+
+    def __getitem__(self, name: str) -> TargetState:
+        return self._states[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    @property
+    def fresh(self) -> bool:
+        return all(s.state == "fresh" for s in self._states.values())
+
+    def __repr__(self) -> str:
+        return f"StatusResult({self._states!r})"
+
+
+def toml_literal(value: Any) -> str:
+    """``value`` as the TOML literal ``-p NAME=VALUE`` reads back as the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)  # a TOML basic string: the same escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        import json
+
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_literal(v)}"
+                               for k, v in value.items()) + "}"
+    raise TypeError(f"param value {value!r}: expected a TOML value (str, int, float, bool,"
+                    f" list or dict), got {type(value).__name__}")
+
+
+def _args(command: str, targets: str | list[str] | None, params: Mapping[str, Any] | None,
+          project: str | Path, extra: list[str]) -> argparse.Namespace:
+    """The Namespace the command line would give (so every default is the CLI's)."""
+    from .cli import build_parser
+
+    argv = [command, *extra]
+    for name, value in (params or {}).items():
+        argv += ["-p", f"{name}={toml_literal(value)}"]
+    argv += ["--", *([targets] if isinstance(targets, str) else list(targets or []))]
+    args = build_parser([command]).parse_args(argv)
+    # The default "." finds flow.toml here or above, as the bare command does; any other
+    # folder is `-C DIR`.
+    args.directory = None if str(project) == "." else str(project)
+    return args
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from .cli import _workspace
+
+    return _workspace(args)
+
+
+def build(targets: str | list[str] | None = None, *, params: Mapping[str, Any] | None = None,
+          jobs: int | None = None, keep_going: bool = False, force: bool = False,
+          project: str | Path = ".", live: bool = False) -> BuildResult:
+    """``flowmake build``: build ``targets`` (default: ``[flow].default``, else all)."""
+    from .build import run_build
+    from .cli import MAX_JOBS
+    from .errors import UsageError
+
+    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+        raise UsageError(f"jobs must be between 1 and {MAX_JOBS}, got {jobs}")
+    extra = [*(["-j", str(jobs)] if jobs is not None else []), *(["-k"] if keep_going else []),
+             *(["-B"] if force else []), "--no-color"]
+    args = _args("build", targets, params, project, extra)
+    args.stream = sys.stderr if live else io.StringIO()
+    shown = [repr(targets)] if targets else []
+    command = "flowmake.build(" + ", ".join(shown + ([f"params={dict(params)!r}"] if params
+                                                      else [])) + ")"
+    ws = _open(args)
+    try:
+        run_build(ws, args, command)
+    finally:
+        ws.close()
+    summary = args.summary
+    return BuildResult(summary.run_id, summary.result, {
+        name: TargetResult(o.status, o.duration, list(o.reasons), o.error)
+        for name, o in summary.outcomes.items()})
+
+
+def status(targets: str | list[str] | None = None, *, params: Mapping[str, Any] | None = None,
+           project: str | Path = ".") -> StatusResult:
+    """``flowmake status``: each selected target and its upstream, with state and reasons."""
+    args = _args("status", targets, params, project, [])
+    ws = _open(args)
+    try:
+        return _status(ws, args.targets)
+    finally:
+        ws.close()
+
+
+def _status(ws: Any, patterns: list[str]) -> StatusResult:
+    names = ws.graph.closure(ws.select(patterns))
+    ws.check_plugins()
+    ws.validate_lock()
+    checker = ws.checker()
+    checker.check_sources(names)
+    plan = checker.plan(names)
+    ws.save_stats()
+    return StatusResult({
+        s.name: TargetState(s.state.value, [str(r) for r in s.reasons], s.source,
+                            list(ws.graph.upstream[s.name]))
+        for s in plan.steps})
+
+
+def load(target: str, output: str | None = None, *, build: bool = False,
+         params: Mapping[str, Any] | None = None, project: str | Path = ".") -> Any:
+    """A target's output read through its format: one value, or a dict for a table of
+    outputs (``output`` picks one). A stale target raises ``StaleError``, unless
+    ``build=True``, which builds it first (a failure raises ``BuildFailed``)."""
+    from .errors import StaleError
+
+    if build:
+        globals()["build"](target, params=params, project=project).raise_for_failure()
+    args = _args("status", target, params, project, [])
+    ws = _open(args)
+    try:
+        found = ws.graph.targets.get(target)
+        if found is None:
+            from .errors import suggest
+
+            raise UnknownTargetError(target, suggest(target, ws.graph.targets))
+        outputs = _chosen(found, output)
+        state = _status(ws, [target])[target]
+        if state.state != "fresh":
+            raise StaleError(target, state.state, state.reasons)
+        values = {key: _read(ws, path) for key, path in outputs}
+    finally:
+        ws.close()
+    if output is not None or (len(values) == 1 and not _table(found)):
+        return next(iter(values.values()))
+    return values
+
+
+def _table(target: Any) -> bool:
+    return any(o.key is not None for o in target.outputs)
+
+
+def _chosen(target: Any, output: str | None) -> list[tuple[str, str]]:
+    """The outputs to read, as (name, path): keys for a table, paths for a list."""
+    from .errors import UsageError
+
+    if not target.outputs:
+        raise UsageError(f"target '{target.name}' declares no outputs to load")
+    pairs = [(o.key or o.path, o.path) for o in target.outputs]
+    if output is not None:
+        pairs = [(k, p) for k, p in pairs if output in (k, p)]
+        if not pairs:
+            names = ", ".join(o.key or o.path for o in target.outputs)
+            raise UsageError(f"target '{target.name}' has no output '{output}' (it has: {names})")
+    elif not _table(target) and len(pairs) > 1:
+        return pairs  # a list of several: all of them, by path
+    return pairs
+
+
+def _read(ws: Any, path: str) -> Any:
+    from .worker import _open as open_output
+
+    fmt = ws.plugins.format_for(path)
+    job = {"root": str(ws.root), "plugins": list(ws.project.settings.plugins)}
+    with open_output(job, path, "rb") as f:
+        return fmt.load(f)
+
+
+# ``flowmake.build`` is this function, not the submodule flowmake/build.py: importing a
+# submodule sets it as an attribute of the package, so api.py loads it first (above) and
+# then puts the function back.
+sys.modules[__name__.rpartition(".")[0]].build = build  # type: ignore[attr-defined]
