@@ -451,12 +451,12 @@ def _build_once(args: argparse.Namespace, command: str) -> int:
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     from .fastpath import fresh_status
-    from .views import status_json, status_lines, status_rows
+    from .views import StatusRow, status_json, status_lines, status_rows
 
     fresh = fresh_status(_flow_file(args), args.param, args.targets)
     if fresh is not None:  # nothing changed since an all-fresh build or status
         names, upstream, roots = fresh
-        rows = [(n, "fresh", (), "record") for n in names]
+        rows: list[StatusRow] = [(n, "fresh", (), "record") for n in names]
         if args.verbose:
             print(f"flowmake: no input, output or setting changed since the last all-fresh"
                   f" build or status ({len(names)} targets, no-op fast path)", file=sys.stderr)

@@ -224,7 +224,7 @@ class CodeFingerprint:
         """The analysis code.marshal holds for this content, if any."""
         if self._stored is None:
             self._stored = self._read_cache()
-        entry = self._stored.get(path)
+        entry: Any = self._stored.get(path)
         try:
             if entry[0] == name and entry[1] == digest:
                 return _revive(entry[2])

@@ -135,6 +135,7 @@ def _is_value(stmt: ast.stmt) -> bool:
     """A module-level value: names (or tuples of names) bound to an expression that calls
     nothing (``X = 1``, ``NAMES = ["a", "b"]``, ``T: int = 3``). One that calls something
     (``CONFIG = load()``) runs code on import: it is the body's."""
+    value: ast.expr | None
     if isinstance(stmt, ast.Assign):
         targets, value = stmt.targets, stmt.value
     elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):

@@ -35,7 +35,7 @@ from .interpolate import UnknownReference, format_value, interpolate
 from .model import Call, Input, Output, Project, Settings, Shell, Target, is_glob, is_url
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    import tomllib as tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
@@ -75,7 +75,7 @@ def find_file(start: Path, file: str | None, *, search: bool = False) -> Path:
         found = search_up(str(start.resolve()))
         if found is not None:
             return Path(found).resolve()
-    hint = "create one with `flowmake init`, or point at it with -f FILE / -C DIR"
+    hint: str | None = "create one with `flowmake init`, or point at it with -f FILE / -C DIR"
     if path.is_dir():
         message, hint = "is a directory, not a flow file", "name the file: -f DIR/flow.toml"
     elif os.path.exists(path):

@@ -12,7 +12,7 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 from .errors import StateError
 from .executor import Executor, Job, JobHandle, JobResult
@@ -127,7 +127,7 @@ class Scheduler:
         self.runnable: deque[Step] = deque()
         self.running: dict[JobHandle, tuple[Step, float]] = {}
         self.outcomes: dict[str, Outcome] = {}
-        self.in_use: Counter[str] = Counter()
+        self.in_use: dict[str, float] = {}  # resource -> amount held by running jobs
         self.stopping = False
         self.held: list[Step] | None = None  # starts not yet reported (see _loop)
         self.ended = 0.0  # wall-clock time the last finished jobs were seen done
@@ -204,10 +204,11 @@ class Scheduler:
         assert self.executor is not None
         waiter = getattr(self.executor, "wait", None)
         if waiter is not None:  # an executor that drives its jobs from this thread
-            return waiter(self.running)
+            return cast("Iterable[JobHandle]", waiter(self.running))
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        return wait(self.running, return_when=FIRST_COMPLETED)[0]
+        futures: Any = self.running  # an executor without wait() returns Futures
+        return cast("Iterable[JobHandle]", wait(futures, return_when=FIRST_COMPLETED)[0])
 
     def _check(self, name: str) -> None:
         step = self.checker.check(self.graph.targets[name])
@@ -233,12 +234,12 @@ class Scheduler:
 
     def _fits(self, target: Target) -> bool:
         capacity = self.project.settings.resources
-        return all(self.in_use[r] + amount <= capacity.get(r, float("inf"))
+        return all(self.in_use.get(r, 0.0) + amount <= capacity.get(r, float("inf"))
                    for r, amount in target.resources.items())
 
     def _release(self, target: Target) -> None:
         for r, amount in target.resources.items():
-            self.in_use[r] -= amount
+            self.in_use[r] = self.in_use.get(r, 0.0) - amount
 
     def _start_runnable(self) -> None:
         skipped: deque[Step] = deque()
@@ -248,7 +249,7 @@ class Scheduler:
                 skipped.append(step)  # waits for resources; later steps may still fit
                 continue
             for r, amount in step.target.resources.items():
-                self.in_use[r] += amount
+                self.in_use[r] = self.in_use.get(r, 0.0) + amount
             if self.executor is None:
                 self.executor = self.executor_factory()
             if self.held is None:

@@ -75,7 +75,7 @@ def unchanged(paths: list[str], saved: bytes) -> bool:
     if parts < 2 or not hasattr(os, "fork"):
         return _same(paths, saved)
     step = -(-len(paths) // parts)
-    children = []
+    children: list[int] = []
     for i in range(1, parts):
         chunk = paths[i * step:(i + 1) * step]
         expected = saved[i * step * size:(i * step + len(chunk)) * size]

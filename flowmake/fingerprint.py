@@ -174,7 +174,8 @@ def digest_output(full_path: str) -> tuple[str, StatEntry | None] | None:
     except OSError:
         return None
     if stat.S_ISDIR(st.st_mode):
-        return Hasher(full_path).digest("."), None
+        found = Hasher(full_path).digest(".")
+        return None if found is None else (found, None)
     digest = hash_file(full_path)
     return digest, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest)
 

@@ -229,7 +229,8 @@ def _last_failure(ws: Workspace, name: str) -> dict[str, Any] | None:
 
 
 def _asset(name: str) -> str:
-    return resources.files("flowmake").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("flowmake").joinpath("assets").joinpath(name).read_text(
+        encoding="utf-8")
 
 
 def script_json(doc: Any) -> str:

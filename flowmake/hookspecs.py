@@ -55,6 +55,7 @@ def flowmake_register_backends() -> Sequence[type[Backend]]:
     A URL input or output (``s3://bucket/x.parquet``) is read and written through the
     backend that serves its protocol. See :class:`flowmake.backends.Backend`.
     """
+    return []  # a specification: plugins implement it
 
 
 @hookspec
@@ -64,6 +65,7 @@ def flowmake_register_formats() -> Sequence[type[Format]]:
     A python target's return value is saved, and its table-form inputs loaded, by the
     format of the path's extension. See :class:`flowmake.formats.Format`.
     """
+    return []  # a specification: plugins implement it
 
 
 @hookspec
@@ -73,6 +75,7 @@ def flowmake_register_executors() -> Sequence[type[Executor]]:
     See :class:`flowmake.executor.Executor`; the built-in ``local`` one is registered
     through this same hook.
     """
+    return []  # a specification: plugins implement it
 
 
 @hookspec

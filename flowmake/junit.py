@@ -84,7 +84,7 @@ def junit_xml(summary: Summary, started: float | None) -> bytes:
     for outcome in outcomes:
         _testcase(suite, outcome, summary.result)
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return bytes(ET.tostring(root, encoding="utf-8", xml_declaration=True)) + b"\n"
 
 
 def check_path(path: Path) -> None:

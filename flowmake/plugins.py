@@ -82,7 +82,7 @@ def entry_points() -> list[EntryPoint]:
         with open(cached, "rb") as f:
             saved, found = marshal.loads(f.read())
         if saved == signature:
-            return [tuple(ep) for ep in found]  # type: ignore[misc]
+            return [tuple(ep) for ep in found]
     except (OSError, EOFError, ValueError, TypeError):
         pass
     from importlib.metadata import entry_points as scan
@@ -210,7 +210,7 @@ class Plugins:
 
         proto = protocol(url)
         cls = self.backends.get(proto)
-        fallback = self.backends.get("*")  # serves what fsspec itself implements
+        fallback: Any = self.backends.get("*")  # serves what fsspec itself implements
         if cls is None and fallback is not None and fallback.serves(proto):
             cls = fallback
         if cls is None:

@@ -45,7 +45,7 @@ def prefetch(graph: Graph, names: Iterable[str], checker: Checker, local: LocalC
             rejected or lacks a blob.
     """
     order = graph.order(names)
-    chosen, done, unknown = set(order), set(), set()
+    chosen, done, unknown = set(order), set[str](), set[str]()
     counts: Counter[str] = Counter(entries=0, missing=0, local=0)
     pending = order
     while pending:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
 from .cache import DIR, ActionRecord, LocalCache, Mismatch, action_rel, blob_rel
 
@@ -66,7 +66,7 @@ class FolderRemote:
     def open(self, rel: str) -> IO[bytes]:
         return open(self.path / rel, "rb")
 
-    def _whole(self, rel: str, write: Callable[[str], None]) -> None:
+    def _whole(self, rel: str, write: Callable[[str], object]) -> None:
         final = self.path / rel
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = f"{final}.{os.urandom(16).hex()}.tmp"
@@ -113,8 +113,8 @@ class BackendRemote:
         # records are read once, front to back, so the metadata round trip is wasted.
         read_stream = getattr(self.backend, "read_stream", None)
         if read_stream is not None:
-            return read_stream(self._url(rel))
-        return self.backend.open(self._url(rel), "rb")
+            return cast("IO[bytes]", read_stream(self._url(rel)))
+        return cast("IO[bytes]", self.backend.open(self._url(rel), "rb"))
 
     def put_file(self, rel: str, source: str) -> None:
         with open(source, "rb") as src, self.backend.open(self._url(rel), "wb") as dst:

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 
 from . import fastpath
 from .errors import StateError
@@ -128,18 +128,22 @@ def _state_error(path: Path, exc: sqlite3.DatabaseError) -> StateError:
     return StateError(str(path), f"cannot use the state database ({text})")
 
 
-def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def guarded(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
     """A Store method whose database errors become a StateError naming the file."""
     import functools
 
     @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
             raise _state_error(self.path, exc) from None
 
-    return wrapper
+    return cast("Callable[Concatenate[Store, P], R]", wrapper)
 
 
 # NamedTuples rather than dataclasses: the no-op fast path imports this module, and
@@ -159,13 +163,13 @@ class Record(NamedTuple):
     def parts(self) -> dict[str, Any]:
         import json
 
-        return json.loads(self.parts_json)
+        return cast("dict[str, Any]", json.loads(self.parts_json))
 
     @property
     def outputs(self) -> dict[str, str]:
         import json
 
-        return json.loads(self.outputs_json)
+        return cast("dict[str, str]", json.loads(self.outputs_json))
 
 
 class Run(NamedTuple):

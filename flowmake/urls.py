@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import FlowmakeError
 
@@ -61,7 +61,7 @@ class Urls:
         """A metadata digest (ETag, checksum, size+mtime); None when the object is absent."""
         backend = self.backend(url)
         try:
-            return backend.fingerprint(url)
+            return cast("str | None", backend.fingerprint(url))
         except FileNotFoundError:
             return None
         except FlowmakeError:

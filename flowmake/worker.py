@@ -22,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Any
+from typing import IO, Any, cast
 
 _HEADER = struct.Struct(">Q")
 _FLOWMAKE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -131,7 +131,7 @@ def resolve(function: str) -> Callable[..., Any]:
         obj = getattr(obj, part)
     if not callable(obj):
         raise JobFailed(f"'{function}' is not callable")
-    return obj
+    return cast("Callable[..., Any]", obj)
 
 
 def load_inputs(job: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import functools
 import importlib.util
 import os
 from collections.abc import Iterable, Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from ..hookspecs import hookimpl
 
@@ -97,7 +97,7 @@ class FsspecBackend:
         return fingerprint_from_info(info)
 
     def open(self, url: str, mode: str = "rb") -> IO[bytes]:
-        return self.fs(url).open(url, mode)
+        return cast("IO[bytes]", self.fs(url).open(url, mode))
 
     def exists(self, url: str) -> bool:
         return bool(self.fs(url).exists(url))

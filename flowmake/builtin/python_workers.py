@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from flowmake.executor import Job, JobResult, LineSink, finish_outputs, prepare_outputs
 from flowmake.worker import recv, send
@@ -105,7 +105,7 @@ class Worker:
                 self.kill()
                 raise WorkerDied("timed out")
         try:
-            return recv(self.rfd)
+            return cast("dict[str, Any]", recv(self.rfd))
         except (EOFError, OSError):
             raise WorkerDied(self._death()) from None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from flowmake.executor import Job, JobResult, LineSink
 
@@ -118,16 +118,17 @@ class DaskExecutor:
         """The task's JobResult; a dead worker or a cancelled task as a failed one."""
         if task.status == "finished":
             try:
-                return task.result()
-            except Exception as exc:  # the result could not be fetched after all
-                return JobResult(job.name, False, "", 0.0, _describe(exc))
+                return cast(JobResult, task.result())
+            except Exception as fetch_error:  # the result could not be fetched after all
+                return JobResult(job.name, False, "", 0.0, _describe(fetch_error))
         if task.status == "cancelled" or self.cancelled.is_set():
             return JobResult(job.name, False, "", 0.0, "interrupted", interrupted=True)
+        problem: BaseException | None
         try:
-            exc = task.exception()
+            problem = task.exception()
         except Exception as err:  # cancelled between the two looks
-            exc = err
-        return JobResult(job.name, False, "", 0.0, _describe(exc))
+            problem = err
+        return JobResult(job.name, False, "", 0.0, _describe(problem))
 
     def _resolve(self, run: _Attempts, last: JobResult) -> None:
         output = "".join(run.output) + last.output

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from flowmake.builtin.local_executor import CommandRunner
 from flowmake.executor import Job, JobResult
@@ -74,7 +74,7 @@ def run_job(job: Job, token: str) -> JobResult:
     if build.runner.cancelled.is_set():
         return JobResult(job.name, False, "", 0.0, "interrupted", interrupted=True)
     if job.function is not None:
-        return build.python_pool().submit(once).result()
+        return cast(JobResult, build.python_pool().submit(once).result())
     return build.runner.run(once, None)
 
 

@@ -12,7 +12,7 @@ import io
 import os
 import threading
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import flowmake
 
@@ -77,7 +77,7 @@ class S3Backend:
         return _tree_fingerprint(self.fs.find(url, detail=True), info["name"])
 
     def open(self, url: str, mode: str = "rb") -> IO[bytes]:
-        return self.fs.open(url, mode)
+        return cast("IO[bytes]", self.fs.open(url, mode))
 
     def exists(self, url: str) -> bool:
         return bool(self.fs.exists(url))
