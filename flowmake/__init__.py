@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     BuildFailed,
     ConfigError,
@@ -13,6 +15,10 @@ from .errors import (
 )
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports it on demand
+    from .hookspecs import hookimpl as hookimpl
+
 
 
 _API = ("build", "status", "load", "BuildResult", "StatusResult", "TargetResult",
