@@ -57,6 +57,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         run = ws.store.run(run_id)
         assert run is not None
         mark_environment(str(ws.project.state_dir), run)
+        _record_environment(ws, run_id)
         scheduler: Scheduler | None = None
         try:
             scheduler = Scheduler(
@@ -102,6 +103,19 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
     return EXIT_FOR_RESULT[summary.result]
+
+
+def _record_environment(ws: Workspace, run_id: int) -> None:
+    """Keep the build's environment with its run (`flowmake log RUN_ID`); a failure to
+    find it out leaves it unrecorded, never stops the build."""
+    from .provenance import environment
+
+    try:
+        env = environment(ws.root, ws.project.state_dir, dict(ws.plugins.dists))
+    except (OSError, ValueError) as exc:
+        print(f"flowmake: warning: build environment not recorded: {exc}", file=sys.stderr)
+        return
+    ws.store.set_environment(run_id, env)
 
 
 def junit_path(args: argparse.Namespace) -> Any:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from .errors import UnknownTargetError, UsageError, suggest
+from .provenance import environment_lines, summary_json
 from .store import Run, TargetLine
 from .workspace import Workspace
 
@@ -51,11 +52,14 @@ def log_command(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         if args.ref is None:
             runs = ws.store.runs(args.limit)
-            doc, lines = runs_json(runs), runs_lines(runs)
+            doc, lines = runs_json(runs, environments=_environments(ws, runs)), runs_lines(runs)
         elif args.ref == "-" or _is_run_id(ws, args.ref):
             run = _latest(ws) if args.ref == "-" else _run(ws, int(args.ref))
             entries = _run_entries(ws, run)
             doc, lines = runs_json([run], entries), run_lines(run, entries, args.verbose)
+            env = ws.store.environment(run.run_id)
+            doc["runs"][0]["environment"] = env  # with the list of distributions
+            lines[3:3] = environment_lines(env)
         else:
             names = _target_names(ws, args.ref)
             entries = _history(ws, names, args.limit)
@@ -69,6 +73,11 @@ def log_command(ws: Workspace, args: argparse.Namespace) -> int:
     else:
         print("\n".join(lines))
     return 0
+
+
+def _environments(ws: Workspace, runs: list[Run]) -> dict[int, Any]:
+    """Each run's environment without the distributions' list (its digest stays)."""
+    return {r.run_id: summary_json(ws.store.environment(r.run_id)) for r in runs}
 
 
 def _is_run_id(ws: Workspace, ref: str) -> bool:
@@ -231,11 +240,15 @@ def run_json(run: Run) -> dict[str, Any]:
             "result": run.result, "command": run.command, "counts": run.counts}
 
 
-def runs_json(runs: list[Run], entries: list[Entry] | None = None) -> dict[str, Any]:
-    """``{"runs": [...]}``; with ``entries``, each run carries its ``targets``."""
+def runs_json(runs: list[Run], entries: list[Entry] | None = None, *,
+              environments: dict[int, Any] | None = None) -> dict[str, Any]:
+    """``{"runs": [...]}``; with ``entries``, each run carries its ``targets``; with
+    ``environments``, its ``environment``."""
     docs = []
     for run in runs:
         doc = run_json(run)
+        if environments is not None:
+            doc["environment"] = environments.get(run.run_id)
         if entries is not None:
             doc["targets"] = [target_json(e) for e in entries if e.run_id == run.run_id]
         docs.append(doc)

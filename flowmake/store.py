@@ -20,7 +20,7 @@ from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 from . import fastpath
 from .errors import StateError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS stat_cache (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, finished REAL,
-    command TEXT, result TEXT, counts TEXT
+    command TEXT, result TEXT, counts TEXT,
+    environment TEXT  -- JSON: what the build ran in (provenance.py); NULL: not known
 );
 CREATE TABLE IF NOT EXISTS run_targets (
     run_id INTEGER, target TEXT, status TEXT, duration REAL, reasons TEXT, output TEXT,
@@ -40,6 +41,10 @@ CREATE TABLE IF NOT EXISTS run_targets (
     PRIMARY KEY (run_id, target)
 );  -- a rowid table: rowid keeps the order in which the build finished its targets
 CREATE INDEX IF NOT EXISTS run_targets_target ON run_targets (target, run_id);
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id INTEGER, target TEXT, name TEXT, value REAL,  -- name: flattened, "roc.auc"
+    PRIMARY KEY (target, name, run_id)
+) WITHOUT ROWID;
 """
 
 # The counts every run reports (SPEC §3), in this order.
@@ -84,7 +89,7 @@ def _create_schema(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-            for table in ("records", "stat_cache", "runs", "run_targets"):
+            for table in ("records", "stat_cache", "runs", "run_targets", "run_metrics"):
                 db.execute(f"DROP TABLE IF EXISTS {table}")
             for statement in _statements(_SCHEMA):
                 db.execute(statement)
@@ -360,6 +365,7 @@ class Store:
             db.execute("DELETE FROM runs WHERE run_id < (SELECT MIN(run_id) FROM ("
                        "SELECT run_id FROM runs ORDER BY run_id DESC LIMIT ?))", (keep,))
             db.execute("DELETE FROM run_targets WHERE run_id < (SELECT MIN(run_id) FROM runs)")
+            db.execute("DELETE FROM run_metrics WHERE run_id < (SELECT MIN(run_id) FROM runs)")
 
     @guarded
     def forget_run(self, run_id: int) -> None:
@@ -367,7 +373,43 @@ class Store:
         lines; the records it wrote stay."""
         with self.transaction() as db:
             db.execute("DELETE FROM run_targets WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM run_metrics WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+
+    @guarded
+    def set_environment(self, run_id: int, environment: dict[str, Any]) -> None:
+        """Keep what a build ran in (provenance.py) with its run."""
+        import json
+
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET environment = ? WHERE run_id = ?",
+                       (json.dumps(environment), run_id))
+
+    @guarded
+    def environment(self, run_id: int) -> dict[str, Any] | None:
+        """The environment kept with a run; None when it was not recorded."""
+        import json
+
+        row = self.db.execute("SELECT environment FROM runs WHERE run_id = ?",
+                              (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    @guarded
+    def put_metrics(self, run_id: int, target: str, values: dict[str, float]) -> None:
+        """A target's metric values as this build built or restored them."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM run_metrics WHERE run_id = ? AND target = ?",
+                       (run_id, target))
+            db.executemany("INSERT INTO run_metrics VALUES (?, ?, ?, ?)",
+                           ((run_id, target, k, v) for k, v in values.items()))
+
+    @guarded
+    def metrics_history(self, targets: list[str]) -> list[tuple[int, str, str, float]]:
+        """(run_id, target, name, value) of these targets' recorded metrics, oldest first."""
+        rows = self.db.execute("SELECT run_id, target, name, value FROM run_metrics"
+                               " ORDER BY run_id, target, name")
+        wanted = set(targets)
+        return [(r[0], r[1], r[2], r[3]) for r in rows if r[1] in wanted]
 
     @guarded
     def finish_target(self, run_id: int, target: str, status: str, duration: float,

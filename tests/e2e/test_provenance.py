@@ -1,0 +1,104 @@
+"""Each build records its environment (SPEC §9): `flowmake log RUN_ID`, `log --json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+
+from flowmake import __version__
+from flowmake.provenance import distributions
+
+FLOW = """
+[targets.hello]
+cmd = "echo hi > ${outputs}"
+inputs = ["src.txt"]
+outputs = ["out/hello.txt"]
+"""
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(root, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True,
+                          env={**os.environ, **GIT_ENV}).stdout.strip()
+
+
+def test_log_shows_the_environment_without_git(project):
+    project.flow(FLOW, {"src.txt": "a\n"})
+    project.build()
+    text = project.run("log", "-", check=True).stdout
+    assert f"  python: {platform.python_version()} (CPython)" in text
+    assert f"  flowmake: {__version__}; plugins: " in text
+    assert "  git: not a git repository" in text
+    run = project.json("log", "1")["runs"][0]
+    env = run["environment"]
+    assert env["python"] == platform.python_version() and env["flowmake"] == __version__
+    assert env["git"] is None
+    assert f"flowmake=={__version__}" in env["distributions"]
+    assert any(d.lower().startswith("pytest==") for d in env["distributions"])
+    assert env["distributions"] == sorted(env["distributions"], key=str.lower)
+    # the list view: the digest, not the list
+    listed = project.json("log")["runs"][0]["environment"]
+    assert listed["distributions_digest"] == env["distributions_digest"]
+    assert "distributions" not in listed and listed["plugins"] == env["plugins"]
+
+
+def test_plugins_are_named_with_their_distributions(project):
+    project.flow(FLOW, {"src.txt": "a\n"})
+    project.build()
+    env = project.json("log", "-")["runs"][0]["environment"]
+    # the plugins installed in the test environment come through entry points
+    assert env["plugins"].get("parquet", "").startswith("flowmake-parquet ")
+
+
+def test_git_commit_and_dirty_flag(project):
+    project.flow(FLOW, {"src.txt": "a\n"})
+    git(project.root, "init", "-q")
+    git(project.root, "add", "flow.toml", "src.txt")
+    git(project.root, "commit", "-q", "-m", "first")
+    head = git(project.root, "rev-parse", "HEAD")
+    project.build()
+    env = project.json("log", "-")["runs"][0]["environment"]
+    # untracked files (outputs, .flowmake) do not make it dirty
+    assert env["git"] == {"commit": head, "dirty": False}
+    assert f"  git: {head[:12]}\n" in project.run("log", "-", check=True).stdout
+    project.write("src.txt", "b\n")  # a tracked file changed, not committed
+    project.build()
+    env = project.json("log", "-")["runs"][0]["environment"]
+    assert env["git"] == {"commit": head, "dirty": True}
+    assert f"  git: {head[:12]} (dirty)" in project.run("log", "2", check=True).stdout
+    first = project.json("log", "1")["runs"][0]["environment"]["git"]
+    assert first == {"commit": head, "dirty": False}  # each run keeps its own
+
+
+def test_a_no_op_build_records_no_environment(project):
+    project.flow(FLOW, {"src.txt": "a\n"})
+    project.build()
+    past = time.time() - 10  # nothing "racy" (just written): the fast path trusts the stats
+    for path in [project.root / "flow.toml", *project.root.rglob("*")]:
+        if ".flowmake" not in path.parts:
+            os.utime(path, (past, past))
+    project.build()  # all fresh: the next no-op build may take the fast path
+    noop = project.run("build", "-v", check=True)  # the no-op fast path: no git, no scan
+    assert "no-op fast path" in noop.stderr + noop.stdout
+    runs = project.json("log")["runs"]
+    assert len(runs) == 3 and runs[0]["environment"] is None
+    assert runs[1]["environment"] is not None  # a full build, even with nothing to do
+    assert "  environment: not recorded" in project.run("log", "-", check=True).stdout
+
+
+def test_the_distributions_list_is_cached_by_sys_path_mtimes(tmp_path):
+    found = distributions(tmp_path)
+    cache = json.loads((tmp_path / "distributions.json").read_text())
+    assert cache["distributions"] == found
+    cache["distributions"] = ["only==1"]
+    (tmp_path / "distributions.json").write_text(json.dumps(cache))
+    assert distributions(tmp_path) == ["only==1"]  # same sys.path mtimes: the cached list
+    cache["signature"][0] = "/another/python"
+    (tmp_path / "distributions.json").write_text(json.dumps(cache))
+    assert distributions(tmp_path) == found  # anything else: scanned again
