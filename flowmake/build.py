@@ -94,6 +94,10 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
         if getattr(args, "no_record", False):
             ws.store.forget_run(run_id)  # what it built stays recorded; the run leaves the log
         else:
+            if any(t.metrics for t in ws.graph.targets.values()):
+                from .metrics import record
+
+                record(ws, run_id, summary.outcomes)  # before finish_run prunes the history
             ws.store.finish_run(run_id, summary.result, summary.counts(),
                                 ws.project.settings.history)
         ws.sync_lock(changed)

@@ -142,6 +142,13 @@ def _log_args(p: argparse.ArgumentParser) -> None:
     _json(p)
 
 
+def _metrics_args(p: argparse.ArgumentParser) -> None:
+    _targets(p, "whose metrics to show (default: every target with `metrics`)")
+    p.add_argument("--history", action="store_true",
+                   help="the values each build recorded, oldest first")
+    _json(p)
+
+
 def _report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", nargs="?", metavar="RUN_ID",
                    help="the build to show, as `flowmake log` numbers them (default, or -:"
@@ -195,6 +202,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = 
               _graph_args),
     "log": ("past builds; one build's targets; one target's history and output", _log_args),
     "cache": ("the artifact cache: status, gc, push, pull", _cache_args),
+    "metrics": ("metrics outputs: current values and their change; --history across builds",
+                _metrics_args),
     "report": ("one build as a self-contained HTML page: timeline, targets, failures",
                _report_args),
     "accept": ("record targets as fresh with their current inputs and outputs", _accept_args),
@@ -218,6 +227,7 @@ COMMAND_GLOBALS: dict[str, dict[str, str]] = {
     "graph": {"q": "no message when writing -o FILE", "p": _PARAM_HELP},
     "log": {"v": "show the captured output of every run (default: the latest)"},
     "cache": {"q": _QUIET, "p": _PARAM_HELP},
+    "metrics": {"p": _PARAM_HELP},
     "report": {"q": "no message when the page is written"},
     "accept": {"q": _QUIET, "p": _PARAM_HELP},
     "init": {"q": _QUIET},
@@ -551,6 +561,12 @@ def cmd_cache(args: argparse.Namespace, argv: list[str]) -> int:
     return cache_command(_workspace(args), args)
 
 
+def cmd_metrics(args: argparse.Namespace, argv: list[str]) -> int:
+    from .metrics import metrics_command
+
+    return metrics_command(_workspace(args), args)
+
+
 def cmd_report(args: argparse.Namespace, argv: list[str]) -> int:
     from .build_report import report_command
 
@@ -585,7 +601,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, list[str]], int]] = {
     "build": cmd_build, "status": cmd_status, "clean": cmd_clean, "list": cmd_list,
     "why": cmd_why, "graph": cmd_graph, "log": cmd_log, "cache": cmd_cache,
     "accept": cmd_accept, "init": cmd_init, "report": cmd_report, "lock": cmd_lock,
-    "completion": cmd_completion,
+    "completion": cmd_completion, "metrics": cmd_metrics,
 }
 
 

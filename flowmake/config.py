@@ -46,7 +46,7 @@ FLOW_KEYS = {
 TARGET_KEYS = {
     "cmd", "python", "inputs", "outputs", "deps", "params", "matrix", "env", "always",
     "cache", "resources", "timeout", "retries", "cwd", "version", "help", "foreach",
-    "track_params",
+    "track_params", "metrics",
 }
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -603,7 +603,25 @@ class _Loader:
             resources=self.numbers(table.get("resources", {}), f"{where}.resources"),
             matrix=decl if matrix or item is not None else None,
             item=item,
+            metrics=self.metrics(table.get("metrics", []), scope, outputs, f"{where}.metrics"),
         )
+
+    def metrics(self, value: Any, scope: _Scope, outputs: tuple[Output, ...],
+                key: str) -> tuple[str, ...]:
+        """``metrics = [paths]``: outputs of the target, JSON, TOML or YAML files."""
+        from .metrics import METRIC_EXTENSIONS
+
+        found = []
+        for raw in self.str_list(value, key):
+            path = self.norm(scope.resolve_path(raw, key), key, inside=True)
+            if path not in {o.path for o in outputs}:
+                raise self.error(key, f"'{path}' is not among the target's outputs",
+                                 hint="a metrics file must also be listed in outputs")
+            if not path.lower().endswith(METRIC_EXTENSIONS):
+                raise self.error(key, f"'{path}': a metrics file is JSON, TOML or YAML"
+                                      " (.json, .toml, .yaml, .yml)")
+            found.append(path)
+        return tuple(found)
 
     def scope(self, where: str, table: dict[str, Any], matrix: dict[str, Any],
               item: str | None) -> _Scope:

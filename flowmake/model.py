@@ -117,6 +117,7 @@ class Target(NamedTuple):
     matrix: str | None = None  # the matrix (or foreach) a target instance was expanded from
     line: int | None = None  # where flow.toml declares it, for messages
     item: str | None = None  # the file a foreach instance is for (root-relative)
+    metrics: tuple[str, ...] = ()  # outputs that hold metrics (`flowmake metrics`)
 
     @property
     def kind(self) -> str:
