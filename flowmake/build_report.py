@@ -2,8 +2,9 @@
 
 The page (``assets/report.*``, inlined as the graph page is: no network) shows a timeline
 of the targets as bars from start to end, one lane per parallel slot, coloured by status;
-a sortable, filterable table of the targets; each failure with its output; and for each
-target a small chart of its duration over its recent builds. Its data is the history in
+a sortable, filterable table of the targets; each failure with its output; for each
+target a small chart of its duration over its recent builds; and a chart of each metric
+(``metrics`` outputs) over the builds up to this one. Its data is the history in
 ``.flowmake/state.db`` (``run_targets``: status, duration, reasons, times, output),
 embedded as JSON.
 """
@@ -105,7 +106,21 @@ def report_json(ws: Workspace, run: Run) -> dict[str, Any]:
     end = max([run.finished or run.started, *(t["finished"] for t in timed)])
     return {"project": ws.root.name, "run": run_json(run), "t0": run.started, "t1": end,
             "took": run_duration(run), "lanes": 1 + max((t["lane"] for t in timed), default=-1),
-            "targets": targets}
+            "targets": targets, "metrics": metrics_json(ws, run.run_id)}
+
+
+def metrics_json(ws: Workspace, run_id: int) -> list[dict[str, Any]]:
+    """Each metric's values over the builds up to this one (``flowmake metrics --history``),
+    for the page's charts: ``[{"target", "path", "name", "points": [[run_id, value]]}]``."""
+    names = [n for n, t in ws.graph.targets.items() if t.metrics]
+    if not names:
+        return []
+    series: dict[tuple[str, str], list[list[float]]] = {}
+    for rid, target, key, value in ws.store.metrics_history(names):
+        if rid <= run_id:
+            series.setdefault((target, key), []).append([rid, value])
+    return [{"target": t, "path": k.partition(":")[0], "name": k.partition(":")[2],
+             "points": points[-HISTORY:]} for (t, k), points in series.items()]
 
 
 def render_report(doc: dict[str, Any]) -> str:

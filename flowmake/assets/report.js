@@ -123,6 +123,40 @@
     }).join("");
   }
 
+  // -- metrics: one chart per metric, its value over the builds --------------------------
+  function number(x) {
+    return Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6)));
+  }
+
+  function metricChart(m) {
+    const pts = m.points;
+    const W = 240, H = 70, P = 8;
+    const values = pts.map((p) => p[1]);
+    const lo = Math.min(...values), hi = Math.max(...values);
+    const span = hi - lo || Math.abs(hi) || 1;
+    const px = (i) => pts.length === 1 ? W / 2 : P + (i * (W - 2 * P)) / (pts.length - 1);
+    const py = (v) => hi === lo ? H / 2 : H - P - ((v - lo) / span) * (H - 2 * P);
+    const line = pts.map((p, i) => px(i).toFixed(1) + "," + py(p[1]).toFixed(1)).join(" ");
+    const dots = pts.map((p, i) => '<circle cx="' + px(i).toFixed(1) + '" cy="' + py(p[1]).toFixed(1) +
+      '" r="2.6"' + (i === pts.length - 1 ? ' class="now"' : "") + "><title>run " + p[0] + ": " +
+      esc(number(p[1])) + "</title></circle>").join("");
+    const last = values[values.length - 1];
+    return '<figure class="metric" data-target="' + esc(m.target) + '" data-name="' + esc(m.name) +
+      '"><figcaption><b>' + esc(m.name) + '</b> <span class="muted">' + esc(m.target) + " · " +
+      esc(m.path) + '</span><span class="value">' + esc(number(last)) + "</span></figcaption>" +
+      '<svg width="' + W + '" height="' + H + '" viewBox="0 0 ' + W + " " + H + '" role="img">' +
+      '<polyline points="' + line + '"></polyline>' + dots + "</svg>" +
+      '<p class="muted">runs ' + pts[0][0] + "–" + pts[pts.length - 1][0] + ", " + esc(number(lo)) + " to " +
+      esc(number(hi)) + "</p></figure>";
+  }
+
+  function metrics() {
+    const found = doc.metrics || [];
+    if (!found.length) return;
+    $("metrics-box").hidden = false;
+    $("metrics").innerHTML = found.map(metricChart).join("");
+  }
+
   // -- the table ------------------------------------------------------------------------
   function spark(t) {
     const h = t.history;
@@ -223,6 +257,7 @@
   header();
   timeline();
   failures();
+  metrics();
   table();
   document.body.dataset.ready = "true";
 })();
