@@ -17,6 +17,13 @@ from .errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports it on demand
+    from .api import BuildResult as BuildResult
+    from .api import StatusResult as StatusResult
+    from .api import TargetResult as TargetResult
+    from .api import TargetState as TargetState
+    from .api import build as build
+    from .api import load as load
+    from .api import status as status
     from .hookspecs import hookimpl as hookimpl
 
 

@@ -196,3 +196,14 @@ def test_the_example_script(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "(50 points)" in done.stdout and "slope within 0.1 of 2: True" in done.stdout
     assert json.loads((copy / "out" / "line.json").read_text())["slope"] > 1.9
+
+
+def test_type_checkers_see_the_api_functions():
+    """mypy sees flowmake.build as the function, not the flowmake/build.py submodule."""
+    pytest.importorskip("mypy")
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "python-api" / "analysis.py"
+    done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
+                           str(example)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
