@@ -66,7 +66,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
                 jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
                 restorer=restorer, on_event=_observer(ws),
                 kept=not getattr(args, "no_record", False))
-            ws.plugins.hook.flowmake_build_start(run_id=run_id, targets=scheduler.order)
+            ws.plugins.build_start(run_id, scheduler.order)
             if restorer is not None:
                 restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
             summary = scheduler.run()
@@ -76,7 +76,7 @@ def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
                 # waits for the background saves and pushes (those not started are dropped
                 # after Ctrl-C)
                 restorer.close(cancel=summary.result == "interrupted")
-            ws.plugins.hook.flowmake_build_finish(summary=summary)
+            ws.plugins.build_finish(summary)
             ws.save_stats()
         except BaseException as exc:  # e.g. the executor could not start, a full disk
             if restorer is not None:
@@ -184,12 +184,4 @@ def _executor_options(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]
 
 def _observer(ws: Workspace) -> Any:
     """Forward the scheduler's events to the plugins' observer hooks."""
-    hook = ws.plugins.hook
-
-    def on_event(name: str, payload: Any) -> None:
-        if name == "target_start":
-            hook.flowmake_target_start(step=payload)
-        elif name == "target_finish":
-            hook.flowmake_target_finish(outcome=payload)
-
-    return on_event
+    return ws.plugins.on_event

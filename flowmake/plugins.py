@@ -237,6 +237,23 @@ class Plugins:
                  self.pm.hook.flowmake_target_start, self.pm.hook.flowmake_target_finish)
         return any(impl.plugin_name not in BUILTINS for h in hooks for impl in h.get_hookimpls())
 
-    @property
-    def hook(self) -> Any:
-        return self.pm.hook
+    # -- the observer hooks: every call goes through these --------------------------
+
+    def build_start(self, run_id: int, targets: list[str]) -> None:
+        self.pm.hook.flowmake_build_start(run_id=run_id, targets=targets)
+
+    def build_finish(self, summary: Any) -> None:
+        self.pm.hook.flowmake_build_finish(summary=summary)
+
+    def target_start(self, step: Any) -> None:
+        self.pm.hook.flowmake_target_start(step=step)
+
+    def target_finish(self, outcome: Any) -> None:
+        self.pm.hook.flowmake_target_finish(outcome=outcome)
+
+    def on_event(self, name: str, payload: Any) -> None:
+        """The scheduler's events (``target_start``, ``target_finish``) to the hooks."""
+        if name == "target_start":
+            self.target_start(payload)
+        elif name == "target_finish":
+            self.target_finish(payload)

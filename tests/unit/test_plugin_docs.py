@@ -79,7 +79,7 @@ def test_the_minimal_plugin_in_the_docs_loads(tmp_path: Path,
     plugins = Plugins(["doc_yaml_plugin"], str(tmp_path))
     fmt = plugins.format_for("out/config.yml")
     assert type(fmt).__name__ == "YamlFormat"
-    impls = [i.plugin_name for i in plugins.hook.flowmake_target_finish.get_hookimpls()]
+    impls = [i.plugin_name for i in plugins.pm.hook.flowmake_target_finish.get_hookimpls()]
     assert "doc_yaml_plugin" in impls
     entry = re.search(r"\[project.entry-points.flowmake\]\n(\w+) = \"(\w+)\"", text)
     assert entry and entry.groups() == ("yaml", "flowmake_yaml")
