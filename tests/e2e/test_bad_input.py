@@ -1,7 +1,7 @@
 """flow.toml and command-line input that used to crash flowmake or be silently accepted.
 
 Each case runs the real command: exit 2, one short ``flowmake: error:`` line naming the
-file, line, key or path, and never a traceback. Bounds are in README.md ("Limits").
+file, line, key or path, and never a traceback. Bounds are in docs/reference.md ("Limits").
 """
 
 from __future__ import annotations
@@ -434,7 +434,7 @@ def test_status_json_of_a_refused_flow_prints_no_document(project):
 
 
 def test_bounds_are_documented():
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "docs" / "reference.md").read_text(encoding="utf-8")
     for text in ("1,000,000 (about 11.5 days", "0 to 100", "1 to 1024", "1 to 1,000,000",
                  "100,000 instances", "100 deep", "dotted module names"):
         assert text in readme

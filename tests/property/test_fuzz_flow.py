@@ -322,7 +322,7 @@ def run_subprocess(root: Path, args: list[str]) -> tuple[int, str]:
     return result.returncode, result.stderr.decode("utf-8", "replace")
 
 
-# The bounds README.md documents: a flow.toml that breaks one must not load.
+# The bounds docs/reference.md documents: a flow.toml that breaks one must not load.
 MAX_TIMEOUT, MAX_RETRIES, MAX_JOBS, MAX_HISTORY = 1e6, 100, 1024, 1_000_000
 MAX_AMOUNT, MAX_INSTANCES = 1e12, 100_000
 _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
