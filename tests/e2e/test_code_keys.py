@@ -119,7 +119,7 @@ def test_comments_docstrings_and_unused_code_rebuild_nothing(project: Any) -> No
 
 def test_module_level_code_rebuilds_every_target_of_the_module(project: Any) -> None:
     # A statement that runs on import (not a definition) may change anything: every
-    # target whose code imports the module is keyed on it (docs/pipelines.md, "Code keys").
+    # target whose code imports the module is keyed on it (docs/python.md, "Code keys").
     setup(project)
     edit(project, "pipeline/model.py", "import json\n", "import json\n\njson.loads('1')\n")
     assert reasons(project) == {n: ["code changed: pipeline.model"]
