@@ -1,13 +1,13 @@
 """`flowmake report` charts each metric over the builds up to the reported one: the
 page's data, and the charts drawn in headless Chromium (skipped without it, as in
-test_report_browser.py)."""
+test_report_browser.py; the driver fixture is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.e2e.test_report import page_data
-from tests.e2e.test_report_browser import driver, load, page_errors  # noqa: F401
+from tests.e2e.test_report_browser import load, page_errors
 
 FLOW = """
 [params]
@@ -49,7 +49,7 @@ def test_no_metrics_no_section(project):
 
 
 @pytest.mark.slow
-def test_the_charts_in_a_browser(driver, reported):  # noqa: F811
+def test_the_charts_in_a_browser(driver, reported):
     from selenium.webdriver.common.by import By
 
     load(driver, reported.root / "latest.html")
