@@ -34,9 +34,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowmake import codefp
-from flowmake.fingerprint import Hasher
 from flowmake.model import Call, Target
+from flowmake.plan import codefp as codefp
+from flowmake.plan.fingerprint import Hasher
 
 
 def module_source(i: int, n: int, functions: int, shape: str, rng: random.Random) -> str:

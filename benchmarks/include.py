@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowmake import config
+from flowmake.config import load as config
 
 TARGET = '[targets.t{i}]\ncmd = "cp ${{inputs}} ${{outputs}}"\ninputs = ["src/in{i}.txt"]\n' \
          'outputs = ["out/out{i}.txt"]\n'

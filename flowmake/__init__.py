@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import (
+from flowmake.errors import (
     BuildFailed,
     ConfigError,
     CycleError,
@@ -17,14 +17,14 @@ from .errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports it on demand
-    from .api import BuildResult as BuildResult
-    from .api import StatusResult as StatusResult
-    from .api import TargetResult as TargetResult
-    from .api import TargetState as TargetState
-    from .api import build as build
-    from .api import load as load
-    from .api import status as status
-    from .hookspecs import hookimpl as hookimpl
+    from flowmake.api import BuildResult as BuildResult
+    from flowmake.api import StatusResult as StatusResult
+    from flowmake.api import TargetResult as TargetResult
+    from flowmake.api import TargetState as TargetState
+    from flowmake.api import build as build
+    from flowmake.api import load as load
+    from flowmake.api import status as status
+    from flowmake.hookspecs import hookimpl as hookimpl
 
 
 
@@ -36,11 +36,11 @@ def __getattr__(name: str) -> object:
     # ``flowmake.hookimpl`` imports pluggy only when a plugin asks for it, so that the
     # no-op fast path of `flowmake build` never pays for it.
     if name == "hookimpl":
-        from .hookspecs import hookimpl
+        from flowmake.hookspecs import hookimpl
 
         return hookimpl
     if name in _API:  # the Python API (api.py), imported on first use
-        from . import api
+        from flowmake import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'flowmake' has no attribute {name!r}")

@@ -1,3 +1,3 @@
-from .cli import run
+from flowmake.cli.main import run
 
 run()

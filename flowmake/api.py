@@ -15,8 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import build as _build_module  # noqa: F401 (loaded first: see the end of this file)
-from .errors import BuildFailed, UnknownTargetError
+from flowmake.errors import BuildFailed, UnknownTargetError
 
 
 class TargetResult(NamedTuple):
@@ -107,7 +106,7 @@ def toml_literal(value: Any) -> str:
 def _args(command: str, targets: str | list[str] | None, params: Mapping[str, Any] | None,
           project: str | Path, extra: list[str]) -> argparse.Namespace:
     """The Namespace the command line would give (so every default is the CLI's)."""
-    from .cli import build_parser
+    from flowmake.cli.main import build_parser
 
     argv = [command, *extra]
     for name, value in (params or {}).items():
@@ -121,7 +120,7 @@ def _args(command: str, targets: str | list[str] | None, params: Mapping[str, An
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from .cli import _workspace
+    from flowmake.cli.main import _workspace
 
     return _workspace(args)
 
@@ -130,9 +129,9 @@ def build(targets: str | list[str] | None = None, *, params: Mapping[str, Any] |
           jobs: int | None = None, keep_going: bool = False, force: bool = False,
           project: str | Path = ".", live: bool = False) -> BuildResult:
     """``flowmake build``: build ``targets`` (default: ``[flow].default``, else all)."""
-    from .build import run_build
-    from .cli import MAX_JOBS
-    from .errors import UsageError
+    from flowmake.cli.build import run_build
+    from flowmake.cli.main import MAX_JOBS
+    from flowmake.errors import UsageError
 
     if jobs is not None and not 1 <= jobs <= MAX_JOBS:
         raise UsageError(f"jobs must be between 1 and {MAX_JOBS}, got {jobs}")
@@ -184,7 +183,7 @@ def load(target: str, output: str | None = None, *, build: bool = False,
     """A target's output read through its format: one value, or a dict for a table of
     outputs (``output`` picks one). A stale target raises ``StaleError``, unless
     ``build=True``, which builds it first (a failure raises ``BuildFailed``)."""
-    from .errors import StaleError
+    from flowmake.errors import StaleError
 
     if build:
         globals()["build"](target, params=params, project=project).raise_for_failure()
@@ -193,7 +192,7 @@ def load(target: str, output: str | None = None, *, build: bool = False,
     try:
         found = ws.graph.targets.get(target)
         if found is None:
-            from .errors import suggest
+            from flowmake.errors import suggest
 
             raise UnknownTargetError(target, suggest(target, ws.graph.targets))
         outputs = _chosen(found, output)
@@ -214,7 +213,7 @@ def _table(target: Any) -> bool:
 
 def _chosen(target: Any, output: str | None) -> list[tuple[str, str]]:
     """The outputs to read, as (name, path): keys for a table, paths for a list."""
-    from .errors import UsageError
+    from flowmake.errors import UsageError
 
     if not target.outputs:
         raise UsageError(f"target '{target.name}' declares no outputs to load")
@@ -230,15 +229,10 @@ def _chosen(target: Any, output: str | None) -> list[tuple[str, str]]:
 
 
 def _read(ws: Any, path: str) -> Any:
-    from .worker import _open as open_output
+    from flowmake.builtin.worker import _open as open_output
 
     fmt = ws.plugins.format_for(path)
     job = {"root": str(ws.root), "plugins": list(ws.project.settings.plugins)}
     with open_output(job, path, "rb") as f:
         return fmt.load(f)
 
-
-# ``flowmake.build`` is this function, not the submodule flowmake/build.py: importing a
-# submodule sets it as an attribute of the package, so api.py loads it first (above) and
-# then puts the function back.
-sys.modules[__name__.rpartition(".")[0]].build = build  # type: ignore[attr-defined]

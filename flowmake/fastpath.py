@@ -104,7 +104,7 @@ def _reap(children: list[int], ok: bool) -> bool:
 
 def signature(flow_file: str, overrides: list[str], selection: list[str],
               env: Iterable[str], site_dirs: Iterable[str]) -> tuple[Any, ...] | None:
-    from . import __version__
+    from flowmake import __version__
 
     st = _stat(flow_file)
     if st is None:
@@ -232,8 +232,8 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
     false: ``--no-record``, print); None if not one."""
     from pathlib import Path
 
-    from .report import format_summary
-    from .store import Store, project_lock
+    from flowmake.report.live import format_summary
+    from flowmake.store.db import Store, project_lock
 
     state_dir = saved_in(flow_file)
     if state_dir is None:

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
-from .errors import ConfigError, CycleError, UnknownTargetError, suggest
-from .model import Project, Target, is_glob
+from flowmake.errors import ConfigError, CycleError, UnknownTargetError, suggest
+from flowmake.model import Project, Target, is_glob
 
 _INSTANCE = re.compile(r"([^\[\]]+)\[(.*=.*)\]\Z")  # name[k=v,...]: a matrix instance
 

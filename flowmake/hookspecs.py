@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .backends import Backend
-    from .execute import Outcome, Summary
-    from .executor import Executor
-    from .formats import Format
-    from .plan import Step
+    from flowmake.backends import Backend
+    from flowmake.executor import Executor
+    from flowmake.formats import Format
+    from flowmake.plan.check import Step
+    from flowmake.schedule import Outcome, Summary
 
 hookspec = pluggy.HookspecMarker("flowmake")
 hookimpl = pluggy.HookimplMarker("flowmake")  # re-exported as ``flowmake.hookimpl``

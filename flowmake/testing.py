@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .executor import Job, JobResult, LineSink, finish_outputs
-from .store import Store
+from flowmake.executor import Job, JobResult, LineSink, finish_outputs
+from flowmake.store.db import Store
 
 
 class Script(NamedTuple):

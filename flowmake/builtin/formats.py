@@ -10,7 +10,7 @@ import json
 import pickle
 from typing import IO, Any
 
-from ..hookspecs import hookimpl
+from flowmake.hookspecs import hookimpl
 
 
 class PickleFormat:

@@ -366,7 +366,7 @@ class LocalExecutor(CommandRunner):
 
     def _python_pool(self) -> Any:
         if self.python is None:
-            from .python_workers import WorkerPool
+            from flowmake.builtin.python_workers import WorkerPool
 
             self.python = WorkerPool(self.jobs)
         return self.python

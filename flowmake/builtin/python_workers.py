@@ -1,4 +1,4 @@
-"""The pool of worker processes that run python targets (``python -m flowmake.worker``).
+"""The pool of worker processes that run python targets (``python -m flowmake.builtin.worker``).
 
 Workers are started on first use, up to ``size``, and reused for the rest of the build,
 so a target pays for a pipe round trip rather than an interpreter start. A worker that
@@ -25,8 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, cast
 
+from flowmake.builtin.worker import recv, send
 from flowmake.executor import Job, JobResult, LineSink, finish_outputs, prepare_outputs
-from flowmake.worker import recv, send
 
 _FLOWMAKE_DIR = os.path.dirname(os.path.abspath(__file__))  # flowmake/builtin
 POLL = 0.1  # seconds between looks at a capture file while streaming (-v)
@@ -70,11 +70,11 @@ class Tail:
 
 
 class Worker:
-    """One ``python -m flowmake.worker`` process in its own session (its process group)."""
+    """One ``python -m flowmake.builtin.worker`` process in its own session (its process group)."""
 
     def __init__(self, cwd: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "flowmake.worker", str(os.getpid())], cwd=cwd, bufsize=0,
+            [sys.executable, "-u", "-m", "flowmake.builtin.worker", str(os.getpid())], cwd=cwd, bufsize=0,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.wfd, self.rfd = self.proc.stdin.fileno(), self.proc.stdout.fileno()

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flowmake.plugins import Plugins
+from flowmake.plugin.manager import Plugins
 
 pytest.importorskip("distributed")
 flowmake_dask = pytest.importorskip("flowmake_dask")
@@ -22,7 +22,7 @@ def test_registered_through_the_entry_point() -> None:
 
 def test_distributed_is_not_imported_until_a_target_runs(tmp_path) -> None:
     (tmp_path / "flow.toml").write_text('[targets.a]\ncmd = "true"\n', encoding="utf-8")
-    code = ("import sys\nfrom flowmake.cli import main\n"
+    code = ("import sys\nfrom flowmake.cli.main import main\n"
             f"main(['-C', {str(tmp_path)!r}, 'list'])\n"
             "main(['-C', {0!r}, 'build', '-n', '--executor', 'dask'])\n".format(str(tmp_path))
             + "assert 'distributed' not in sys.modules, 'distributed was imported'\n")

@@ -175,9 +175,9 @@ def test_in_a_jupyter_kernel(api_project):
 def test_the_package_import_stays_cheap():
     code = textwrap.dedent("""
         import sys, flowmake
-        assert "flowmake.api" not in sys.modules and "flowmake.build" not in sys.modules
+        assert "flowmake.api" not in sys.modules and "flowmake.cli.build" not in sys.modules
         assert callable(flowmake.build) and "flowmake.api" in sys.modules
-        import flowmake.build as module  # the submodule does not hide the function
+        import flowmake.cli.build as module  # the submodule does not hide the function
         assert callable(flowmake.build) and flowmake.build is flowmake.api.build
     """)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

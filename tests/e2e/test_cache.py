@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from flowmake.cache import INLINE_BLOB, LocalCache, blob_rel
-from flowmake.fingerprint import hash_bytes, hash_file
+from flowmake.cache.local import INLINE_BLOB, LocalCache, blob_rel
+from flowmake.plan.fingerprint import hash_bytes, hash_file
 
 CHAIN = """
 [targets.a]

@@ -14,8 +14,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from flowmake.cache import ActionRecord
-from flowmake.fingerprint import hash_bytes
+from flowmake.cache.local import ActionRecord
+from flowmake.plan.fingerprint import hash_bytes
 
 KEY = "k3y-for-tests-0123456789abcdef"
 SIGNED = {"FLOWMAKE_CACHE_KEY": KEY}

@@ -179,5 +179,5 @@ def test_completion_costs_build_nothing_at_start_up(flow: Any) -> None:
     assert result.returncode == 0, result.stderr
     modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
                if "|" in line}
-    assert "flowmake.cli" in modules
-    assert "flowmake.completion" not in modules and "argcomplete" not in modules
+    assert "flowmake.cli.main" in modules
+    assert "flowmake.cli.completion" not in modules and "argcomplete" not in modules

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.config import tomllib
+from flowmake.config.load import tomllib
 
 FLOW = """
 [params]

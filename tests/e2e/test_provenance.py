@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from flowmake import __version__
-from flowmake.provenance import distributions
+from flowmake.store.provenance import distributions
 
 FLOW = """
 [targets.hello]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import cli
+from flowmake.cli import main as cli
 
 TIMEOUT = 10.0
 COMMANDS = (["build", "-n"], ["status", "--json"], ["list"])
@@ -330,7 +330,7 @@ _MODULE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
 
 def wrongly_accepted(root: Path) -> list[str]:
     """What a flow.toml that loaded (``list`` exit 0) must not hold: the loader's bounds."""
-    from flowmake.workspace import Workspace
+    from flowmake.cli.workspace import Workspace
 
     ws = Workspace(root, None, {})
     try:

@@ -18,13 +18,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from flowmake.config.interpolate import UnknownReference, interpolate
 from flowmake.errors import CycleError
-from flowmake.fingerprint import Hasher
 from flowmake.graph import Graph, build_graph
-from flowmake.interpolate import UnknownReference, interpolate
 from flowmake.model import Input, Output, Project, Settings, Shell, Target
-from flowmake.plan import Checker, Reason, State
-from flowmake.store import Record, Store
+from flowmake.plan.check import Checker, Reason, State
+from flowmake.plan.fingerprint import Hasher
+from flowmake.store.db import Record, Store
 
 FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

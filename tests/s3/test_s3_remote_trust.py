@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from flowmake.cache import ActionRecord
-from flowmake.fingerprint import hash_bytes
+from flowmake.cache.local import ActionRecord
+from flowmake.plan.fingerprint import hash_bytes
 
 pytestmark = pytest.mark.slow  # every run imports s3fs
 

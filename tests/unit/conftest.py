@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import config
+from flowmake.config import load as config
 from flowmake.model import Project
-from flowmake.store import Store
+from flowmake.store.db import Store
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from flowmake.fingerprint import Hasher
 from flowmake.graph import build_graph
 from flowmake.model import Project
-from flowmake.plan import Checker
-from flowmake.store import Record, Store
+from flowmake.plan.check import Checker
+from flowmake.plan.fingerprint import Hasher
+from flowmake.store.db import Record, Store
 
 
 def line_of(path: Path, needle: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flowmake.build_report import assign_lanes
+from flowmake.report.html import assign_lanes
 
 
 def test_lanes_are_reused_once_free():

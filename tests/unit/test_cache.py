@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from flowmake.builtin.backends import FsspecBackend
-from flowmake.cache import (
+from flowmake.cache.local import (
     DIR,
     FILE,
     INLINE_BLOB,
@@ -38,13 +38,13 @@ from flowmake.cache import (
     manifest_bytes,
     parse_manifest,
 )
-from flowmake.cache_cli import _collect, parse_size
+from flowmake.cache.remote import SMALL_BLOB, BackendRemote, FolderRemote, Transfers, open_remote
+from flowmake.cli.cache import _collect, parse_size
 from flowmake.errors import UsageError
 from flowmake.executor import JobResult
-from flowmake.fingerprint import Hasher, hash_bytes, hash_file
 from flowmake.model import Output, Shell, Target
-from flowmake.remote import SMALL_BLOB, BackendRemote, FolderRemote, Transfers, open_remote
-from flowmake.urls import Urls, digest_url_outputs
+from flowmake.plan.fingerprint import Hasher, hash_bytes, hash_file
+from flowmake.plugin.urls import Urls, digest_url_outputs
 
 
 def blob(cache: LocalCache, tmp_path: Path, content: bytes) -> str:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import codefp
-from flowmake.codefp import CodeFingerprint, normalized
-from flowmake.codeunits import make_unit
-from flowmake.fingerprint import Hasher
 from flowmake.model import Call, Shell, Target
+from flowmake.plan import codefp as codefp
+from flowmake.plan.codefp import CodeFingerprint, normalized
+from flowmake.plan.codeunits import make_unit
+from flowmake.plan.fingerprint import Hasher
 
 
 def write(root: Path, files: dict[str, str]) -> None:

@@ -1,4 +1,4 @@
-"""flowmake.config: loading flow.toml into a Project (matrix, interpolation, errors)."""
+"""flowmake.config.load: loading flow.toml into a Project (matrix, interpolation, errors)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import config
+from flowmake.config import load as config
 from flowmake.errors import ConfigError, UnknownParamError
 from flowmake.model import Call, Shell
 

@@ -1,10 +1,10 @@
-"""flowmake.config: the bounds on numbers, nesting and names, and the -p value rule."""
+"""flowmake.config.load: the bounds on numbers, nesting and names, and the -p value rule."""
 
 from __future__ import annotations
 
 import pytest
 
-from flowmake import config
+from flowmake.config import load as config
 from flowmake.errors import ConfigError
 
 TARGET = '[targets.t]\ncmd = "true"\n'

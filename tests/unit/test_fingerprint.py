@@ -1,4 +1,4 @@
-"""flowmake.fingerprint: content digests behind the stat cache (incl. the racy case)."""
+"""flowmake.plan.fingerprint: content digests behind the stat cache (incl. the racy case)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from flowmake.fingerprint import (
+from flowmake.plan.fingerprint import (
     RACY_NS,
     Hasher,
     digest_output,

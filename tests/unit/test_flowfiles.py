@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import flowfiles
+from flowmake.config import flowfiles as flowfiles
 from flowmake.errors import ConfigError
 
 

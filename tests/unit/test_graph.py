@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from flowmake.config.toml_lines import locate
 from flowmake.errors import ConfigError, CycleError, UnknownTargetError
 from flowmake.graph import Graph, build_graph, glob_regex
 from flowmake.model import Project, Settings, Shell, Target
-from flowmake.toml_lines import locate
 
 from .helpers import line_of
 
@@ -182,7 +182,7 @@ def test_unknown_dep_is_config_error_with_key_and_suggestion(write_flow):
         cmd = "true"
         deps = ["clen"]
     """)
-    from flowmake import config
+    from flowmake.config import load as config
 
     project = config.load(path)
     with pytest.raises(ConfigError) as info:

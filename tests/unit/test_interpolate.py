@@ -1,10 +1,10 @@
-"""flowmake.interpolate: ``${name}``, ``$$`` and typed whole-string references."""
+"""flowmake.config.interpolate: ``${name}``, ``$$`` and typed whole-string references."""
 
 from __future__ import annotations
 
 import pytest
 
-from flowmake.interpolate import (
+from flowmake.config.interpolate import (
     UnknownReference,
     format_value,
     has_refs,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowmake.metrics import flatten
+from flowmake.cli.metrics import flatten
 
 
 def test_nested_keys_lists_and_non_numbers() -> None:

@@ -7,17 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.model import (
-    Call,
-    Input,
-    Output,
-    Project,
-    Settings,
-    Shell,
-    Target,
-    is_glob,
-    is_url,
-)
+from flowmake.model import Call, Input, Output, Project, Settings, Shell, Target, is_glob, is_url
 
 
 @pytest.mark.parametrize(("path", "url"), [

@@ -1,4 +1,4 @@
-"""flowmake.plan: keys, staleness reasons and plans over a real Store and real files."""
+"""flowmake.plan.check: keys, staleness reasons and plans over a real Store and real files."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import config
+from flowmake.cli.workspace import Workspace
+from flowmake.config import load as config
 from flowmake.errors import ConfigError
-from flowmake.fingerprint import Hasher
 from flowmake.graph import build_graph
-from flowmake.plan import Checker, Reason, ReasonDetail, State, diff_parts
-from flowmake.store import Record, Store
-from flowmake.workspace import Workspace
+from flowmake.plan.check import Checker, Reason, ReasonDetail, State, diff_parts
+from flowmake.plan.fingerprint import Hasher
+from flowmake.store.db import Record, Store
 
 from .helpers import checker_for, simulate_build, write
 

@@ -13,7 +13,7 @@ from flowmake import hookspecs
 from flowmake.backends import Backend
 from flowmake.executor import Executor
 from flowmake.formats import Format
-from flowmake.plugins import Plugins
+from flowmake.plugin.manager import Plugins
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from flowmake import config
-from flowmake.execute import Scheduler, Summary
-from flowmake.fingerprint import Hasher
+from flowmake.config import load as config
 from flowmake.graph import build_graph
-from flowmake.plan import Checker
-from flowmake.report import make_reporter
+from flowmake.plan.check import Checker
+from flowmake.plan.fingerprint import Hasher
+from flowmake.report.live import make_reporter
+from flowmake.schedule import Scheduler, Summary
 from flowmake.testing import FakeExecutor, Script, memory_store
 
 

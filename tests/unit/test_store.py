@@ -1,4 +1,4 @@
-"""flowmake.store: records, stat cache, run history and the project lock (real SQLite)."""
+"""flowmake.store.db: records, stat cache, run history and the project lock (real SQLite)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.store import SCHEMA_VERSION, Record, Store, project_lock
+from flowmake.store.db import SCHEMA_VERSION, Record, Store, project_lock
 
 
 def record(name: str, key: str = "k1", *, run_id: int | None = 1, outputs=None,
@@ -202,7 +202,7 @@ def test_run_targets(store):
 HOLDER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from flowmake.store import project_lock
+    from flowmake.store.db import project_lock
 
     with project_lock(Path(sys.argv[1]), lambda message: print("WAIT", message, flush=True)):
         print("LOCKED", flush=True)

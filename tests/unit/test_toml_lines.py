@@ -1,4 +1,4 @@
-"""flowmake.toml_lines: the line of a dotted key, for error messages."""
+"""flowmake.config.toml_lines: the line of a dotted key, for error messages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from flowmake.toml_lines import key_lines, locate
+from flowmake.config.toml_lines import key_lines, locate
 
 TEXT = textwrap.dedent('''\
     # a comment line

@@ -3,7 +3,7 @@
 Each build has a token; every worker keeps one :class:`_Build` per token, so that
 ``cancel_build(token)`` (sent to every worker with ``client.run``) kills the process groups
 of that build's jobs and nothing else. Shell jobs use the local executor's runner and
-python jobs its pool of ``python -m flowmake.worker`` processes (kept for the build, so a
+python jobs its pool of ``python -m flowmake.builtin.worker`` processes (kept for the build, so a
 python target pays for a pipe round trip, not an interpreter start), so timeouts, process
 groups, captured output and error texts are the same as in a local build.
 """

@@ -1,0 +1,266 @@
+"""One project opened for a command: its Project and Graph, and lazily its Store and Hasher.
+
+The commands in ``cli.py`` share this instead of each wiring config → graph → store.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from flowmake import __version__, graph, model
+from flowmake.config import flowfiles as flowfiles
+from flowmake.config import load as config
+from flowmake.config.load import find_file, load
+from flowmake.errors import ConfigError
+from flowmake.graph import Graph, build_graph
+from flowmake.model import Project
+from flowmake.plan.check import Checker
+from flowmake.plan.fingerprint import RACY_NS, Hasher
+from flowmake.store import flowlock as flowlock
+from flowmake.store.db import Record, Store
+
+CACHE_FORMAT = 2
+
+
+def _signature(path: Path, overrides: dict[str, Any]) -> tuple[Any, ...] | None:
+    """What the compiled flow depends on: the file's stat, the overrides, flowmake's code."""
+    try:
+        st = path.stat()
+        code = [os.stat(m.__file__ or "").st_mtime_ns
+                for m in (config, flowfiles, model, graph)]
+    except OSError:
+        return None
+    return (CACHE_FORMAT, __version__, str(path), st.st_size, st.st_mtime_ns, st.st_ino,
+            repr(sorted(overrides.items())), *code)
+
+
+def _read_besides(project: Project) -> tuple[Any, ...]:
+    """The stats of what the flow was read from besides flow.toml: included and params
+    files, and the folders its include and foreach globs list (a file added or removed
+    there changes the folder's mtime). Empty for a flow that reads nothing else."""
+    found: list[Any] = []
+    for rel in project.sources:
+        try:
+            st = os.stat(project.root / rel)
+            found.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+        except OSError:
+            found.append((rel, -1, -1, -1))
+    return (*found, *flowfiles.listing(project.root, project.globs))
+
+
+def _settled(besides: tuple[Any, ...], saved_ns: int) -> bool:
+    """No mtime among them too close to the pickle's writing to be trusted."""
+    return all(entry[-2] < saved_ns - RACY_NS for entry in besides)
+
+
+def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph, bool]:
+    """flow.toml as a Project and Graph, from ``.flowmake/flow.pickle`` when unchanged.
+
+    Parsing a 10,000-target flow.toml takes about half a second; the pickle takes a
+    fraction of that. A file modified within RACY_NS of the pickle's writing is re-read.
+    The flag says whether flow.toml was parsed (its targets may have changed).
+    """
+    cache = path.parent / ".flowmake" / "flow.pickle"
+    signature = _signature(path, overrides)
+    try:
+        with open(cache, "rb") as f:
+            saved, saved_ns, project, graph_, besides = pickle.load(f)
+        if saved == signature and signature is not None and signature[4] < saved_ns - RACY_NS \
+                and (not besides or (_read_besides(project) == besides
+                                     and _settled(besides, saved_ns))):
+            return project, graph_, False
+    except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
+        pass
+    project = load(path, overrides)
+    graph_ = build_graph(project)
+    besides = _read_besides(project)
+    if signature is not None:
+        try:
+            cache.parent.mkdir(exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump((signature, time.time_ns(), project, graph_, besides), f,
+                            protocol=5)
+            os.replace(tmp, cache)
+        except OSError:
+            pass  # a read-only project still works, just slower
+    return project, graph_, True
+
+
+class Workspace:
+    def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any], *,
+                 search: bool = False) -> None:
+        self.path = find_file(directory, file, search=search)  # search: flow.toml above too
+        self.project, self.graph, self.reparsed = load_compiled(self.path, overrides)
+
+    @property
+    def root(self) -> Path:
+        return self.project.root
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.project.state_dir)
+
+    @cached_property
+    def hasher(self) -> Hasher:
+        from flowmake.plugin.urls import Urls
+
+        hasher = Hasher(str(self.root), self.store.stat_cache())
+        hasher.urls = Urls(lambda: self.plugins)  # URL paths: the project's plugins' backends
+        return hasher
+
+    @cached_property
+    def artifacts(self) -> Any:
+        """The artifact cache (artifacts.py); None with ``[flow] cache = false``."""
+        from flowmake.cache.artifacts import open_artifacts, warn_stderr
+
+        return open_artifacts(self.project, self.hasher, warn_stderr)
+
+    @cached_property
+    def plugins(self) -> Any:
+        """The plugin manager, loaded on first use (the no-op fast path never needs it)."""
+        from flowmake.plugin.manager import Plugins
+
+        return Plugins(self.project.settings.plugins, str(self.root))
+
+    def check_plugins(self) -> None:
+        """Every URL needs a backend, every loaded input a format: exit 2 before running."""
+        from flowmake.errors import ConfigError, PluginError
+        from flowmake.formats import extension
+        self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
+        for target in self.project.targets.values():
+            where = f"targets.{target.matrix or target.name}"
+            python = target.kind == "python"
+            paths = [(i.path, f"{where}.inputs", i.name is not None and python)
+                     for i in target.inputs]
+            # A python target's return value is saved in its outputs' formats. One without
+            # an extension (a folder) is left to the function to write.
+            paths += [(o.path, f"{where}.outputs", python and bool(extension(o.path)))
+                      for o in target.outputs]
+            for path, key, needs_format in paths:
+                try:
+                    if "://" in path:
+                        self.plugins.backend_class(path)
+                    if needs_format:
+                        self.plugins.format_for(path)
+                except PluginError as exc:
+                    raise ConfigError(exc.message, file=self.path.name, key=key,
+                                      hint=exc.hint) from None
+        remote = self.project.settings.remote
+        if remote and "://" in remote and not remote.startswith("file://"):
+            try:  # the remote cache's backend too (a folder needs none)
+                self.plugins.backend_class(remote)
+            except PluginError as exc:
+                raise ConfigError(exc.message, file=self.path.name, key="flow.remote",
+                                  hint=exc.hint) from None
+
+    @cached_property
+    def code(self) -> Any:
+        """Code fingerprints of python targets (codefp.py), memoized for this command."""
+        from flowmake.plan.codefp import CodeFingerprint
+
+        return CodeFingerprint(str(self.root), self.hasher, str(self.project.state_dir))
+
+    def checker(self, *, force: bool = False, cache: bool = True) -> Checker:
+        """A Checker over the records as they are now (call it again after taking the lock).
+
+        With ``cache`` (and a cache configured) a stale target whose key is cached is
+        "restorable"."""
+        cached = self.artifacts.has if cache and self.artifacts is not None else None
+        return Checker(self.graph, self.store.records(), self.hasher, force=force,
+                       code_parts=lambda target: self.code.parts(target), cached=cached,
+                       lock=self.lock_records)
+
+    # -- flow.lock --------------------------------------------------------------------
+
+    @cached_property
+    def lockfile(self) -> flowlock.LockFile:
+        return flowlock.LockFile(self.root / flowlock.NAME, self.project.state_dir)
+
+    def lock_records(self) -> dict[str, Record]:
+        """flow.lock's entries as records (none without it, or with ``[flow] lock = false``).
+
+        Raises:
+            ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
+        """
+        if not self.project.settings.lock:
+            return {}
+        return {name: Record(name, c.key, c.parts_json, c.outputs_json, None, 0.0, 0.0)
+                for name, c in self.lockfile.entries().items()}
+
+    def validate_lock(self) -> None:
+        """A broken flow.lock is exit 2 before anything runs (read only if it changed)."""
+        if self.project.settings.lock:
+            self.lockfile.validate()
+
+    def sync_lock(self, changed: dict[str, Record | None]) -> None:
+        """After a command that wrote or forgot records: flow.lock with those entries, and
+        without entries of targets gone from flow.toml; untouched if its bytes would not
+        change. ``changed`` maps a name to its new record, or None when it was forgotten."""
+        if not self.project.settings.lock or not (changed or self.reparsed):
+            return
+        try:
+            self.lockfile.update(changed, self.graph.targets)
+        except ConfigError as exc:
+            print(f"flowmake: warning: flow.lock not updated: {exc}", file=sys.stderr)
+        except OSError as exc:
+            print(f"flowmake: warning: flow.lock not written: {exc}", file=sys.stderr)
+
+    def select(self, patterns: list[str]) -> list[str]:
+        """The named targets; with none, ``[flow] default`` or every target."""
+        if not patterns:
+            patterns = list(self.project.settings.default) or list(self.graph.targets)
+        return self.graph.select(patterns)
+
+    def code_files(self, target: Any) -> list[str]:
+        """Absolute paths of the source files behind a python target's code fingerprint."""
+        return self.code.files(target) if target.kind == "python" else []
+
+    def status_roots(self, selected: list[str]) -> list[str]:
+        """The status tree's roots: selected targets no other selected target depends on."""
+        chosen = set(selected)
+        return [n for n in selected if not any(d in chosen for d in self.graph.downstream[n])]
+
+    def save_fast_path(self, overrides: list[str], patterns: list[str], names: list[str]) -> None:
+        """Remember the stats behind an all-fresh plan of ``names`` (in build order), for the
+        next no-op build or status with the same ``patterns`` (fastpath.py)."""
+        from flowmake import fastpath
+
+        if self.plugins.has_observers():
+            return  # observer plugins must see every build
+        if self.project.globs:
+            return  # a new file for an include or foreach glob changes the flow: no stats say it
+        root = str(self.root)
+        paths: list[str] = [f"{root}/{rel}" for rel in self.project.sources]  # includes, params
+        env: set[str] = set()
+        for name in names:
+            target = self.graph.targets[name]
+            if target.always or any(i.glob or i.url for i in target.inputs) or any(
+                    o.url for o in target.outputs):
+                return
+            paths += [f"{root}/{i.path}" for i in target.inputs]
+            paths += [f"{root}/{o.path}" for o in target.outputs]
+            paths += self.code_files(target)
+            env.update(target.env)
+        upstream = {n: list(self.graph.upstream[n]) for n in names}
+        fastpath.save(str(self.project.state_dir), str(self.path), overrides, patterns, env,
+                      paths, names, self.project.settings.history, upstream,
+                      self.status_roots(self.select(patterns)))
+
+    def save_stats(self) -> None:
+        """Write back what the stat cache learned (cheap when nothing changed)."""
+        if self.hasher.dirty:
+            self.store.put_stats(self.hasher.dirty)
+            self.hasher.dirty.clear()
+        if "code" in self.__dict__:
+            self.code.save()  # the analyses of source files not analysed before
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()

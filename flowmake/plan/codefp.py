@@ -1,0 +1,406 @@
+"""Code keys of python targets at function level, by static analysis (user code is never
+imported).
+
+A python target's code key covers its function and what that function uses: the
+functions, classes and module-level values it names, followed transitively through
+``from x import y``, ``import x; x.y`` and ``from x import *`` into project-local
+modules, plus the *body* of every module that code imports (what runs on import:
+imports, calls, decorators, top-level blocks; see codeunits.py). The key's parts are
+``{qualified name: digest}``: ``pipeline.model.fit`` for a function, ``pipeline.model``
+for that module's body, so ``status`` and ``why`` name what changed
+(``code changed: pipeline.model.fit``) and editing an unrelated function of the same
+module changes nothing.
+
+Conservative where the source cannot tell: a module used as a value (``getattr(mod,
+name)``, passed around), an attribute no unit of the module binds, a literal
+``importlib.import_module("x")``, or code reading ``globals()``/``eval``/``exec`` key
+every unit of that module. A module is project-local when it resolves to a file under the
+project root, which is first on the worker's ``sys.path``; the standard library and
+site-packages never enter. ``version`` replaces the whole key: it is part of the action's
+text (``Call.text``), and such a target has no code parts.
+
+Each file is analysed once per content digest (the Hasher's stat cache says whether it
+changed): for the life of the process, and across processes in ``.flowmake/code.marshal``
+(each file's analysis by path and content digest), so a command after an edit analyses the
+edited files only.
+"""
+
+from __future__ import annotations
+
+import ast
+import marshal
+import os
+from typing import Any
+
+from flowmake import __version__
+from flowmake.model import Call, Target
+from flowmake.plan.codeunits import Binding, ModuleInfo, Unit, analyse, parents, strip_docstrings
+from flowmake.plan.fingerprint import Hasher, hash_bytes
+
+# A unit: (module name, name of a top-level definition, or "" for the module's body).
+Node = tuple[str, str]
+# Past this many units, a key's code parts are one digest per module (each module's units
+# together): a closure reaching most of a large project stays a small record and lock.
+MAX_PARTS = 256
+
+CACHE_FILE = "code.marshal"
+CACHE_FORMAT = 1
+MAX_CACHED = 20_000  # files whose analysis code.marshal keeps
+
+# Analysed modules by (root, name, path), with the content digest they were read at, for
+# the whole process: a checker made again after taking the build lock, another command
+# in-process or the next build of `build --watch` parses nothing that did not change.
+_PARSED: dict[tuple[str, str, str], tuple[str, ModuleInfo]] = {}
+_COUNT = [0]
+
+
+def parse_count() -> int:
+    """How many source files this process has parsed (for tests and benchmarks)."""
+    return _COUNT[0]
+
+
+class CodeFingerprint:
+    """Code keys of python targets of one project; memoized for the life of the object.
+
+    Args:
+        root: the project root.
+        hasher: digests source files through the stat cache; a file whose digest did not
+            change is not parsed again.
+    """
+
+    def __init__(self, root: str, hasher: Hasher | None = None,
+                 state_dir: str | None = None) -> None:
+        self.root = root
+        self.hasher = hasher or Hasher(root)
+        self.state_dir = state_dir  # where code.marshal lives; None: kept in memory only
+        self._stored: dict[str, Any] | None = None  # code.marshal's entries, read on need
+        self._fresh: dict[str, Any] = {}  # analyses made here, for save()
+        self._paths: dict[str, str | None] = {}
+        self._closures: dict[str, tuple[dict[str, str], list[str]]] = {}
+        self._edges: dict[Node, tuple[Node, ...]] = {}
+        self._closed: dict[Node, frozenset[Node]] = {}
+        self._parts: dict[frozenset[Node], tuple[dict[str, str], list[str]]] = {}
+
+    def parts(self, target: Target) -> dict[str, str]:
+        """``{qualified name: digest}`` of a python target's code; empty with ``version``."""
+        action = target.action
+        if not isinstance(action, Call) or action.version is not None:
+            return {}
+        return self.closure(action.function)[0]
+
+    def files(self, target: Target) -> list[str]:
+        """Absolute paths of the source files behind ``parts(target)``: every module its
+        code imports (an edit anywhere in them may change the parts)."""
+        action = target.action
+        if not isinstance(action, Call) or action.version is not None:
+            return []
+        return [os.path.join(self.root, p) for p in self.closure(action.function)[1]]
+
+    def closure(self, function: str) -> tuple[dict[str, str], list[str]]:
+        """The parts and root-relative files of ``module:function``."""
+        if function not in self._closures:
+            module, _, name = function.partition(":")
+            info = self.module(module)
+            if info is None:
+                found: frozenset[Node] = frozenset()
+            elif name in info.units:
+                found = self.reach((module, name))
+            else:  # not defined there (the worker will say so): the whole module
+                found = frozenset().union(*(self.reach((module, n)) for n in info.units),
+                                          self.reach((module, "")))
+            if found not in self._parts:
+                self._parts[found] = self._describe(found)
+            self._closures[function] = self._parts[found]
+        return self._closures[function]
+
+    def _describe(self, nodes: frozenset[Node]) -> tuple[dict[str, str], list[str]]:
+        """Parts and files of a closure: one part per unit, or past MAX_PARTS units one
+        per module, the digest of all its units (an edit anywhere in it changes that)."""
+        infos = [i for i in map(self.module, {module for module, _ in nodes}) if i is not None]
+        files = sorted(i.path for i in infos)
+        if len(nodes) > MAX_PARTS:
+            return {i.name: i.digest for i in sorted(infos)}, files
+        grouped: dict[str, list[str]] = {}
+        modules = {i.name: i for i in infos}
+        for module, name in nodes:
+            unit = _unit(modules[module], name)
+            grouped.setdefault(f"{module}.{name}" if name else module, []).append(unit.digest)
+        parts = {q: d[0] if len(d) == 1 else hash_bytes("\x1f".join(sorted(d)))
+                 for q, d in sorted(grouped.items())}
+        return parts, files
+
+    def reach(self, start: Node) -> frozenset[Node]:
+        """Every unit reachable from ``start`` (itself included), memoized per strongly
+        connected component (Tarjan's algorithm, iterative): targets share closures."""
+        closed = self._closed
+        if start in closed:
+            return closed[start]
+        index: dict[Node, int] = {start: 0}
+        low = dict(index)
+        stack, on_stack = [start], {start}
+        work = [(start, iter(self.edges(start)))]
+        while work:
+            node, successors = work[-1]
+            for nxt in successors:
+                if nxt in closed:
+                    continue
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    on_stack.add(nxt)
+                    work.append((nxt, iter(self.edges(nxt))))
+                    break
+                if nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    self._close(node, stack, on_stack)
+        return closed[start]
+
+    def _close(self, root: Node, stack: list[Node], on_stack: set[Node]) -> None:
+        """Pop one component off ``stack``: its closure is its members and their
+        successors' closures (all closed already: Tarjan closes successors first)."""
+        members = []
+        while True:
+            node = stack.pop()
+            on_stack.discard(node)
+            members.append(node)
+            if node == root:
+                break
+        found = set(members)
+        for node in members:
+            for nxt in self.edges(node):
+                if nxt in self._closed:
+                    found |= self._closed[nxt]
+        frozen = frozenset(found)
+        for node in members:
+            self._closed[node] = frozen
+
+    def edges(self, node: Node) -> tuple[Node, ...]:
+        """The units one unit reaches directly (its module's body for a definition)."""
+        if node not in self._edges:
+            module, name = node
+            info = self.module(module)
+            found: set[Node] = set()
+            if info is not None:
+                resolver = _Resolver(self, found)
+                resolver.follow(info, _unit(info, name))
+                if name:
+                    found.add((module, ""))
+                else:
+                    found.update((p, "") for p in parents(module)[:-1]
+                                 if self.locate(p) is not None)
+            found.discard(node)
+            self._edges[node] = tuple(sorted(found))
+        return self._edges[node]
+
+    def module(self, name: str) -> ModuleInfo | None:
+        """A project module by dotted name; None when it is not a file under the root."""
+        path = self.locate(name)
+        if path is None:
+            return None
+        digest = self.hasher.digest(path)
+        if digest is None:
+            return None
+        key = (self.root, name, path)
+        known = _PARSED.get(key)
+        if known is None or known[0] != digest:
+            info = self._stored_info(name, path, digest)
+            if info is None:
+                _COUNT[0] += 1
+                with open(os.path.join(self.root, path), "rb") as f:
+                    info = analyse(name, path, f.read(), digest)
+                self._fresh[path] = (name, digest, _plain(info))
+            known = _PARSED[key] = (digest, info)
+        return known[1]
+
+    # -- code.marshal -----------------------------------------------------------------
+
+    def _stored_info(self, name: str, path: str, digest: str) -> ModuleInfo | None:
+        """The analysis code.marshal holds for this content, if any."""
+        if self._stored is None:
+            self._stored = self._read_cache()
+        entry: Any = self._stored.get(path)
+        try:
+            if entry[0] == name and entry[1] == digest:
+                return _revive(entry[2])
+        except (TypeError, ValueError, IndexError, KeyError):
+            pass  # None, or an entry of another shape: analysed again
+        return None
+
+    def _read_cache(self) -> dict[str, Any]:
+        if self.state_dir is None:
+            return {}
+        try:
+            with open(os.path.join(self.state_dir, CACHE_FILE), "rb") as f:
+                header, entries = marshal.loads(f.read())
+        except (OSError, EOFError, ValueError, TypeError):
+            return {}
+        return entries if header == _cache_header() and isinstance(entries, dict) else {}
+
+    def save(self) -> None:
+        """Write code.marshal when this process analysed a file it did not hold."""
+        if not self._fresh or self.state_dir is None:
+            return
+        if self._stored is None:
+            self._stored = self._read_cache()
+        entries = {**self._stored, **self._fresh}
+        if len(entries) > MAX_CACHED:  # the ones analysed now, then the others as found
+            entries = dict(list(self._fresh.items()) + [
+                (p, e) for p, e in self._stored.items() if p not in self._fresh
+            ][: max(0, MAX_CACHED - len(self._fresh))])
+        tmp = os.path.join(self.state_dir, f"{CACHE_FILE}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(marshal.dumps((_cache_header(), entries)))
+            os.replace(tmp, os.path.join(self.state_dir, CACHE_FILE))
+        except OSError:
+            return  # a read-only state: analysed again next time
+        self._stored, self._fresh = entries, {}
+
+    def locate(self, name: str) -> str | None:
+        """``pkg/mod.py`` or ``pkg/mod/__init__.py`` under the root, as the worker's
+        ``sys.path[0]`` would find it; None for anything else."""
+        if name not in self._paths:
+            rel = name.replace(".", "/")
+            self._paths[name] = None
+            if name and all(p.isidentifier() for p in name.split(".")):
+                for candidate in (f"{rel}.py", f"{rel}/__init__.py"):
+                    if os.path.isfile(os.path.join(self.root, candidate)):
+                        self._paths[name] = candidate
+                        break
+        return self._paths[name]
+
+
+class _Resolver:
+    """Resolves the names one unit reads into the units they denote (``found``)."""
+
+    def __init__(self, fp: CodeFingerprint, found: set[Node]) -> None:
+        self.fp, self.found = fp, found
+        self.seen: set[object] = set()
+
+    def load(self, name: str) -> ModuleInfo | None:
+        """Import ``name``: its body (and its packages', through the body) enters; None
+        if it is not project-local."""
+        info = self.fp.module(name)
+        if info is not None:
+            self.found.add((name, ""))
+        return info
+
+    def symbol(self, info: ModuleInfo, name: str) -> None:
+        self.found.add((info.name, name))
+
+    def whole(self, info: ModuleInfo) -> None:
+        self.found.update((info.name, name) for name in info.units)
+
+    def follow(self, info: ModuleInfo, unit: Unit) -> None:
+        """What a unit reaches: the modules it imports, then each name it reads."""
+        for name in unit.loads:
+            self.load(name)
+        for name in unit.wholes:
+            whole = self.load(name)
+            if whole is not None:
+                self.whole(whole)
+        if unit.dynamic:
+            self.whole(info)
+        for name, chain in unit.refs:
+            binding = unit.imports.get(name)
+            if binding is not None and unit is not info.body:
+                self.bound(binding, chain)  # the unit's own import shadows the module's
+            else:
+                self.lookup(info, name, chain, bare=True)
+
+    def lookup(self, info: ModuleInfo, name: str, chain: tuple[str, ...], bare: bool) -> None:
+        """``name`` in ``info``'s namespace (``bare``: read inside it, so an unknown one
+        is a local or a builtin; else read as an attribute from outside)."""
+        key = (info.name, name, chain, bare)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        found = name in info.units
+        if found:
+            self.symbol(info, name)
+        binding = info.body.imports.get(name)
+        if binding is not None:
+            self.bound(binding, chain)
+        if found or binding is not None or name in info.defined:
+            return
+        if not bare and self.fp.locate(f"{info.name}.{name}") is not None:
+            self.attrs(self.load(f"{info.name}.{name}"), chain)
+            return
+        for star in info.star:
+            other = self.load(star)
+            if other is not None and _binds(other, name):
+                self.lookup(other, name, chain, bare=False)
+                return
+        if not bare:  # an attribute no unit binds (set dynamically?): all of them
+            self.whole(info)
+
+    def bound(self, binding: Binding, chain: tuple[str, ...]) -> None:
+        """Follow an import binding: ``import a.b`` reads module ``a.b``; ``from a import
+        y`` reads ``y`` in ``a``, or module ``a.y``."""
+        if binding[0] == "module":
+            self.attrs(self.load(binding[1]), chain)
+            return
+        _, base, attr = binding
+        submodule = f"{base}.{attr}" if base else attr
+        if self.fp.locate(submodule) is not None:
+            self.attrs(self.load(submodule), chain)
+            parent = self.load(base) if base else None
+            if parent is not None and (attr in parent.units or attr in parent.body.imports):
+                self.lookup(parent, attr, chain, bare=False)
+            return
+        parent = self.load(base) if base else None
+        if parent is not None:
+            self.lookup(parent, attr, chain, bare=False)
+
+    def attrs(self, info: ModuleInfo | None, chain: tuple[str, ...]) -> None:
+        """A module read through ``chain``; a module used whole without one."""
+        if info is None:
+            return
+        if not chain:
+            self.whole(info)
+        else:
+            self.lookup(info, chain[0], chain[1:], bare=False)
+
+
+def _cache_header() -> tuple[Any, ...]:
+    """What code.marshal's analyses depend on besides each file: the analysis code."""
+    from flowmake.plan import codeunits as codeunits
+
+    try:
+        stamp = os.stat(codeunits.__file__).st_mtime_ns
+    except OSError:
+        stamp = 0
+    return (CACHE_FORMAT, __version__, stamp)
+
+
+def _plain(info: ModuleInfo) -> tuple[Any, ...]:
+    """An analysis as marshal's plain values."""
+    return (info.name, info.path, info.digest, tuple(info.body),
+            {n: tuple(u) for n, u in info.units.items()}, info.star, info.defined)
+
+
+def _revive(plain: tuple[Any, ...]) -> ModuleInfo:
+    name, path, digest, body, units, star, defined = plain
+    return ModuleInfo(name, path, digest, Unit(*body), {n: Unit(*u) for n, u in units.items()},
+                      star, defined)
+
+
+def _unit(info: ModuleInfo, name: str) -> Unit:
+    return info.units[name] if name else info.body
+
+
+def _binds(info: ModuleInfo, name: str) -> bool:
+    return name in info.units or name in info.body.imports or name in info.defined or bool(
+        info.star)
+
+
+def normalized(tree: ast.Module) -> str:
+    """The AST without positions and docstrings, as text (comments never reach the AST)."""
+    strip_docstrings(tree)
+    return ast.dump(tree, include_attributes=False)

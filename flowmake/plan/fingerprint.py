@@ -1,0 +1,189 @@
+"""Content fingerprints (XXH3-128) of files and folders, behind a stat cache.
+
+A file whose (size, mtime_ns, inode) matches its cache entry is not read again, unless
+its mtime is too close to when it was hashed to be trusted (the "racy" case, as in git:
+a write in the same clock tick as the hash would leave the stat unchanged).
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+import stat
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import xxhash
+
+from flowmake.store.db import StatEntry
+
+if TYPE_CHECKING:
+    from flowmake.plugin.urls import Urls
+
+RACY_NS = 2_000_000_000  # an mtime this close to the hash time is not trusted
+_CHUNK = 1 << 20
+_SKIP_DIRS = {".flowmake", ".git"}
+
+
+def hash_bytes(data: bytes | str) -> str:
+    return xxhash.xxh3_128_hexdigest(data.encode() if isinstance(data, str) else data)
+
+
+def hash_file(path: str) -> str:
+    """XXH3-128 of a file's content: a small file in one read, a large one in 1 MiB chunks
+    into one reused buffer (allocating that buffer costs more than hashing a small file)."""
+    with open(path, "rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size <= _CHUNK:
+            return xxhash.xxh3_128_hexdigest(f.readall())
+        h = xxhash.xxh3_128()
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+class Hasher:
+    """Digests of root-relative paths, memoized for one process, stat-cached across runs.
+
+    ``cache`` is the stat cache loaded from the store; ``dirty`` collects the entries to
+    write back. Paths are POSIX and relative to ``root``.
+    """
+
+    def __init__(self, root: str, cache: dict[str, StatEntry] | None = None) -> None:
+        self.root = root
+        self.cache = cache if cache is not None else {}
+        self.dirty: dict[str, StatEntry | None] = {}
+        self.memo: dict[str, str | None] = {}
+        self.hashed_files = 0  # files actually read, for tests and benchmarks
+        self.urls: Urls | None = None  # URL paths' backends (urls.py); default on first URL
+
+    def full(self, path: str) -> str:
+        return f"{self.root}/{path}"  # hot path: cheaper than os.path.join
+
+    def digest(self, path: str) -> str | None:
+        """The content digest of a file or folder; None when it does not exist."""
+        try:
+            return self.memo[path]
+        except KeyError:
+            pass
+        if "://" in path:  # metadata only (ETag...), memoized for the command like files
+            self.memo[path] = result = self.url_backends().fingerprint(path)
+            return result
+        try:
+            st = os.stat(self.full(path))
+        except (FileNotFoundError, NotADirectoryError):
+            result = None
+        else:
+            result = self._tree(path) if stat.S_ISDIR(st.st_mode) else self._file(path, st)
+        self.memo[path] = result
+        return result
+
+    def url_backends(self) -> Urls:
+        if self.urls is None:
+            from flowmake.plugin.urls import Urls
+
+            self.urls = Urls.default(self.root)
+        return self.urls
+
+    def _file(self, path: str, st: os.stat_result) -> str:
+        entry = self.cache.get(path)
+        if (entry is not None and entry[0] == st.st_size and entry[1] == st.st_mtime_ns
+                and entry[2] == st.st_ino and entry[1] < entry[3] - RACY_NS):
+            return entry[4]
+        digest = hash_file(self.full(path))
+        self.hashed_files += 1
+        self.learn(path, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest))
+        return digest
+
+    def _tree(self, path: str) -> str:
+        """A folder's digest: every file's relative path and digest, in sorted order."""
+        return tree_digest((rel, self.digest(f"{path}/{rel}") if path != "." else self.digest(rel))
+                           for rel in self.walk(path))
+
+    def walk(self, path: str) -> list[str]:
+        """Files below a folder, relative to it, sorted; symlinked folders are not followed."""
+        found: list[str] = []
+        base = self.full(path)
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+            rel = os.path.relpath(dirpath, base)
+            for name in filenames:
+                found.append(name if rel == "." else f"{rel}/{name}".replace(os.sep, "/"))
+        where = self.root if path == "." else path
+        return sorted(_utf8_name(rel, f"{where}/{rel}") for rel in found)
+
+    def learn(self, path: str, entry: StatEntry) -> None:
+        """Take a digest computed elsewhere (a worker that just wrote the file)."""
+        self.cache[path] = entry
+        self.dirty[path] = entry
+        self.memo[path] = entry[4]
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop memoized digests of paths about to be rewritten (outputs of a target)."""
+        for path in paths:
+            digest = self.memo.pop(path, None)
+            if digest is not None and digest.startswith("d"):  # a folder: its files too
+                prefix = path.rstrip("/") + "/"
+                for known in [p for p in self.memo if p.startswith(prefix)]:
+                    del self.memo[known]
+
+    def glob(self, pattern: str) -> list[str]:
+        """Files matching a root-relative glob (``**`` crosses folders), sorted."""
+        if "://" in pattern:
+            return sorted(self.url_backends().glob(pattern))
+        matches = globlib.glob(pattern, root_dir=self.root, recursive=True)
+        return sorted(_utf8_name(m.replace(os.sep, "/")) for m in matches
+                      if not m.startswith(".flowmake") and os.path.isfile(self.full(m)))
+
+
+def _utf8_name(path: str, shown: str | None = None) -> str:
+    """``path``, if its name is UTF-8 text: keys and records hold paths as text, so a
+    file named with other bytes under an input folder or glob is an error naming it
+    (``shown``, by default ``path``)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        from flowmake.errors import FlowmakeError
+
+        shown = os.fsencode(shown or path).decode("utf-8", "backslashreplace")
+        raise FlowmakeError(f"{shown}: the file name is not valid UTF-8",
+                            hint="rename it, or keep it out of the inputs' folders and globs"
+                            ) from None
+    return path
+
+
+def tree_digest(files: Iterable[tuple[str, str | None]]) -> str:
+    """A folder's digest from its files' (relative path, digest) pairs, in sorted order.
+
+    The artifact cache recomputes it from a folder manifest to verify a download.
+    """
+    h = xxhash.xxh3_128()
+    for rel, digest in files:
+        h.update(f"{rel}\0{digest}\n".encode())
+    return "d" + h.hexdigest()[1:]  # folders and files never share a digest
+
+
+def digest_output(full_path: str) -> tuple[str, StatEntry | None] | None:
+    """A fresh output's digest and its stat-cache entry (None for a folder), without any
+    cache; None when it does not exist. Stat first, then read: a file written meanwhile
+    has a newer mtime than its entry says, so it is hashed again next time."""
+    try:
+        st = os.stat(full_path)
+    except OSError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        found = Hasher(full_path).digest(".")
+        return None if found is None else (found, None)
+    digest = hash_file(full_path)
+    return digest, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest)
+
+
+def digest_path(full_path: str) -> str | None:
+    """Digest of a file or folder without any cache (workers use it on fresh outputs)."""
+    if os.path.isdir(full_path):
+        return Hasher(full_path).digest(".")
+    if os.path.exists(full_path):
+        return hash_file(full_path)
+    return None

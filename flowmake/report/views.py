@@ -1,0 +1,96 @@
+"""Text and JSON renderings of plans: the status tree, `why`, `list`, `build -n`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowmake.graph import Graph
+    from flowmake.plan.check import Plan, Step
+
+# One target's line of `status`: (name, state, reasons, source), state being a State's
+# value and source what a fresh state comes from ("record" or "lock", else None). Both the
+# planner's answer and the no-op fast path's (fastpath.fresh_status) come as rows.
+StatusRow = tuple[str, str, Sequence[str], "str | None"]
+
+
+def step_line(step: Step) -> str:
+    return status_line((step.name, step.state.value, [str(r) for r in step.reasons],
+                        step.source))
+
+
+def status_line(row: StatusRow) -> str:
+    name, state, reasons, _ = row
+    return f"{name}: {state}" + (" (" + "; ".join(reasons) + ")" if reasons else "")
+
+
+def status_rows(plan: Plan) -> list[StatusRow]:
+    return [(s.name, s.state.value, [str(r) for r in s.reasons], s.source)
+            for s in plan.steps]
+
+
+def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]],
+                roots: Iterable[str]) -> list[str]:
+    """Each selected target with its upstream indented below it; repeats are elided."""
+    by_name = {row[0]: row for row in rows}
+    lines: list[str] = []
+    shown: set[str] = set()
+    # Depth first with a stack, not recursion: a chain of 5,000 deps is 5,000 levels deep.
+    stack = [(root, 0) for root in reversed(list(roots))]
+    while stack:
+        name, depth = stack.pop()
+        row = by_name[name]
+        prefix = "  " * depth + ("└─ " if depth else "")
+        ups = [u for u in upstream[name] if u in by_name]
+        if name in shown and ups:
+            lines.append(f"{prefix}{name}: {row[1]} (upstream shown above)")
+            continue
+        shown.add(name)
+        lines.append(prefix + status_line(row))
+        stack.extend((up, depth + 1) for up in reversed(ups))
+    return lines
+
+
+def status_lines(rows: Sequence[StatusRow], upstream: Mapping[str, Sequence[str]],
+                 roots: Iterable[str], *, quiet: bool = False, check: bool = False
+                 ) -> list[str]:
+    """What `status` prints: the tree; with ``-q`` only the targets not fresh, one line
+    each in build order, and with ``-q --check`` nothing (the exit code tells)."""
+    if not quiet:
+        return status_tree(rows, upstream, roots)
+    return [] if check else [status_line(row) for row in rows if row[1] != "fresh"]
+
+
+def status_json(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
+                ) -> dict[str, Any]:
+    return {"targets": [
+        {"name": name, "state": state, "reasons": list(reasons), "upstream": list(upstream[name]),
+         **({"source": source} if source else {})}
+        for name, state, reasons, source in rows]}
+
+
+def list_json(graph: Graph) -> dict[str, Any]:
+    targets = []
+    for t in graph.targets.values():
+        item: dict[str, Any] = {
+            "name": t.name, "kind": t.kind, "help": t.help,
+            "inputs": [i.path for i in t.inputs], "outputs": [o.path for o in t.outputs],
+            "deps": list(graph.upstream[t.name])}
+        if t.matrix:
+            item["matrix"] = t.matrix
+        if t.item is not None:
+            item["item"] = t.item  # the file of a foreach instance
+        targets.append(item)
+    return {"targets": targets}
+
+
+def list_lines(graph: Graph) -> list[str]:
+    width = max((len(n) for n in graph.targets), default=0)
+    return [f"{t.name:<{width}}  {t.kind:<6}  {t.help}".rstrip() for t in graph.targets.values()]
+
+
+def dry_run_json(plan: Plan) -> list[dict[str, Any]]:
+    status = {"fresh": "fresh", "stale": "would-build", "restorable": "would-restore"}
+    return [{"name": s.name, "status": status[s.state.value], "duration": 0.0,
+             "reasons": [str(r) for r in s.reasons]} for s in plan.steps]

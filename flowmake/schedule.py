@@ -1,0 +1,370 @@
+"""The scheduler: run stale targets in dependency order through an Executor.
+
+A target is checked when its upstream is done (so early cutoff falls out: a rebuilt
+target whose outputs hash as before leaves its dependents' keys unchanged). Fresh targets
+take no job slot. A record is written after each success, in its own transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, Protocol, cast
+
+from flowmake.errors import StateError
+from flowmake.executor import Executor, Job, JobHandle, JobResult
+from flowmake.graph import Graph
+from flowmake.model import Call, Project, Shell, Target
+from flowmake.plan.check import Checker, State, Step
+from flowmake.plugin.urls import digest_url_outputs
+from flowmake.store.db import Record, Store
+
+
+class Outcome(NamedTuple):
+    """What happened to one target in this build."""
+
+    name: str
+    status: str  # built | restored | fresh | failed | skipped
+    duration: float = 0.0
+    reasons: list[str] = []  # noqa: RUF012 (never mutated; a NamedTuple default)
+    output: str = ""
+    error: str | None = None
+    attempts: int = 0
+    started: float | None = None  # wall-clock (time.time()): job submitted, restore begun
+    finished: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "status": self.status,
+                                "duration": round(self.duration, 4)}
+        if self.reasons:
+            data["reasons"] = self.reasons
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+class Summary(NamedTuple):
+    run_id: int | None  # None: a build kept out of the history (build --no-record)
+    result: str  # success | failed | interrupted
+    outcomes: dict[str, Outcome]
+    duration: float
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(o.status for o in self.outcomes.values())
+        return {k: found.get(k, 0) for k in ("built", "restored", "fresh", "failed", "skipped")}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "result": self.result,
+                "duration": round(self.duration, 4), "counts": self.counts(),
+                "targets": [o.to_json() for o in self.outcomes.values()]}
+
+
+class Reporter(Protocol):
+    """Where the scheduler tells what happens (live view, plain lines, or nothing)."""
+
+    def build_start(self, total: int, jobs: int) -> None: ...
+    def target_start(self, step: Step) -> None: ...
+    def target_finish(self, outcome: Outcome) -> None: ...
+    def line(self, name: str, text: str) -> None: ...
+    def build_finish(self, summary: Summary) -> None: ...
+
+
+class Restorer(Protocol):
+    """The artifact cache as the scheduler sees it."""
+
+    def restore(self, step: Step) -> str | None:
+        """Put a cached target's outputs in place; its replayed log, or None on a miss."""
+        ...
+
+    def save(self, step: Step, result: JobResult) -> None:
+        """Keep a built target's outputs and log."""
+        ...
+
+
+def make_job(project: Project, target: Target) -> Job:
+    """The picklable description of one run of ``target``."""
+    root = str(project.root)
+    action = target.action
+    common: dict[str, Any] = {
+        "name": target.name, "root": root,
+        "outputs": tuple((o.key, o.path) for o in target.outputs),
+        "timeout": target.timeout, "retries": target.retries, "resources": target.resources,
+        # The values of the listed env variables entered the key here, on the client: a
+        # remote executor's worker must run with those, not with its own.
+        "env": {n: os.environ[n] for n in target.env if n in os.environ} or None}
+    if isinstance(action, Shell):
+        cwd = f"{root}/{action.cwd}" if action.cwd else root
+        return Job(cwd=cwd, command=action.command, **common)
+    assert isinstance(action, Call)
+    return Job(cwd=root, function=action.function, kwargs=target.params,
+               inputs=tuple((i.name, i.path) for i in target.inputs if i.name),
+               plugins=project.settings.plugins, **common)
+
+
+class Scheduler:
+    """One build: a ready queue, a bounded set of running jobs, and the records."""
+
+    def __init__(self, project: Project, graph: Graph, names: list[str], checker: Checker,
+                 store: Store, executor_factory: Callable[[], Executor], reporter: Reporter,
+                 *, jobs: int, keep_going: bool, run_id: int, stream: bool = False,
+                 restorer: Restorer | None = None,
+                 on_event: Callable[[str, Any], None] | None = None,
+                 kept: bool = True) -> None:
+        self.project, self.graph, self.checker, self.store = project, graph, checker, store
+        self.reporter, self.jobs, self.keep_going = reporter, jobs, keep_going
+        self.run_id, self.stream, self.restorer = run_id, stream, restorer
+        self.kept = kept  # false: the run leaves the history at its end (--no-record)
+        self.executor_factory = executor_factory
+        self.executor: Executor | None = None
+        self.on_event = on_event or (lambda name, payload: None)
+        self.order = graph.order(names)
+        chosen = set(self.order)
+        self.waiting = {n: sum(1 for u in graph.upstream[n] if u in chosen) for n in self.order}
+        self.ready: deque[str] = deque(n for n in self.order if self.waiting[n] == 0)
+        self.runnable: deque[Step] = deque()
+        self.running: dict[JobHandle, tuple[Step, float]] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.in_use: dict[str, float] = {}  # resource -> amount held by running jobs
+        self.stopping = False
+        self.held: list[Step] | None = None  # starts not yet reported (see _loop)
+        self.ended = 0.0  # wall-clock time the last finished jobs were seen done
+        self.start = time.monotonic()
+        self.recorded: dict[str, Record] = {}  # records written by this build (flow.lock)
+
+    def run(self) -> Summary:
+        start = self.start = time.monotonic()
+        self.reporter.build_start(len(self.order), self.jobs)
+        result = "success"
+        try:
+            self._loop()
+        except KeyboardInterrupt:
+            result = "interrupted"
+            self._interrupt()
+        except BaseException:  # flowmake itself failed (a full disk): no job outlives it
+            self._interrupt()
+            raise
+        finally:
+            if self.executor is not None:
+                self.executor.shutdown()
+        for name in self.order:  # never reached: stopped after a failure, or interrupted
+            if name not in self.outcomes:
+                self.outcomes[name] = Outcome(name, "skipped")
+                self.on_event("target_finish", self.outcomes[name])  # observers see every target
+        if result == "success" and any(o.status == "failed" for o in self.outcomes.values()):
+            result = "failed"
+        ordered = {n: self.outcomes[n] for n in self.order}
+        summary = Summary(self.run_id if self.kept else None, result, ordered,
+                          time.monotonic() - start)
+        self.reporter.build_finish(summary)
+        return summary
+
+    def partial(self, result: str) -> Summary:
+        """What this build did, when flowmake stopped outside the loop (every target not
+        finished is skipped)."""
+        outcomes = {n: self.outcomes.get(n) or Outcome(n, "skipped") for n in self.order}
+        return Summary(self.run_id if self.kept else None, result, outcomes,
+                       time.monotonic() - self.start)
+
+    def _loop(self) -> None:
+        while True:
+            self._fill()
+            if not self.running:
+                return
+            finished = [(handle.result(), *self.running.pop(handle))
+                        for handle in self._wait()]
+            self.ended = time.time()  # when these jobs were seen done (their bars' ends)
+            for _, step, _ in finished:
+                self._release(step.target)
+            self.held = []  # reported after the finishes: `ok A` before `run B`, as it happened
+            if self.keep_going or all(result.ok for result, _, _ in finished):
+                self._start_runnable()  # the freed slots are refilled before the bookkeeping
+            for result, step, started in finished:
+                self._finish(step, result, started)
+            held, self.held = self.held, None
+            for step in held:
+                self.reporter.target_start(step)
+
+    def _fill(self) -> None:
+        """Check ready targets and start jobs until every slot is busy and as many steps
+        again are checked and waiting (so that a slot freed is refilled at once), or until
+        nothing is ready."""
+        while True:
+            self._start_runnable()
+            if self.stopping or not self.ready:
+                return
+            if len(self.running) >= self.jobs and len(self.runnable) >= self.jobs:
+                return
+            self._check(self.ready.popleft())
+
+    def _wait(self) -> Iterable[JobHandle]:
+        """The running jobs that are done, once there is at least one."""
+        assert self.executor is not None
+        waiter = getattr(self.executor, "wait", None)
+        if waiter is not None:  # an executor that drives its jobs from this thread
+            return cast("Iterable[JobHandle]", waiter(self.running))
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        futures: Any = self.running  # an executor without wait() returns Futures
+        return cast("Iterable[JobHandle]", wait(futures, return_when=FIRST_COMPLETED)[0])
+
+    def _check(self, name: str) -> None:
+        step = self.checker.check(self.graph.targets[name])
+        if step.state is State.FRESH:
+            if step.source == "lock":
+                self._adopt(step)
+            self._done(Outcome(name, "fresh"))
+        elif step.state is not State.RESTORABLE or not self._restore(step):
+            self.runnable.append(step)
+
+    def _restore(self, step: Step) -> bool:
+        assert self.restorer is not None
+        started, wall = time.monotonic(), time.time()
+        log = self.restorer.restore(step)
+        if log is None:
+            return False
+        self.checker.hasher.forget(o.path for o in step.target.outputs)
+        outcome = Outcome(step.name, "restored", time.monotonic() - started,
+                          [str(r) for r in step.reasons], log, started=wall, finished=time.time())
+        self._record(step, outcome, None)
+        self._done(outcome)
+        return True
+
+    def _fits(self, target: Target) -> bool:
+        capacity = self.project.settings.resources
+        return all(self.in_use.get(r, 0.0) + amount <= capacity.get(r, float("inf"))
+                   for r, amount in target.resources.items())
+
+    def _release(self, target: Target) -> None:
+        for r, amount in target.resources.items():
+            self.in_use[r] = self.in_use.get(r, 0.0) - amount
+
+    def _start_runnable(self) -> None:
+        skipped: deque[Step] = deque()
+        while self.runnable and len(self.running) < self.jobs and not self.stopping:
+            step = self.runnable.popleft()
+            if not self._fits(step.target):
+                skipped.append(step)  # waits for resources; later steps may still fit
+                continue
+            for r, amount in step.target.resources.items():
+                self.in_use[r] = self.in_use.get(r, 0.0) + amount
+            if self.executor is None:
+                self.executor = self.executor_factory()
+            if self.held is None:
+                self.reporter.target_start(step)
+            else:
+                self.held.append(step)
+            self.on_event("target_start", step)
+            self.checker.hasher.forget(o.path for o in step.target.outputs)
+            job = make_job(self.project, step.target)
+            line = self.reporter.line if self.stream else None
+            self.running[self.executor.submit(job, line)] = (step, time.time())
+        self.runnable.extendleft(reversed(skipped))
+
+    def _finish(self, step: Step, result: JobResult, started: float) -> None:
+        """``started``: the wall-clock time the job was submitted."""
+        reasons = [str(r) for r in step.reasons]
+        times = {"started": started, "finished": self.ended}
+        if result.interrupted:
+            outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
+                              "interrupted", result.attempts, **times)
+            self._record_interrupted(step, outcome)
+            self._done(outcome)
+            return
+        result = digest_url_outputs(self.checker.hasher, step.target, result)
+        if not result.ok:
+            outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
+                              result.error, result.attempts, **times)
+            self._record(step, outcome, None)
+            self._done(outcome)
+            return
+        hasher = self.checker.hasher
+        for path, digest in result.digests.items():
+            hasher.memo[path] = digest
+        for path, entry in result.stats.items():
+            hasher.learn(path, entry)
+        outcome = Outcome(step.name, "built", result.duration, reasons, result.output,
+                          None, result.attempts, **times)
+        if self.restorer is not None and step.target.cache:
+            self.restorer.save(step, result)
+        self._record(step, outcome, result.digests)
+        self._done(outcome)
+
+    def _record(self, step: Step, outcome: Outcome, digests: dict[str, str] | None) -> None:
+        """Write the record (on success) and the run's line for this target, atomically."""
+        record = None
+        if outcome.status in ("built", "restored") and step.key is not None:
+            if digests is None:  # restored: digest what the cache put in place
+                digests = {o.path: self.checker.hasher.digest(o.path) or ""
+                           for o in step.target.outputs}
+            record = Record(step.name, step.key, json.dumps(step.parts, default=str),
+                            json.dumps(digests),
+                            self.run_id, time.time(), outcome.duration)
+        self.store.finish_target(self.run_id, outcome.name, outcome.status, outcome.duration,
+                                 outcome.reasons, outcome.output, record,
+                                 started=outcome.started, finished=outcome.finished,
+                                 error=outcome.error)
+        if record is not None:  # a dependent's ``deps`` part reads it
+            self.checker.records[step.name] = record
+            self.recorded[step.name] = record
+
+    def _record_interrupted(self, step: Step, outcome: Outcome) -> None:
+        """The line of a target stopped by Ctrl-C (no record), so that ``log N`` names it;
+        a state that cannot be written then is left for the next build to close."""
+        try:
+            self._record(step, outcome, None)
+        except StateError:
+            pass
+
+    def _adopt(self, step: Step) -> None:
+        """A target fresh through its flow.lock entry gets that entry as its local record,
+        so that the next build needs the lock no more."""
+        entry = self.checker.records[step.name]
+        record = Record(step.name, entry.key, entry.parts_json, entry.outputs_json,
+                        self.run_id, time.time(), entry.duration)
+        self.store.put_record(record)
+        self.checker.records[step.name] = record
+        self.recorded[step.name] = record
+
+    def _done(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.name] = outcome
+        self.reporter.target_finish(outcome)
+        self.on_event("target_finish", outcome)
+        if outcome.status == "failed":
+            self._skip_downstream(outcome.name)
+            if not self.keep_going:
+                self.stopping = True
+            return
+        for down in self.graph.downstream[outcome.name]:
+            if down in self.waiting and down not in self.outcomes:
+                self.waiting[down] -= 1
+                if self.waiting[down] == 0:
+                    self.ready.append(down)
+
+    def _skip_downstream(self, name: str) -> None:
+        for down in sorted(self.graph.downstream_cone([name]) - {name}):
+            if down in self.waiting and down not in self.outcomes:
+                skipped = Outcome(down, "skipped", error=f"upstream '{name}' failed")
+                self.outcomes[down] = skipped
+                self.reporter.target_finish(skipped)
+                self.on_event("target_finish", skipped)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: stop every job, wait for them, record none of them fresh."""
+        self.stopping = True
+        if self.executor is not None:
+            self.executor.cancel()
+        for future, (step, started) in list(self.running.items()):
+            try:
+                result = future.result(timeout=30)
+            except Exception:  # a job that cannot even report is simply not recorded
+                result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
+            self.outcomes[step.name] = Outcome(step.name, "failed", result.duration,
+                                               [str(r) for r in step.reasons], result.output,
+                                               "interrupted", result.attempts,
+                                               started=started, finished=time.time())
+            self._record_interrupted(step, self.outcomes[step.name])
+            self.on_event("target_finish", self.outcomes[step.name])
+        self.running.clear()

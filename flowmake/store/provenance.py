@@ -1,0 +1,109 @@
+"""The environment a build ran in (SPEC §9): Python, platform, flowmake and its plugins,
+the installed distributions (a digest and the list) and the project's git commit.
+
+Only a real build computes it (never the no-op fast path). Listing the distributions
+takes ~90 ms, so the list is kept in ``.flowmake/distributions.json`` with the mtimes of
+the ``sys.path`` folders (installing or removing one changes its folder's mtime).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+GIT_TIMEOUT = 2.0  # seconds for each git command; a slower git records no commit
+
+
+def environment(root: Path, state_dir: Path, plugins: dict[str, str]) -> dict[str, Any]:
+    """What to keep with a run. ``plugins``: entry-point plugin name → "dist version"."""
+    import hashlib
+    import platform
+
+    from flowmake import __version__
+
+    dists = distributions(state_dir)
+    digest = hashlib.sha256("\n".join(dists).encode()).hexdigest()[:16]
+    return {"python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "executable": sys.executable,
+            "flowmake": __version__, "plugins": dict(sorted(plugins.items())),
+            "distributions_digest": digest, "distributions": dists, "git": git_state(root)}
+
+
+def _signature() -> list[Any]:
+    found: list[Any] = [sys.executable]
+    for entry in sys.path:
+        try:
+            found.append([entry, os.stat(entry or ".").st_mtime_ns])
+        except OSError:
+            found.append([entry, None])
+    return found
+
+
+def distributions(state_dir: Path) -> list[str]:
+    """``name==version`` of every installed distribution, sorted (cached, see above)."""
+    cache = state_dir / "distributions.json"
+    signature = _signature()
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved["signature"] == signature:
+            return list(saved["distributions"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from importlib.metadata import distributions as scan
+
+    found = sorted({f"{d.metadata['Name']}=={d.version}" for d in scan()
+                    if d.metadata["Name"]}, key=str.lower)
+    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"signature": signature, "distributions": found}),
+                       encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only state folder: computed again next time
+    return found
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(root: Path) -> dict[str, Any] | None:
+    """``{"commit", "dirty"}`` when the project is in a git work tree with a commit."""
+    commit = _git(root, "rev-parse", "HEAD")
+    if commit is None:
+        return None
+    # Uncommitted changes to tracked files; untracked ones (outputs, .flowmake) do not count.
+    porcelain = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit.strip(), "dirty": None if porcelain is None else bool(porcelain)}
+
+
+def environment_lines(env: dict[str, Any] | None) -> list[str]:
+    """A few lines for ``flowmake log RUN_ID``."""
+    if not env:
+        return ["  environment: not recorded"]
+    plugins = ", ".join(f"{n} ({v})" if v else n for n, v in env.get("plugins", {}).items())
+    git = env.get("git")
+    where = "not a git repository" if not git else \
+        git["commit"][:12] + (" (dirty)" if git.get("dirty") else "")
+    return [f"  python: {env.get('python')} ({env.get('implementation')}), {env.get('platform')}",
+            f"  flowmake: {env.get('flowmake')}; plugins: {plugins or 'none'}",
+            f"  distributions: {len(env.get('distributions', []))}"
+            f" (digest {env.get('distributions_digest')})",
+            f"  git: {where}"]
+
+
+def summary_json(env: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The list view's environment: everything but the distributions' list."""
+    if env is None:
+        return None
+    return {k: v for k, v in env.items() if k != "distributions"}
