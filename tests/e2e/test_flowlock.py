@@ -157,39 +157,36 @@ def test_lock_false_writes_and_reads_no_lock(built, make_project):
     assert other.read("flow.lock") == text
 
 
-def test_an_interrupted_build_leaves_a_valid_lock_of_what_finished(project):
-    project.flow("""
-        [targets.quick]
-        cmd = "echo q > ${outputs}"
-        outputs = ["out/quick.txt"]
+QUICK_THEN_SLOW = """
+[targets.quick]
+cmd = "echo q > ${outputs}"
+outputs = ["out/quick.txt"]
 
-        [targets.slow]
-        cmd = "touch started; sleep 30; echo s > ${outputs}"
-        inputs = ["out/quick.txt"]
-        outputs = ["out/slow.txt"]
-        """, cache=False)
+[targets.slow]
+cmd = "touch started; sleep 30; echo s > ${outputs}"
+inputs = ["out/quick.txt"]
+outputs = ["out/slow.txt"]
+"""
+
+
+def signalled_mid_build(project, sig: int):
+    """A build stopped by ``sig`` once quick is built and slow is running."""
+    project.flow(QUICK_THEN_SLOW, cache=False)
     proc = project.popen("build")
     project.wait_for(lambda: project.exists("started"), timeout=20, what="the slow target")
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
+    return proc
+
+
+def test_an_interrupted_build_leaves_a_valid_lock_of_what_finished(project):
+    proc = signalled_mid_build(project, signal.SIGINT)
     proc.communicate(timeout=15)
     assert proc.returncode == 130
     assert list(lock(project)["targets"]) == ["quick"]
 
 
 def test_a_killed_build_s_records_reach_the_lock_at_the_next_build(project):
-    project.flow("""
-        [targets.quick]
-        cmd = "echo q > ${outputs}"
-        outputs = ["out/quick.txt"]
-
-        [targets.slow]
-        cmd = "touch started; sleep 30; echo s > ${outputs}"
-        inputs = ["out/quick.txt"]
-        outputs = ["out/slow.txt"]
-        """, cache=False)
-    proc = project.popen("build")
-    project.wait_for(lambda: project.exists("started"), timeout=20, what="the slow target")
-    proc.send_signal(signal.SIGKILL)
+    proc = signalled_mid_build(project, signal.SIGKILL)
     proc.wait(timeout=10)
     assert not project.exists("flow.lock")  # killed before it could write it
     project.build("quick")  # quick is fresh: no record changes in this build itself
