@@ -29,7 +29,7 @@ class LocalBackend:
         return url[len("file://"):] if url.startswith("file://") else url
 
     def fingerprint(self, url: str) -> str | None:
-        from flowmake.plan.fingerprint import digest_path
+        from flowmake.digest import digest_path
 
         return digest_path(self._path(url))
 
@@ -89,7 +89,7 @@ class FsspecBackend:
         except FileNotFoundError:
             return None
         if info.get("type") == "directory":  # a folder-like prefix: every object under it
-            from flowmake.plan.fingerprint import hash_bytes
+            from flowmake.digest import hash_bytes
 
             found = fs.find(url, detail=True)
             lines = sorted(f"{name}\0{fingerprint_from_info(i)}" for name, i in found.items())
@@ -122,7 +122,7 @@ def _as_urls(like: str, paths: Iterable[str]) -> list[str]:
 
 def fingerprint_from_info(info: Mapping[str, Any]) -> str:
     """The best change detector an object store gives without reading the object."""
-    from flowmake.plan.fingerprint import hash_bytes
+    from flowmake.digest import hash_bytes
 
     if info.get("type") == "directory":
         return "d" + hash_bytes(repr(sorted(info.items())))[1:]

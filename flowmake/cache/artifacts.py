@@ -35,8 +35,9 @@ from flowmake.cache.local import (
     is_executable,
     manifest_bytes,
 )
+from flowmake.digest import tree_digest
 from flowmake.errors import FlowmakeError, UsageError
-from flowmake.plan.fingerprint import Hasher, tree_digest
+from flowmake.plan.fingerprint import Hasher
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, MutableMapping

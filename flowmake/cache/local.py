@@ -51,8 +51,8 @@ from typing import IO, Any, NamedTuple
 
 import xxhash
 
+from flowmake.digest import hash_bytes, hash_file, tree_digest
 from flowmake.errors import FlowmakeError
-from flowmake.plan.fingerprint import hash_bytes, hash_file, tree_digest
 
 FILE, DIR, URL = "file", "dir", "url"
 RECORD_VERSION = 1

@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
 from typing import Any, NamedTuple
 
+from flowmake.digest import hash_bytes
 from flowmake.errors import ConfigError
 from flowmake.graph import Graph
 from flowmake.model import Call, Target
-from flowmake.plan.fingerprint import Hasher, hash_bytes
+from flowmake.plan.fingerprint import Hasher
 
 
 class Reason(Enum):

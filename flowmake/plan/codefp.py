@@ -33,9 +33,10 @@ import os
 from typing import Any
 
 from flowmake import __version__
+from flowmake.digest import hash_bytes
 from flowmake.model import Call, Target
 from flowmake.plan.codeunits import Binding, ModuleInfo, Unit, analyse, parents, strip_docstrings
-from flowmake.plan.fingerprint import Hasher, hash_bytes
+from flowmake.plan.fingerprint import Hasher
 
 # A unit: (module name, name of a top-level definition, or "" for the module's body).
 Node = tuple[str, str]

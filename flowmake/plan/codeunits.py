@@ -23,7 +23,7 @@ import ast
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from flowmake.plan.fingerprint import hash_bytes
+from flowmake.digest import hash_bytes
 
 # ("module", "a.b"): ``import a.b as x``; ("from", "a", "y"): ``from a import y``
 # (y is a name bound in ``a`` or its submodule ``a.y``).

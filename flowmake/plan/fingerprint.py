@@ -14,34 +14,14 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import xxhash
-
-from flowmake.store.db import StatEntry
+from flowmake.digest import _utf8_name, hash_file, tree_digest
+from flowmake.model import StatEntry
 
 if TYPE_CHECKING:
     from flowmake.plugin.urls import Urls
 
 RACY_NS = 2_000_000_000  # an mtime this close to the hash time is not trusted
-_CHUNK = 1 << 20
 _SKIP_DIRS = {".flowmake", ".git"}
-
-
-def hash_bytes(data: bytes | str) -> str:
-    return xxhash.xxh3_128_hexdigest(data.encode() if isinstance(data, str) else data)
-
-
-def hash_file(path: str) -> str:
-    """XXH3-128 of a file's content: a small file in one read, a large one in 1 MiB chunks
-    into one reused buffer (allocating that buffer costs more than hashing a small file)."""
-    with open(path, "rb", buffering=0) as f:
-        if os.fstat(f.fileno()).st_size <= _CHUNK:
-            return xxhash.xxh3_128_hexdigest(f.readall())
-        h = xxhash.xxh3_128()
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 class Hasher:
@@ -94,7 +74,7 @@ class Hasher:
             return entry[4]
         digest = hash_file(self.full(path))
         self.hashed_files += 1
-        self.learn(path, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest))
+        self.learn(path, StatEntry(st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest))
         return digest
 
     def _tree(self, path: str) -> str:
@@ -136,54 +116,3 @@ class Hasher:
         matches = globlib.glob(pattern, root_dir=self.root, recursive=True)
         return sorted(_utf8_name(m.replace(os.sep, "/")) for m in matches
                       if not m.startswith(".flowmake") and os.path.isfile(self.full(m)))
-
-
-def _utf8_name(path: str, shown: str | None = None) -> str:
-    """``path``, if its name is UTF-8 text: keys and records hold paths as text, so a
-    file named with other bytes under an input folder or glob is an error naming it
-    (``shown``, by default ``path``)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        from flowmake.errors import FlowmakeError
-
-        shown = os.fsencode(shown or path).decode("utf-8", "backslashreplace")
-        raise FlowmakeError(f"{shown}: the file name is not valid UTF-8",
-                            hint="rename it, or keep it out of the inputs' folders and globs"
-                            ) from None
-    return path
-
-
-def tree_digest(files: Iterable[tuple[str, str | None]]) -> str:
-    """A folder's digest from its files' (relative path, digest) pairs, in sorted order.
-
-    The artifact cache recomputes it from a folder manifest to verify a download.
-    """
-    h = xxhash.xxh3_128()
-    for rel, digest in files:
-        h.update(f"{rel}\0{digest}\n".encode())
-    return "d" + h.hexdigest()[1:]  # folders and files never share a digest
-
-
-def digest_output(full_path: str) -> tuple[str, StatEntry | None] | None:
-    """A fresh output's digest and its stat-cache entry (None for a folder), without any
-    cache; None when it does not exist. Stat first, then read: a file written meanwhile
-    has a newer mtime than its entry says, so it is hashed again next time."""
-    try:
-        st = os.stat(full_path)
-    except OSError:
-        return None
-    if stat.S_ISDIR(st.st_mode):
-        found = Hasher(full_path).digest(".")
-        return None if found is None else (found, None)
-    digest = hash_file(full_path)
-    return digest, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest)
-
-
-def digest_path(full_path: str) -> str | None:
-    """Digest of a file or folder without any cache (workers use it on fresh outputs)."""
-    if os.path.isdir(full_path):
-        return Hasher(full_path).digest(".")
-    if os.path.exists(full_path):
-        return hash_file(full_path)
-    return None

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from flowmake.cache.local import INLINE_BLOB, LocalCache, blob_rel
-from flowmake.plan.fingerprint import hash_bytes, hash_file
+from flowmake.digest import hash_bytes, hash_file
 
 CHAIN = """
 [targets.a]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from flowmake.cache.local import ActionRecord
-from flowmake.plan.fingerprint import hash_bytes, hash_file
+from flowmake.digest import hash_bytes, hash_file
 
 BIG = 300_000  # past remote.SMALL_BLOB: a push probes the remote for it instead of sending it
 

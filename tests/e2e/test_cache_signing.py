@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flowmake.cache.local import ActionRecord
-from flowmake.plan.fingerprint import hash_bytes
+from flowmake.digest import hash_bytes
 
 KEY = "k3y-for-tests-0123456789abcdef"
 SIGNED = {"FLOWMAKE_CACHE_KEY": KEY}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from flowmake.plan.fingerprint import hash_bytes
+from flowmake.digest import hash_bytes
 
 # Every flowmake run here imports s3fs (and its python workers do too): seconds each.
 pytestmark = pytest.mark.slow

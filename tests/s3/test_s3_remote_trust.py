@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from flowmake.cache.local import ActionRecord
-from flowmake.plan.fingerprint import hash_bytes
+from flowmake.digest import hash_bytes
 
 pytestmark = pytest.mark.slow  # every run imports s3fs
 

@@ -40,10 +40,11 @@ from flowmake.cache.local import (
 )
 from flowmake.cache.remote import SMALL_BLOB, BackendRemote, FolderRemote, Transfers, open_remote
 from flowmake.cli.cache import _collect, parse_size
+from flowmake.digest import hash_bytes, hash_file
 from flowmake.errors import UsageError
 from flowmake.executor import JobResult
 from flowmake.model import Output, Shell, Target
-from flowmake.plan.fingerprint import Hasher, hash_bytes, hash_file
+from flowmake.plan.fingerprint import Hasher
 from flowmake.plugin.urls import Urls, digest_url_outputs
 
 

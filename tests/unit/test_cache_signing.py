@@ -13,7 +13,7 @@ from flowmake.cache.artifacts import take_signing_key
 from flowmake.cache.local import FILE, URL, ActionRecord, Entry, LocalCache, Mismatch, action_rel
 from flowmake.cache.remote import FolderRemote, Transfers
 from flowmake.cache.signing import Rejected, Signer, message, sha256_of
-from flowmake.plan.fingerprint import hash_bytes
+from flowmake.digest import hash_bytes
 
 KEY = b"unit-test-key"
 DIGEST = hash_bytes(b"data\n")

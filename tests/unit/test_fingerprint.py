@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from flowmake.plan.fingerprint import (
-    RACY_NS,
-    Hasher,
-    digest_output,
-    digest_path,
-    hash_bytes,
-    hash_file,
-)
+from flowmake.digest import digest_output, digest_path, hash_bytes, hash_file
+from flowmake.plan.fingerprint import RACY_NS, Hasher
 
 OLD_NS = 1_500_000_000 * 10**9  # 2017: far older than any "racy" window
 

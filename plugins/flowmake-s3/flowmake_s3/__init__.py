@@ -141,7 +141,7 @@ class _Body(io.RawIOBase):
 
 
 def _tree_fingerprint(found: Mapping[str, Mapping[str, Any]], base: str) -> str:
-    from flowmake.plan.fingerprint import hash_bytes
+    from flowmake.digest import hash_bytes
 
     lines = sorted(f"{name[len(base):].lstrip('/')}\0{str(info.get('ETag', '')).strip(chr(34))}"
                    f"\0{info.get('size')}" for name, info in found.items())
