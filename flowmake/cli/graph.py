@@ -20,7 +20,7 @@ from typing import Any
 
 from flowmake.cli.log import iso
 from flowmake.cli.workspace import Workspace
-from flowmake.config.load import printable
+from flowmake.config.values import printable
 from flowmake.errors import UsageError
 from flowmake.graph import Graph
 from flowmake.plan.check import Step

@@ -353,7 +353,8 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 
 def _flow_plugin_modules(flow_file: Path) -> list[str]:
     """The ``[flow] plugins`` of the project here, if there is one (for ``--version``)."""
-    from flowmake.config.load import is_module_name, tomllib
+    from flowmake.config.flowfiles import tomllib
+    from flowmake.config.values import is_module_name
 
     try:
         doc = tomllib.loads(flow_file.read_text(encoding="utf-8"))
@@ -380,7 +381,7 @@ def _flow_file(args: argparse.Namespace) -> str:
 
 def _workspace(args: argparse.Namespace) -> Any:
     from flowmake.cli.workspace import Workspace
-    from flowmake.config.load import is_text, parse_override, printable
+    from flowmake.config.values import is_text, parse_override, printable
 
     directory = Path(args.directory or ".")
     if not directory.is_dir():

@@ -44,7 +44,7 @@ def read_metrics(path: Path) -> dict[str, float]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            from flowmake.config.load import tomllib
+            from flowmake.config.flowfiles import tomllib
 
             doc: Any = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):

@@ -15,7 +15,14 @@ from typing import Any
 
 from flowmake import __version__, graph, model
 from flowmake.config import flowfiles as flowfiles
+from flowmake.config import include as config_include
 from flowmake.config import load as config
+from flowmake.config import matrix as config_matrix
+from flowmake.config import reader as config_reader
+from flowmake.config import scope as config_scope
+from flowmake.config import settings as config_settings
+from flowmake.config import targets as config_targets
+from flowmake.config import values as config_values
 from flowmake.config.load import find_file, load
 from flowmake.errors import ConfigError
 from flowmake.graph import Graph, build_graph
@@ -26,6 +33,8 @@ from flowmake.store import flowlock as flowlock
 from flowmake.store.db import Record, Store
 
 CACHE_FORMAT = 2
+_LOADER_PARTS = (config_include, config_matrix, config_reader, config_scope, config_settings,
+                 config_targets, config_values)  # config.load's code, in its modules
 
 
 def _signature(path: Path, overrides: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -33,7 +42,7 @@ def _signature(path: Path, overrides: dict[str, Any]) -> tuple[Any, ...] | None:
     try:
         st = path.stat()
         code = [os.stat(m.__file__ or "").st_mtime_ns
-                for m in (config, flowfiles, model, graph)]
+                for m in (config, flowfiles, model, graph, *_LOADER_PARTS)]
     except OSError:
         return None
     return (CACHE_FORMAT, __version__, str(path), st.st_size, st.st_mtime_ns, st.st_ino,

@@ -1,7 +1,8 @@
 """The files a flow is read from besides flow.toml (SPEC §10): included flow files
 (``[flow] include``), params files (``[flow] params_files``: YAML, JSON or TOML) and the
-files a ``foreach`` globs over. config.py calls these; every path is relative to the
-project root, and every error names the file (and the line where the format says it).
+files a ``foreach`` globs over; and ``tomllib``, the TOML reader flowmake uses. The loader
+calls these; every path is relative to the project root, and every error names the file
+(and the line where the format says it).
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ import json
 import os
 import posixpath
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from flowmake.errors import ConfigError
 from flowmake.model import is_glob
+
+if sys.version_info >= (3, 11):
+    import tomllib as tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 _SKIP = (".flowmake/", ".git/")
 
@@ -31,8 +38,6 @@ def shown(root: Path, path: Path) -> str:
 
 def read_toml(path: Path, name: str) -> dict[str, Any]:
     """A TOML file as a table; ConfigError naming ``name`` and the line otherwise."""
-    from flowmake.config.load import tomllib
-
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

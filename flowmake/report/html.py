@@ -20,7 +20,7 @@ from typing import Any
 from flowmake.cli.graph import _MARKER, _asset, _write_output, script_json
 from flowmake.cli.log import run_duration, run_json
 from flowmake.cli.workspace import Workspace
-from flowmake.config.load import printable
+from flowmake.config.values import printable
 from flowmake.errors import UsageError
 from flowmake.store.db import Run, TargetLine
 

@@ -94,7 +94,7 @@ def read(path: Path) -> dict[str, LockEntry] | None:
 
 
 def _parse(text: str) -> dict[str, Any]:
-    from flowmake.config.load import tomllib
+    from flowmake.config.flowfiles import tomllib
 
     try:
         return dict(tomllib.loads(text))

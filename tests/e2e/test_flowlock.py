@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.config.load import tomllib
+from flowmake.config.flowfiles import tomllib
 
 FLOW = """
 [params]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from flowmake.config import load as config
+from flowmake.config import values
 from flowmake.errors import ConfigError, UnknownParamError
 from flowmake.model import Call, Shell
 
@@ -330,7 +331,7 @@ def test_project_params_in_paths(load_flow):
     ("path=data/x.csv", ("path", "data/x.csv")),
 ])
 def test_parse_override_reads_a_toml_literal(text, expected):
-    name, value = config.parse_override(text)
+    name, value = values.parse_override(text)
     assert (name, value) == expected
     assert type(value) is type(expected[1])
 
@@ -338,7 +339,7 @@ def test_parse_override_reads_a_toml_literal(text, expected):
 @pytest.mark.parametrize("text", ["novalue", "=3", ""])
 def test_parse_override_rejects_malformed(text):
     with pytest.raises(ConfigError, match="NAME=VALUE"):
-        config.parse_override(text)
+        values.parse_override(text)
 
 
 def test_overrides_replace_project_params(load_flow):
@@ -349,7 +350,7 @@ def test_overrides_replace_project_params(load_flow):
 
         [targets.t]
         cmd = "train --lr ${params.lr}"
-    """, overrides=dict([config.parse_override("lr=0.5")]))
+    """, overrides=dict([values.parse_override("lr=0.5")]))
     assert project.params == {"lr": 0.5, "epochs": 3}
     t = project.targets["t"]
     assert t.action.command == "train --lr 0.5"

@@ -1,10 +1,11 @@
-"""flowmake.config.load: the bounds on numbers, nesting and names, and the -p value rule."""
+"""flowmake.config.values: the bounds on numbers, nesting and names, and the -p value rule."""
 
 from __future__ import annotations
 
 import pytest
 
-from flowmake.config import load as config
+from flowmake.config import load, matrix
+from flowmake.config import values as config
 from flowmake.errors import ConfigError
 
 TARGET = '[targets.t]\ncmd = "true"\n'
@@ -39,7 +40,7 @@ def test_target_numbers_out_of_bounds(load_flow, line, key, fragment):
 def test_a_huge_integer_is_named_without_printing_it_whole(load_flow):
     error = error_of(load_flow, f"{TARGET}retries = {10**30}\n")
     assert error.detail == "must be at most 100, got 1e+30"
-    assert config._number(10**5000) == "about 1e5000"
+    assert config.number(10**5000) == "about 1e5000"
 
 
 @pytest.mark.parametrize(("flow", "key"), [
@@ -73,7 +74,7 @@ resources = {{ cpu = {config.MAX_AMOUNT} }}
 
 
 def test_matrix_at_the_bound_is_counted_without_expanding(load_flow, monkeypatch):
-    monkeypatch.setattr(config, "MAX_INSTANCES", 6)
+    monkeypatch.setattr(matrix, "MAX_INSTANCES", 6)  # where the expansion reads it
     project = load_flow('[targets.m]\nmatrix = { a = [1, 2, 3], b = ["x", "y"] }\ncmd = "true"\n')
     assert len(project.targets) == 6
     error = error_of(load_flow, '[targets.m]\nmatrix = { a = [1, 2, 3, 4], b = [1, 2] }\n'
@@ -180,10 +181,10 @@ def test_printable_shows_undecodable_bytes_as_escapes():
 def test_find_file_says_what_the_path_is(tmp_path):
     (tmp_path / "sub").mkdir()
     with pytest.raises(ConfigError, match="is a directory, not a flow file") as info:
-        config.find_file(tmp_path, "sub")
+        load.find_file(tmp_path, "sub")
     assert info.value.file == "sub"
     with pytest.raises(ConfigError, match="not a regular file"):
-        config.find_file(tmp_path, "/dev/null")
+        load.find_file(tmp_path, "/dev/null")
     (tmp_path / "flow.toml").mkdir()
     with pytest.raises(ConfigError, match="is a directory"):
-        config.find_file(tmp_path, None)
+        load.find_file(tmp_path, None)
