@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
-METRIC_EXTENSIONS = (".json", ".toml", ".yaml", ".yml")
-
 
 class Metric(NamedTuple):
     target: str

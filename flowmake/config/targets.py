@@ -21,6 +21,7 @@ TARGET_KEYS = {
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _ENV_NAME = re.compile(r"[^=\0]+\Z")
+METRIC_EXTENSIONS = (".json", ".toml", ".yaml", ".yml")  # what `flowmake metrics` reads
 
 
 class TargetReader(Reader):
@@ -79,8 +80,6 @@ class TargetReader(Reader):
     def metrics(self, value: Any, scope: Scope, outputs: tuple[Output, ...],
                 key: str) -> tuple[str, ...]:
         """``metrics = [paths]``: outputs of the target, JSON, TOML or YAML files."""
-        from flowmake.cli.metrics import METRIC_EXTENSIONS
-
         found = []
         for raw in self.str_list(value, key):
             path = self.norm(scope.resolve_path(raw, key), key, inside=True)
