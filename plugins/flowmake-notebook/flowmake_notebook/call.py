@@ -18,6 +18,7 @@ exist), then the function is called. Decisions:
 """
 
 from __future__ import annotations
+import __future__
 
 import linecache
 import os
@@ -55,8 +56,9 @@ def load_module(path: str) -> types.ModuleType:
     module = types.ModuleType(module_name(path))
     module.__dict__["display"] = _display
     sys.modules[module.__name__] = module
+    flags = [0]  # __future__ imports stay in force for the later cells, as in IPython
     for cell in code_cells(read_notebook(path)):
-        _run_cell(module, path, cell)
+        _run_cell(module, path, cell, flags)
     return module
 
 
@@ -73,14 +75,18 @@ def python_source(source: str) -> str:
     return _IPYTHON_LINE.sub(lambda m: m.group(1) + "pass", source)
 
 
-def _run_cell(module: types.ModuleType, path: str, cell: CodeCell) -> None:
+_FUTURE_FLAGS = [getattr(__future__, name).compiler_flag for name in __future__.all_feature_names]
+
+
+def _run_cell(module: types.ModuleType, path: str, cell: CodeCell, flags: list[int]) -> None:
     code = python_source(cell.source)
     if not code.strip():
         return
     filename = f"{path}, cell {cell.number}"
     linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     try:
-        compiled = compile(code, filename, "exec", dont_inherit=True)
+        compiled = compile(code, filename, "exec", flags=flags[0], dont_inherit=True)
+        flags[0] |= sum(f for f in _FUTURE_FLAGS if compiled.co_flags & f)
         exec(compiled, module.__dict__)
     except (Exception, SystemExit) as exc:
         summary = traceback.format_exception_only(type(exc), exc)[-1].strip()

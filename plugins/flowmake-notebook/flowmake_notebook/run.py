@@ -84,8 +84,8 @@ def run_notebook(path: str | os.PathLike[str], params: Mapping[str, Any], *,
     tracker = _Tracker(on_output)
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": os.fspath(cwd)}},
-        on_cell_start=tracker.start, on_cell_executed=tracker.executed,
-        on_cell_error=tracker.error)
+        extra_arguments=_kernel_arguments(name, kernel), on_cell_start=tracker.start,
+        on_cell_executed=tracker.executed, on_cell_error=tracker.error)
     try:
         client.execute()
     except BaseException as exc:
@@ -116,6 +116,20 @@ def _inject(nbformat: Any, nb: Any, params: Mapping[str, Any]) -> int | None:
     index = injection_index(nb.cells)
     nb.cells.insert(index, cell)
     return index
+
+
+def _kernel_arguments(name: str, kernel: str) -> list[str]:
+    """Extra command-line arguments for the kernel: an ipykernel logs only its errors
+    (not its start-up warnings, which would land in every target's output; the code's
+    own warnings still reach the cell's outputs)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(kernel).argv
+    except NoSuchKernel:
+        raise KernelUnavailable(f"{name}: no Jupyter kernel named {kernel!r} (installed:"
+                                f" {_installed_kernels()})", _KERNEL_HINT) from None
+    return ["--IPKernelApp.log_level=ERROR"] if any("ipykernel" in a for a in argv) else []
 
 
 def _kernel_of(data: dict[str, Any]) -> str | None:
