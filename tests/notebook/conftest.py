@@ -9,7 +9,6 @@ missing nbclient skips them rather than breaking their collection.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -21,7 +20,9 @@ import pytest
 
 @pytest.fixture(autouse=True, scope="session")
 def _nbclient_present() -> None:
-    if importlib.util.find_spec("nbclient") is None:
+    try:
+        import nbclient  # noqa: F401
+    except ImportError:
         reason = "nbclient is not installed (pip install -e plugins/flowmake-notebook)"
         if os.environ.get("FLOWMAKE_NOTEBOOK_TESTS") == "required":
             pytest.fail(reason)
