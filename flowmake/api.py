@@ -1,13 +1,12 @@
 """The Python API (SPEC §9): ``build``, ``status`` and ``load`` with the CLI's semantics.
 
-Each call opens the project as the command does (``cli._workspace``), takes the same lock
+Each call opens the project as the command does (``cli.parser.open_workspace``), takes the same lock
 and leaves the same records, history and flow.lock. Nothing prints unless ``live=True``
 (plain lines on stderr: no live view in Jupyter).
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import sys
@@ -16,12 +15,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowmake.errors import BuildFailed, UnknownTargetError
+from flowmake.model import OutcomeStatus, RunResult, TargetStatus
 
 
 class TargetResult(NamedTuple):
     """What one build did to one target."""
 
-    status: str  # built | restored | fresh | failed | skipped
+    status: OutcomeStatus  # built | restored | fresh | failed | skipped
     duration: float
     reasons: list[str]
     error: str | None
@@ -31,25 +31,25 @@ class BuildResult(NamedTuple):
     """The result of :func:`build`; a failed target makes ``ok`` False (no exception)."""
 
     run_id: int | None
-    result: str  # success | failed | interrupted
+    result: RunResult  # success | failed | interrupted
     targets: dict[str, TargetResult]
 
     @property
     def ok(self) -> bool:
-        return self.result == "success"
+        return self.result == RunResult.SUCCESS
 
     def raise_for_failure(self) -> None:
         """Raise :class:`flowmake.errors.BuildFailed` unless the build succeeded."""
         if not self.ok:
-            failed = [n for n, t in self.targets.items() if t.status == "failed"]
-            skipped = [n for n, t in self.targets.items() if t.status == "skipped"]
+            failed = [n for n, t in self.targets.items() if t.status == OutcomeStatus.FAILED]
+            skipped = [n for n, t in self.targets.items() if t.status == OutcomeStatus.SKIPPED]
             raise BuildFailed(failed or [f"(build {self.result})"], skipped)
 
 
 class TargetState(NamedTuple):
     """One target's state as ``flowmake status`` shows it."""
 
-    state: str  # fresh | stale | restorable
+    state: TargetStatus  # fresh | stale | restorable
     reasons: list[str]
     source: str | None  # where its record came from (record, lock), None: no record
     upstream: list[str]
@@ -72,7 +72,7 @@ class StatusResult(Mapping[str, TargetState]):
 
     @property
     def fresh(self) -> bool:
-        return all(s.state == "fresh" for s in self._states.values())
+        return all(s.state == TargetStatus.FRESH for s in self._states.values())
 
     def __repr__(self) -> str:
         return f"StatusResult({self._states!r})"
@@ -103,51 +103,50 @@ def toml_literal(value: Any) -> str:
                     f" list or dict), got {type(value).__name__}")
 
 
-def _args(command: str, targets: str | list[str] | None, params: Mapping[str, Any] | None,
-          project: str | Path, extra: list[str]) -> argparse.Namespace:
-    """The Namespace the command line would give (so every default is the CLI's)."""
-    from flowmake.cli.main import build_parser
+def _names(targets: str | list[str] | None) -> tuple[str, ...]:
+    return (targets,) if isinstance(targets, str) else tuple(targets or ())
 
-    argv = [command, *extra]
-    for name, value in (params or {}).items():
-        argv += ["-p", f"{name}={toml_literal(value)}"]
-    argv += ["--", *([targets] if isinstance(targets, str) else list(targets or []))]
-    args = build_parser([command]).parse_args(argv)
+
+def _overrides(params: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """``params`` as the ``-p NAME=VALUE`` the command line would give."""
+    return tuple(f"{name}={toml_literal(value)}" for name, value in (params or {}).items())
+
+
+def _directory(project: str | Path) -> str | None:
     # The default "." finds flow.toml here or above, as the bare command does; any other
     # folder is `-C DIR`.
-    args.directory = None if str(project) == "." else str(project)
-    return args
+    return None if str(project) == "." else str(project)
 
 
-def _open(args: argparse.Namespace) -> Any:
-    from flowmake.cli.main import _workspace
+def _open(targets: str | list[str] | None, params: Mapping[str, Any] | None,
+          project: str | Path) -> Any:
+    from flowmake.cli.parser import open_workspace
 
-    return _workspace(args)
+    return open_workspace(_directory(project), None, _overrides(params), _names(targets))
 
 
 def build(targets: str | list[str] | None = None, *, params: Mapping[str, Any] | None = None,
           jobs: int | None = None, keep_going: bool = False, force: bool = False,
           project: str | Path = ".", live: bool = False) -> BuildResult:
     """``flowmake build``: build ``targets`` (default: ``[flow].default``, else all)."""
-    from flowmake.cli.build import run_build
-    from flowmake.cli.main import MAX_JOBS
+    from flowmake.cli.build import build_command
+    from flowmake.cli.main import MAX_JOBS, BuildSink
     from flowmake.errors import UsageError
+    from flowmake.options import BuildOptions
 
-    if jobs is not None and not 1 <= jobs <= MAX_JOBS:
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int)
+                             or not 1 <= jobs <= MAX_JOBS):
         raise UsageError(f"jobs must be between 1 and {MAX_JOBS}, got {jobs}")
-    extra = [*(["-j", str(jobs)] if jobs is not None else []), *(["-k"] if keep_going else []),
-             *(["-B"] if force else []), "--no-color"]
-    args = _args("build", targets, params, project, extra)
-    args.stream = sys.stderr if live else io.StringIO()
+    options = BuildOptions(
+        targets=_names(targets), params=_overrides(params), directory=_directory(project),
+        jobs=jobs, keep_going=keep_going, force=force, no_color=True,
+        stream=sys.stderr if live else io.StringIO())
     shown = [repr(targets)] if targets else []
     command = "flowmake.build(" + ", ".join(shown + ([f"params={dict(params)!r}"] if params
                                                       else [])) + ")"
-    ws = _open(args)
-    try:
-        run_build(ws, args, command)
-    finally:
-        ws.close()
-    summary = args.summary
+    sink = BuildSink()
+    build_command(options, command, sink)
+    summary = sink.summary
     return BuildResult(summary.run_id, summary.result, {
         name: TargetResult(o.status, o.duration, list(o.reasons), o.error)
         for name, o in summary.outcomes.items()})
@@ -156,10 +155,9 @@ def build(targets: str | list[str] | None = None, *, params: Mapping[str, Any] |
 def status(targets: str | list[str] | None = None, *, params: Mapping[str, Any] | None = None,
            project: str | Path = ".") -> StatusResult:
     """``flowmake status``: each selected target and its upstream, with state and reasons."""
-    args = _args("status", targets, params, project, [])
-    ws = _open(args)
+    ws = _open(targets, params, project)
     try:
-        return _status(ws, args.targets)
+        return _status(ws, list(_names(targets)))
     finally:
         ws.close()
 
@@ -173,7 +171,7 @@ def _status(ws: Any, patterns: list[str]) -> StatusResult:
     plan = checker.plan(names)
     ws.save_stats()
     return StatusResult({
-        s.name: TargetState(s.state.value, [str(r) for r in s.reasons], s.source,
+        s.name: TargetState(s.state, [str(r) for r in s.reasons], s.source,
                             list(ws.graph.upstream[s.name]))
         for s in plan.steps})
 
@@ -187,8 +185,7 @@ def load(target: str, output: str | None = None, *, build: bool = False,
 
     if build:
         globals()["build"](target, params=params, project=project).raise_for_failure()
-    args = _args("status", target, params, project, [])
-    ws = _open(args)
+    ws = _open(target, params, project)
     try:
         found = ws.graph.targets.get(target)
         if found is None:
@@ -197,7 +194,7 @@ def load(target: str, output: str | None = None, *, build: bool = False,
             raise UnknownTargetError(target, suggest(target, ws.graph.targets))
         outputs = _chosen(found, output)
         state = _status(ws, [target])[target]
-        if state.state != "fresh":
+        if state.state != TargetStatus.FRESH:
             raise StaleError(target, state.state, state.reasons)
         values = {key: _read(ws, path) for key, path in outputs}
     finally:

@@ -8,6 +8,7 @@ dict defaults are shared empty dicts: nothing mutates a model value.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -120,8 +121,8 @@ class Target(NamedTuple):
     metrics: tuple[str, ...] = ()  # outputs that hold metrics (`flowmake metrics`)
 
     @property
-    def kind(self) -> str:
-        return "cmd" if isinstance(self.action, Shell) else "python"
+    def kind(self) -> TargetKind:
+        return TargetKind.CMD if isinstance(self.action, Shell) else TargetKind.PYTHON
 
 
 class Settings(NamedTuple):
@@ -157,4 +158,56 @@ class Project(NamedTuple):
     @property
     def state_dir(self) -> Path:
         return self.root / ".flowmake"
+
+
+# -- statuses, results and kinds (issue 12) ------------------------------------------
+# str-valued: each member equals, prints, reprs, formats, JSON-encodes and binds to SQLite
+# as its value, so output and state files stay byte-identical. (StrEnum needs Python 3.11; the
+# project supports 3.10.) Modules on the no-op path (fastpath, store.db, report.live) do
+# not import this module and compare the plain strings, which the members equal.
+
+
+class _Text(str, Enum):
+    def __repr__(self) -> str:  # as the plain string's: a notebook shows 'fresh'
+        return str.__repr__(self)
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(self, spec)
+
+
+class TargetStatus(_Text):
+    """A target's state as ``flowmake status`` reports it (plan.check's ``State``)."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    RESTORABLE = "restorable"
+
+
+class OutcomeStatus(_Text):
+    """What one build did to one target (an Outcome, a run's target line)."""
+
+    BUILT = "built"
+    RESTORED = "restored"
+    FRESH = "fresh"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RunResult(_Text):
+    """A build's result (``running`` while it runs: the store's runs table)."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    RUNNING = "running"
+
+
+class TargetKind(_Text):
+    """What runs a target (``flowmake list``, ``graph --format json``)."""
+
+    CMD = "cmd"
+    PYTHON = "python"
 

@@ -12,12 +12,13 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, cast
 
 from flowmake.errors import StateError
 from flowmake.executor import Executor, Job, JobHandle, JobResult
 from flowmake.graph import Graph
-from flowmake.model import Call, Project, Shell, Target
+from flowmake.model import Call, OutcomeStatus, Project, RunResult, Shell, Target
 from flowmake.plan.check import Checker, State, Step
 from flowmake.plugin.urls import digest_url_outputs
 from flowmake.store.db import Record, Store
@@ -27,7 +28,7 @@ class Outcome(NamedTuple):
     """What happened to one target in this build."""
 
     name: str
-    status: str  # built | restored | fresh | failed | skipped
+    status: OutcomeStatus  # built | restored | fresh | failed | skipped
     duration: float = 0.0
     reasons: list[str] = []  # noqa: RUF012 (never mutated; a NamedTuple default)
     output: str = ""
@@ -48,13 +49,13 @@ class Outcome(NamedTuple):
 
 class Summary(NamedTuple):
     run_id: int | None  # None: a build kept out of the history (build --no-record)
-    result: str  # success | failed | interrupted
+    result: RunResult  # success | failed | interrupted
     outcomes: dict[str, Outcome]
     duration: float
 
     def counts(self) -> dict[str, int]:
         found = Counter(o.status for o in self.outcomes.values())
-        return {k: found.get(k, 0) for k in ("built", "restored", "fresh", "failed", "skipped")}
+        return {str(k): found.get(k, 0) for k in OutcomeStatus}
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "result": self.result,
@@ -104,22 +105,42 @@ def make_job(project: Project, target: Target) -> Job:
                plugins=project.settings.plugins, **common)
 
 
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """How one build runs (from BuildOptions and the project's settings)."""
+
+    run_id: int  # the store's run the targets' lines are written to
+    jobs: int = 1  # at most this many jobs at once
+    keep_going: bool = False  # -k: go on with independent targets after a failure
+    stream: bool = False  # -v: each job's output lines to the reporter as they come
+    kept: bool = True  # false: the run leaves the history at its end (--no-record)
+
+
+@dataclass(frozen=True, slots=True)
+class Collaborators:
+    """What the scheduler works with: the seams a test replaces (FakeExecutor, an
+    in-memory store, a quiet reporter)."""
+
+    checker: Checker
+    store: Store
+    executor_factory: Callable[[], Executor]  # called when the first job starts
+    reporter: Reporter
+    restorer: Restorer | None = None  # the artifact cache (None: --no-cache)
+    on_event: Callable[[str, Any], None] | None = None  # the plugins' observer hooks
+
+
 class Scheduler:
     """One build: a ready queue, a bounded set of running jobs, and the records."""
 
-    def __init__(self, project: Project, graph: Graph, names: list[str], checker: Checker,
-                 store: Store, executor_factory: Callable[[], Executor], reporter: Reporter,
-                 *, jobs: int, keep_going: bool, run_id: int, stream: bool = False,
-                 restorer: Restorer | None = None,
-                 on_event: Callable[[str, Any], None] | None = None,
-                 kept: bool = True) -> None:
-        self.project, self.graph, self.checker, self.store = project, graph, checker, store
-        self.reporter, self.jobs, self.keep_going = reporter, jobs, keep_going
-        self.run_id, self.stream, self.restorer = run_id, stream, restorer
-        self.kept = kept  # false: the run leaves the history at its end (--no-record)
-        self.executor_factory = executor_factory
+    def __init__(self, project: Project, graph: Graph, names: list[str],
+                 config: SchedulerConfig, parts: Collaborators) -> None:
+        self.project, self.graph, self.config = project, graph, config
+        self.checker, self.store, self.reporter = parts.checker, parts.store, parts.reporter
+        self.jobs, self.keep_going, self.run_id = config.jobs, config.keep_going, config.run_id
+        self.stream, self.kept, self.restorer = config.stream, config.kept, parts.restorer
+        self.executor_factory = parts.executor_factory
         self.executor: Executor | None = None
-        self.on_event = on_event or (lambda name, payload: None)
+        self.on_event = parts.on_event or (lambda name, payload: None)
         self.order = graph.order(names)
         chosen = set(self.order)
         self.waiting = {n: sum(1 for u in graph.upstream[n] if u in chosen) for n in self.order}
@@ -137,11 +158,11 @@ class Scheduler:
     def run(self) -> Summary:
         start = self.start = time.monotonic()
         self.reporter.build_start(len(self.order), self.jobs)
-        result = "success"
+        result = RunResult.SUCCESS
         try:
             self._loop()
         except KeyboardInterrupt:
-            result = "interrupted"
+            result = RunResult.INTERRUPTED
             self._interrupt()
         except BaseException:  # flowmake itself failed (a full disk): no job outlives it
             self._interrupt()
@@ -151,20 +172,22 @@ class Scheduler:
                 self.executor.shutdown()
         for name in self.order:  # never reached: stopped after a failure, or interrupted
             if name not in self.outcomes:
-                self.outcomes[name] = Outcome(name, "skipped")
+                self.outcomes[name] = Outcome(name, OutcomeStatus.SKIPPED)
                 self.on_event("target_finish", self.outcomes[name])  # observers see every target
-        if result == "success" and any(o.status == "failed" for o in self.outcomes.values()):
-            result = "failed"
+        if result is RunResult.SUCCESS and any(o.status is OutcomeStatus.FAILED
+                                               for o in self.outcomes.values()):
+            result = RunResult.FAILED
         ordered = {n: self.outcomes[n] for n in self.order}
         summary = Summary(self.run_id if self.kept else None, result, ordered,
                           time.monotonic() - start)
         self.reporter.build_finish(summary)
         return summary
 
-    def partial(self, result: str) -> Summary:
+    def partial(self, result: RunResult) -> Summary:
         """What this build did, when flowmake stopped outside the loop (every target not
         finished is skipped)."""
-        outcomes = {n: self.outcomes.get(n) or Outcome(n, "skipped") for n in self.order}
+        outcomes = {n: self.outcomes.get(n) or Outcome(n, OutcomeStatus.SKIPPED)
+                    for n in self.order}
         return Summary(self.run_id if self.kept else None, result, outcomes,
                        time.monotonic() - self.start)
 
@@ -215,7 +238,7 @@ class Scheduler:
         if step.state is State.FRESH:
             if step.source == "lock":
                 self._adopt(step)
-            self._done(Outcome(name, "fresh"))
+            self._done(Outcome(name, OutcomeStatus.FRESH))
         elif step.state is not State.RESTORABLE or not self._restore(step):
             self.runnable.append(step)
 
@@ -226,7 +249,7 @@ class Scheduler:
         if log is None:
             return False
         self.checker.hasher.forget(o.path for o in step.target.outputs)
-        outcome = Outcome(step.name, "restored", time.monotonic() - started,
+        outcome = Outcome(step.name, OutcomeStatus.RESTORED, time.monotonic() - started,
                           [str(r) for r in step.reasons], log, started=wall, finished=time.time())
         self._record(step, outcome, None)
         self._done(outcome)
@@ -268,15 +291,15 @@ class Scheduler:
         reasons = [str(r) for r in step.reasons]
         times = {"started": started, "finished": self.ended}
         if result.interrupted:
-            outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
-                              "interrupted", result.attempts, **times)
+            outcome = Outcome(step.name, OutcomeStatus.FAILED, result.duration, reasons,
+                              result.output, "interrupted", result.attempts, **times)
             self._record_interrupted(step, outcome)
             self._done(outcome)
             return
         result = digest_url_outputs(self.checker.hasher, step.target, result)
         if not result.ok:
-            outcome = Outcome(step.name, "failed", result.duration, reasons, result.output,
-                              result.error, result.attempts, **times)
+            outcome = Outcome(step.name, OutcomeStatus.FAILED, result.duration, reasons,
+                              result.output, result.error, result.attempts, **times)
             self._record(step, outcome, None)
             self._done(outcome)
             return
@@ -285,8 +308,8 @@ class Scheduler:
             hasher.memo[path] = digest
         for path, entry in result.stats.items():
             hasher.learn(path, entry)
-        outcome = Outcome(step.name, "built", result.duration, reasons, result.output,
-                          None, result.attempts, **times)
+        outcome = Outcome(step.name, OutcomeStatus.BUILT, result.duration, reasons,
+                          result.output, None, result.attempts, **times)
         if self.restorer is not None and step.target.cache:
             self.restorer.save(step, result)
         self._record(step, outcome, result.digests)
@@ -295,7 +318,8 @@ class Scheduler:
     def _record(self, step: Step, outcome: Outcome, digests: dict[str, str] | None) -> None:
         """Write the record (on success) and the run's line for this target, atomically."""
         record = None
-        if outcome.status in ("built", "restored") and step.key is not None:
+        if outcome.status in (OutcomeStatus.BUILT, OutcomeStatus.RESTORED) \
+                and step.key is not None:
             if digests is None:  # restored: digest what the cache put in place
                 digests = {o.path: self.checker.hasher.digest(o.path) or ""
                            for o in step.target.outputs}
@@ -332,7 +356,7 @@ class Scheduler:
         self.outcomes[outcome.name] = outcome
         self.reporter.target_finish(outcome)
         self.on_event("target_finish", outcome)
-        if outcome.status == "failed":
+        if outcome.status is OutcomeStatus.FAILED:
             self._skip_downstream(outcome.name)
             if not self.keep_going:
                 self.stopping = True
@@ -346,7 +370,7 @@ class Scheduler:
     def _skip_downstream(self, name: str) -> None:
         for down in sorted(self.graph.downstream_cone([name]) - {name}):
             if down in self.waiting and down not in self.outcomes:
-                skipped = Outcome(down, "skipped", error=f"upstream '{name}' failed")
+                skipped = Outcome(down, OutcomeStatus.SKIPPED, error=f"upstream '{name}' failed")
                 self.outcomes[down] = skipped
                 self.reporter.target_finish(skipped)
                 self.on_event("target_finish", skipped)
@@ -361,7 +385,7 @@ class Scheduler:
                 result = future.result(timeout=30)
             except Exception:  # a job that cannot even report is simply not recorded
                 result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
-            self.outcomes[step.name] = Outcome(step.name, "failed", result.duration,
+            self.outcomes[step.name] = Outcome(step.name, OutcomeStatus.FAILED, result.duration,
                                                [str(r) for r in step.reasons], result.output,
                                                "interrupted", result.attempts,
                                                started=started, finished=time.time())

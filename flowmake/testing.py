@@ -10,8 +10,8 @@ submitted, how many ran at once, whether it was cancelled. :func:`memory_store` 
 A scheduler test on both::
 
     executor = FakeExecutor(script={"b": FakeExecutor.fails("exit code 1")})
-    summary = Scheduler(project, graph, names, checker, memory_store(), lambda: executor,
-                        QuietReporter(), jobs=2, keep_going=False, run_id=1).run()
+    parts = Collaborators(checker, memory_store(), lambda: executor, QuietReporter())
+    summary = Scheduler(project, graph, names, SchedulerConfig(run_id=1, jobs=2), parts).run()
 """
 
 from __future__ import annotations

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
+from flowmake.model import OutcomeStatus, RunResult, TargetStatus
+from flowmake.options import BuildOptions
 from flowmake.report.live import make_reporter
-from flowmake.schedule import Scheduler, Summary
+from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
 from flowmake.store.db import Record
 from flowmake.store.leftovers import mark_environment, writing_lock
 
-EXIT_FOR_RESULT = {"success": 0, "failed": 1, "interrupted": 130}
+if TYPE_CHECKING:
+    from flowmake.cli.main import BuildSink
+    from flowmake.executor import Executor
+
+EXIT_FOR_RESULT = {RunResult.SUCCESS: 0, RunResult.FAILED: 1, RunResult.INTERRUPTED: 130}
 
 
 def default_jobs(ws: Workspace, requested: int | None) -> int:
@@ -28,85 +35,144 @@ def default_jobs(ws: Workspace, requested: int | None) -> int:
     return ws.project.settings.jobs or os.cpu_count() or 1
 
 
-def run_build(ws: Workspace, args: argparse.Namespace, command: str) -> int:
-    names = ws.graph.closure(ws.select(args.targets))
-    jobs = default_jobs(ws, args.jobs)
+def build_command(options: BuildOptions, command: str, sink: BuildSink) -> int:
+    """One full build of the project ``options`` name (the workspace opened and closed)."""
+    from flowmake.cli.parser import open_workspace
+
+    ws = open_workspace(options.directory, options.file, options.params, options.targets)
+    try:
+        return run_build(ws, options, command, sink)
+    finally:
+        ws.close()
+
+
+def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSink) -> int:
+    """Build in ``ws`` as ``options`` say; ``sink`` gets the summary (the exit code is
+    returned)."""
+    names = ws.graph.closure(ws.select(list(options.targets)))
+    jobs = default_jobs(ws, options.jobs)
+    executor_name = _checked(ws, options, names)
+    if options.dry_run:
+        return _dry_run(ws, names, options)
+    junit = junit_path(options)
+    reporter = make_reporter(print_to(options), no_color=options.no_color,
+                             quiet=options.quiet, verbose=options.verbose)
+    with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
+        build = _Build(ws, options, sink, junit, dict(ws.store.records_of_runs(dead_runs)))
+        summary = build.run(command, names, jobs, reporter, lambda: _executor(
+            ws, executor_name, jobs, _executor_options(ws, options)))
+        build.record(summary)
+    after_build(options, sink, junit, summary, build.started)
+    if options.json:
+        sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
+    return EXIT_FOR_RESULT[summary.result]
+
+
+def _checked(ws: Workspace, options: BuildOptions, names: set[str]) -> str:
+    """What is checked before anything runs (a missing plugin or an unknown executor is
+    exit 2); the executor's name."""
     ws.check_plugins()
-    executor_name = getattr(args, "executor", None) or ws.project.settings.executor
-    if getattr(args, "scheduler", None) and not getattr(args, "executor", None) \
-            and executor_name == "local":
+    executor_name = options.executor or ws.project.settings.executor
+    if options.scheduler and not options.executor and executor_name == "local":
         executor_name = "dask"  # --scheduler alone means "build on that Dask cluster"
     ws.plugins.executor_class(executor_name)  # an unknown executor is exit 2, before anything runs
     ws.validate_lock()
     ws.checker().check_sources(names)
-    if args.dry_run:
-        return _dry_run(ws, names, args)
-    junit = junit_path(args)
-    # The Python API passes its own stream (a sink, or stderr when live).
-    out = getattr(args, "stream", None) or (sys.stderr if args.json else sys.stdout)
-    reporter = make_reporter(out, no_color=args.no_color, quiet=args.quiet, verbose=args.verbose)
-    with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
-        changed: dict[str, Record | None] = dict(ws.store.records_of_runs(dead_runs))
-        use_cache = not getattr(args, "no_cache", False)
+    return executor_name
+
+
+class _Build:
+    """One build under the project lock: its run in the store, its scheduler, and what
+    it leaves recorded (records, flow.lock, history) whether it succeeds or not."""
+
+    def __init__(self, ws: Workspace, options: BuildOptions, sink: BuildSink,
+                 junit: Path | None, changed: dict[str, Record]) -> None:
+        self.ws, self.options, self.sink, self.junit = ws, options, sink, junit
+        self.changed: dict[str, Record | None] = dict(changed)  # for flow.lock
+        self.scheduler: Scheduler | None = None
+        self.run_id = 0
+        self.started: float | None = None
+        use_cache = not options.no_cache
         # records as they are now, under the lock
-        checker = ws.checker(force=args.always_make, cache=use_cache)
-        restorer = ws.artifacts if use_cache else None
+        self.checker = ws.checker(force=options.force, cache=use_cache)
+        # the artifact cache (cache.artifacts), with prefetch and close besides the
+        # scheduler's Restorer
+        self.restorer: Any = ws.artifacts if use_cache else None
+
+    def run(self, command: str, names: set[str], jobs: int, reporter: Any,
+            executor_factory: Callable[[], Executor]) -> Summary:
+        ws = self.ws
         # The cache's signing key is never a command's to see (the cache, if open, has it).
         os.environ.pop("FLOWMAKE_CACHE_KEY", None)
-        run_id = ws.store.start_run(command)
-        run = ws.store.run(run_id)
+        self.run_id = ws.store.start_run(command)
+        run = ws.store.run(self.run_id)
         assert run is not None
+        self.started = run.started
         mark_environment(str(ws.project.state_dir), run)
-        _record_environment(ws, run_id)
-        scheduler: Scheduler | None = None
+        _record_environment(ws, self.run_id)
+        config = SchedulerConfig(self.run_id, jobs, self.options.keep_going,
+                                 stream=self.options.verbose, kept=not self.options.no_record)
         try:
-            scheduler = Scheduler(
-                ws.project, ws.graph, list(names), checker, ws.store,
-                lambda: _executor(ws, executor_name, jobs, _executor_options(ws, args)), reporter,
-                jobs=jobs, keep_going=args.keep_going, run_id=run_id, stream=args.verbose,
-                restorer=restorer, on_event=_observer(ws),
-                kept=not getattr(args, "no_record", False))
-            ws.plugins.build_start(run_id, scheduler.order)
-            if restorer is not None:
-                restorer.prefetch(ws.graph, scheduler.order, checker)  # remote hits, in parallel
-            summary = scheduler.run()
-            args.summary = summary  # for the Python API (api.py)
-            changed.update(scheduler.recorded)
-            if restorer is not None:
-                # waits for the background saves and pushes (those not started are dropped
-                # after Ctrl-C)
-                restorer.close(cancel=summary.result == "interrupted")
-            ws.plugins.build_finish(summary)
-            ws.save_stats()
+            parts = Collaborators(self.checker, ws.store, executor_factory, reporter,
+                                  self.restorer, on_event=ws.plugins.on_event)
+            self.scheduler = Scheduler(ws.project, ws.graph, list(names), config, parts)
+            return self._schedule(self.scheduler)
         except BaseException as exc:  # e.g. the executor could not start, a full disk
-            if restorer is not None:
-                restorer.close(cancel=True)
-            result = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            with contextlib.suppress(FlowmakeError):  # else the next build closes it
-                ws.store.close_run(run_id, result, time.time())  # not "running", with what it recorded
-                if getattr(args, "no_record", False):
-                    ws.store.forget_run(run_id)
-            ws.sync_lock({**changed, **(scheduler.recorded if scheduler else {})})
-            if scheduler is not None:
-                with contextlib.suppress(Exception):  # the first error is the one to show
-                    after_build(args, junit, scheduler.partial(result), run.started)
+            self._failed(exc)
             raise
-        if getattr(args, "no_record", False):
-            ws.store.forget_run(run_id)  # what it built stays recorded; the run leaves the log
+
+    def _schedule(self, scheduler: Scheduler) -> Summary:
+        ws, restorer = self.ws, self.restorer
+        ws.plugins.build_start(self.run_id, scheduler.order)
+        if restorer is not None:
+            restorer.prefetch(ws.graph, scheduler.order, self.checker)  # remote hits, in parallel
+        summary = scheduler.run()
+        self.sink.summary = summary  # for the Python API (api.py)
+        self.changed.update(scheduler.recorded)
+        if restorer is not None:
+            # waits for the background saves and pushes (those not started are dropped
+            # after Ctrl-C)
+            restorer.close(cancel=summary.result is RunResult.INTERRUPTED)
+        ws.plugins.build_finish(summary)
+        ws.save_stats()
+        return summary
+
+    def _failed(self, exc: BaseException) -> None:
+        """Flowmake stopped outside the scheduler's loop: the run closed with what it
+        recorded, flow.lock updated, the CI reports of what it did."""
+        ws, scheduler = self.ws, self.scheduler
+        if self.restorer is not None:
+            self.restorer.close(cancel=True)
+        result = RunResult.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunResult.FAILED
+        with contextlib.suppress(FlowmakeError):  # else the next build closes it
+            # not "running", with what it recorded
+            ws.store.close_run(self.run_id, result, time.time())
+            if self.options.no_record:
+                ws.store.forget_run(self.run_id)
+        ws.sync_lock({**self.changed, **(scheduler.recorded if scheduler else {})})
+        if scheduler is not None:
+            with contextlib.suppress(Exception):  # the first error is the one to show
+                after_build(self.options, self.sink, self.junit, scheduler.partial(result),
+                            self.started)
+
+    def record(self, summary: Summary) -> None:
+        """The finished build's run in the history (or out of it), flow.lock, and the
+        no-op fast path's snapshot when every target is fresh."""
+        ws, options = self.ws, self.options
+        if options.no_record:
+            ws.store.forget_run(self.run_id)  # what it built stays recorded; the run leaves the log
         else:
             if any(t.metrics for t in ws.graph.targets.values()):
                 from flowmake.cli.metrics import record
 
-                record(ws, run_id, summary.outcomes)  # before finish_run prunes the history
-            ws.store.finish_run(run_id, summary.result, summary.counts(),
+                record(ws, self.run_id, summary.outcomes)  # before finish_run prunes the history
+            ws.store.finish_run(self.run_id, summary.result, summary.counts(),
                                 ws.project.settings.history)
-        ws.sync_lock(changed)
-        if not args.always_make and all(o.status == "fresh" for o in summary.outcomes.values()):
-            ws.save_fast_path(args.param, args.targets, list(summary.outcomes))
-    after_build(args, junit, summary, run.started)
-    if args.json:
-        sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
-    return EXIT_FOR_RESULT[summary.result]
+        ws.sync_lock(self.changed)
+        if not options.force and all(o.status is OutcomeStatus.FRESH
+                                     for o in summary.outcomes.values()):
+            ws.save_fast_path(list(options.params), list(options.targets),
+                              list(summary.outcomes))
 
 
 def _record_environment(ws: Workspace, run_id: int) -> None:
@@ -122,23 +188,21 @@ def _record_environment(ws: Workspace, run_id: int) -> None:
     ws.store.set_environment(run_id, env)
 
 
-def junit_path(args: argparse.Namespace) -> Any:
+def junit_path(options: BuildOptions) -> Path | None:
     """``--junit FILE`` (relative to -C DIR, as ``graph -o`` is), checked before the build."""
-    if not getattr(args, "junit", None):
+    if not options.junit:
         return None
-    from pathlib import Path
-
     from flowmake.report.junit import check_path
 
-    path = Path(args.directory or ".") / args.junit
+    path = Path(options.directory or ".") / options.junit
     check_path(path)
     return path
 
 
-def after_build(args: argparse.Namespace, junit: Any, summary: Summary,
+def after_build(options: BuildOptions, sink: BuildSink, junit: Path | None, summary: Summary,
                 started: float | None) -> None:
     """The reports a build leaves for CI: the JUnit file, GitHub's annotations and summary."""
-    args.reported = True
+    sink.reported = True
     if junit is not None:
         from flowmake.report.junit import write_junit
 
@@ -146,42 +210,52 @@ def after_build(args: argparse.Namespace, junit: Any, summary: Summary,
     if os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("GITHUB_STEP_SUMMARY"):
         from flowmake.report.github import after_build as github_after_build
 
-        github_after_build(summary, sys.stderr if args.json else sys.stdout)
+        github_after_build(summary, sys.stderr if options.json else sys.stdout)
 
 
-def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Any:
-    return ws.plugins.executor_class(name)(jobs, options)
+def interrupted_early(options: BuildOptions, sink: BuildSink) -> None:
+    """Ctrl-C before any target ran (waiting for the lock, planning): an empty JUnit
+    file, so that CI finds one, unless this build's reports are written already."""
+    if options.junit and not sink.reported:
+        after_build(options, sink, junit_path(options),
+                    Summary(None, RunResult.INTERRUPTED, {}, 0.0), None)
 
 
-def _dry_run(ws: Workspace, names: set[str], args: argparse.Namespace) -> int:
+def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> Executor:
+    executor: Executor = ws.plugins.executor_class(name)(jobs, options)
+    return executor
+
+
+def _dry_run(ws: Workspace, names: set[str], options: BuildOptions) -> int:
     from flowmake.report.views import dry_run_json, step_line
 
-    plan = ws.checker(force=args.always_make,
-                      cache=not getattr(args, "no_cache", False)).plan(names)
+    plan = ws.checker(force=options.force, cache=not options.no_cache).plan(names)
     ws.save_stats()
-    if args.json:
-        doc = {"run_id": None, "result": "success", "dry_run": True, "targets": dry_run_json(plan)}
+    if options.json:
+        doc = {"run_id": None, "result": RunResult.SUCCESS, "dry_run": True,
+               "targets": dry_run_json(plan)}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return 0
     stale = plan.stale()
     for step in stale:
-        verb = "would restore" if step.state.value == "restorable" else "would build"
+        verb = "would restore" if step.state is TargetStatus.RESTORABLE else "would build"
         print(f"{verb}: {step_line(step)}")
     print(f"flowmake: {len(stale)} would run, {len(plan.steps) - len(stale)} fresh (dry run)")
     return 0
 
 
-def _executor_options(ws: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+def _executor_options(ws: Workspace, options: BuildOptions) -> dict[str, Any]:
     """What an executor may need besides -j: [flow] keys it owns, CLI options, the root."""
-    options: dict[str, Any] = dict(ws.project.settings.extra)
-    options["root"] = str(ws.root)
-    options["resources"] = dict(ws.project.settings.resources)
-    if getattr(args, "scheduler", None):
-        options["dask_scheduler"] = args.scheduler
-        options["scheduler"] = args.scheduler  # the command line outranks the environment
-    return options
+    found: dict[str, Any] = dict(ws.project.settings.extra)
+    found["root"] = str(ws.root)
+    found["resources"] = dict(ws.project.settings.resources)
+    if options.scheduler:
+        found["dask_scheduler"] = options.scheduler
+        found["scheduler"] = options.scheduler  # the command line outranks the environment
+    return found
 
 
-def _observer(ws: Workspace) -> Any:
-    """Forward the scheduler's events to the plugins' observer hooks."""
-    return ws.plugins.on_event
+def print_to(options: BuildOptions) -> IO[str]:
+    """Where the build's own lines go: the Python API passes its own stream (a sink, or
+    stderr when live); --json keeps stdout for the document."""
+    return options.stream or (sys.stderr if options.json else sys.stdout)

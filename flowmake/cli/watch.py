@@ -16,16 +16,18 @@ builds again.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowmake.errors import FlowmakeError, UsageError
+
+if TYPE_CHECKING:
+    from flowmake.options import BuildOptions
 
 INSTALL_HINT = "pip install 'flowmake[watch]' (or: pip install watchfiles)"
 
@@ -166,14 +168,14 @@ class Watcher:
         self.stop.set()
 
 
-def watch(args: argparse.Namespace, build: Callable[[], int],
+def watch(options: BuildOptions, build: Callable[[], int],
           report: Callable[[FlowmakeError], None]) -> int:
     """Build, then rebuild on every change of a source; returns 130 at Ctrl-C.
 
     ``build`` runs one build (exit code); ``report`` prints a FlowmakeError as the CLI does.
     """
     watchfiles = load_watchfiles()
-    relevant = _sources(args, report)
+    relevant = _sources(options, report)
     if relevant is None:  # no flow file to watch at all (the error is printed)
         return 2
     watcher = Watcher(watchfiles, relevant)
@@ -182,11 +184,11 @@ def watch(args: argparse.Namespace, build: Callable[[], int],
         while True:
             if _guarded(build, report) == 130:
                 return 130
-            relevant = _sources(args, report) or relevant
+            relevant = _sources(options, report) or relevant
             watcher.use(relevant)
-            _say(f"watching {relevant.describe()} for changes (Ctrl-C to stop)", args)
+            _say(f"watching {relevant.describe()} for changes (Ctrl-C to stop)", options)
             changed = watcher.wait()
-            _say(f"changed: {_names(changed, relevant)}; building", args)
+            _say(f"changed: {_names(changed, relevant)}; building", options)
     finally:
         watcher.close()
 
@@ -199,32 +201,32 @@ def _guarded(build: Callable[[], int], report: Callable[[FlowmakeError], None]) 
         return err.exit_code
 
 
-def _sources(args: argparse.Namespace, report: Callable[[FlowmakeError], None]
+def _sources(options: BuildOptions, report: Callable[[FlowmakeError], None]
              ) -> Sources | None:
     """The sources as flow.toml says now; None (after printing why) if it cannot be read."""
-    from flowmake.cli.main import _workspace
+    from flowmake.cli.parser import open_workspace
 
     try:
-        ws = _workspace(args)
+        ws = open_workspace(options.directory, options.file, options.params, options.targets)
     except FlowmakeError as err:
-        found = _flow_file_only(args)
+        found = _flow_file_only(options)
         if found is None:
             report(err)
         return found
     try:
-        return sources(ws, args.targets)
+        return sources(ws, list(options.targets))
     except FlowmakeError as err:  # e.g. a target named on the command line is gone
         report(err)
-        return _flow_file_only(args)
+        return _flow_file_only(options)
     finally:
         ws.close()
 
 
-def _flow_file_only(args: argparse.Namespace) -> Sources | None:
+def _flow_file_only(options: BuildOptions) -> Sources | None:
     """With a broken flow.toml: watch it (and what it includes) until it is fixed."""
-    from flowmake.cli.main import _flow_file
+    from flowmake.cli.parser import flow_file
 
-    path = Path(_flow_file(args))
+    path = Path(flow_file(options.directory, options.file))
     if not path.is_file():
         return None
     found = Sources(str(path.parent))
@@ -239,6 +241,6 @@ def _names(paths: set[str], relevant: Sources) -> str:
     return ", ".join(shown[:3]) + (f" and {more} more" if more > 0 else "")
 
 
-def _say(message: str, args: argparse.Namespace) -> None:
-    if not args.quiet:
+def _say(message: str, options: BuildOptions) -> None:
+    if not options.quiet:
         print(f"flowmake: {message}", file=sys.stderr, flush=True)

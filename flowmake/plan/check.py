@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from flowmake.digest import hash_bytes
 from flowmake.errors import ConfigError
 from flowmake.graph import Graph
-from flowmake.model import Call, Target
+from flowmake.model import Call, Target, TargetStatus
 from flowmake.plan.fingerprint import Hasher
 
 
@@ -72,10 +72,7 @@ class ReasonDetail(NamedTuple):
         return data
 
 
-class State(Enum):
-    FRESH = "fresh"
-    STALE = "stale"
-    RESTORABLE = "restorable"
+State = TargetStatus  # fresh | stale | restorable (model.py: the Enums live there)
 
 
 class Step(NamedTuple):

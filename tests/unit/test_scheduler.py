@@ -16,7 +16,7 @@ from flowmake.graph import build_graph
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import Hasher
 from flowmake.report.live import make_reporter
-from flowmake.schedule import Scheduler, Summary
+from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
 from flowmake.testing import FakeExecutor, Script, memory_store
 
 
@@ -34,9 +34,10 @@ def run(project, graph, executor: FakeExecutor, store=None, *, jobs: int = 1,
     store = store or memory_store()
     checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
     run_id = store.start_run("test")
-    scheduler = Scheduler(project, graph, names or list(graph.targets), checker, store,
-                          lambda: executor, make_reporter(io.StringIO(), no_color=True),
-                          jobs=jobs, keep_going=keep_going, run_id=run_id)
+    parts = Collaborators(checker, store, lambda: executor,
+                          make_reporter(io.StringIO(), no_color=True))
+    config = SchedulerConfig(run_id, jobs=jobs, keep_going=keep_going)
+    scheduler = Scheduler(project, graph, names or list(graph.targets), config, parts)
     return scheduler.run()
 
 
