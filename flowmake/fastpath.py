@@ -14,7 +14,13 @@ Anything that could change the answer disables or invalidates it: globs, URLs an
 env values in keys, flowmake's version and the site folders' mtimes are in the
 signature; an entry modified within RACY_NS of the save is not trusted; and every write
 of a record deletes the file (``Store``), so `clean`, `accept` or another build never
-leave it stale.
+leave it stale. (The store does not know of this module: it is told records changed, and
+the command's callback calls :func:`invalidate`.)
+
+This module is the snapshot only: save, read (:func:`still_fresh`), :func:`invalidate`; it
+never prints and knows no file name: its callers hand it the snapshot's path
+(``store/paths.py``). The command half, a whole no-op `build` or `status`, is
+``cli/noop.py``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-FILE = "noop.marshal"
 FORMAT = 4
 RACY_NS = 2_000_000_000
 SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
@@ -126,9 +131,10 @@ def _site_dirs() -> list[str]:
     return list(dict.fromkeys([paths["purelib"], paths["platlib"], site.getusersitepackages()]))
 
 
-def load(state_dir: str) -> tuple[Any, ...] | None:
+def load(snapshot: str) -> tuple[Any, ...] | None:
+    """The saved snapshot at path ``snapshot``; None when there is none, or none whole."""
     try:
-        with open(os.path.join(state_dir, FILE), "rb") as f:
+        with open(snapshot, "rb") as f:
             saved = marshal.loads(f.read())  # loads(read()): marshal.load(f) reads in dribs
     except (OSError, EOFError, ValueError, TypeError):
         return None
@@ -136,13 +142,13 @@ def load(state_dir: str) -> tuple[Any, ...] | None:
         else None
 
 
-def check(state_dir: str, flow_file: str, overrides: list[str],
+def still_fresh(snapshot: str, flow_file: str, overrides: list[str],
           selection: list[str]) -> tuple[Any, ...] | None:
     """If nothing changed since the last all-fresh build: (the fresh targets' names joined
     by SEP in build order, their count, history to keep, each one's upstream as indices
     into the names, joined by "," then SEP, and the status tree's roots as indices);
     else None."""
-    saved = load(state_dir)
+    saved = load(snapshot)
     if saved is None:
         return None
     _, sig, env_names, site_dirs, paths, stats, names, count, history, upstream, roots = saved
@@ -153,30 +159,7 @@ def check(state_dir: str, flow_file: str, overrides: list[str],
     return names, count, history, upstream, roots
 
 
-def saved_in(flow_file: str) -> str | None:
-    """The project's state folder if a saved answer is there (one stat), else None."""
-    state_dir = os.path.join(os.path.dirname(flow_file), ".flowmake")
-    return state_dir if os.path.exists(os.path.join(state_dir, FILE)) else None
-
-
-def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
-                 ) -> tuple[list[str], dict[str, list[str]], list[str]] | None:
-    """`flowmake status` when the fast path holds: (every target in build order, each
-    one's upstream, the tree's roots), all of them fresh; None if it does not hold.
-    Like `status` itself, it never waits for a build's lock."""
-    state_dir = saved_in(flow_file)
-    found = None if state_dir is None else check(state_dir, flow_file, overrides, selection)
-    if found is None:
-        return None
-    joined, count, _, upstream, roots = found
-    names = joined.split(SEP) if count else []
-    ups = upstream.split(SEP) if count else []
-    return (names,
-            {n: [names[int(i)] for i in up.split(",") if i] for n, up in zip(names, ups, strict=True)},
-            [names[int(i)] for i in roots.split(",") if i])
-
-
-def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[str],
+def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[str],
          env_names: Iterable[str], paths: Iterable[str], names: list[str], history: int,
          upstream: dict[str, list[str]], roots: list[str]) -> bool:
     """Save the stats of ``paths`` (files and folders, walked); False if one is racy.
@@ -194,15 +177,15 @@ def save(state_dir: str, flow_file: str, overrides: list[str], selection: list[s
     sig = signature(flow_file, overrides, selection, env_names, site_dirs)
     if sig is None or sig[4] >= deadline:  # sig[4]: flow.toml's mtime_ns
         return False
-    tmp = os.path.join(state_dir, f"{FILE}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            index = {n: str(i) for i, n in enumerate(names)}
-            marshal.dump((FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
+    from flowmake.fsutil import atomic_write  # only when an answer is saved
+
+    index = {n: str(i) for i, n in enumerate(names)}
+    data = marshal.dumps((FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
                           SEP.join(names), len(names), history,
                           SEP.join(",".join(index[u] for u in upstream[n]) for n in names),
-                          ",".join(index[r] for r in roots)), f)
-        os.replace(tmp, os.path.join(state_dir, FILE))
+                          ",".join(index[r] for r in roots)))
+    try:
+        atomic_write(snapshot, data, fsync=False)
     except OSError:
         return False
     return True
@@ -218,53 +201,9 @@ def _expand(paths: Iterable[str]) -> Iterable[str]:
                     yield os.path.join(dirpath, name)
 
 
-def invalidate(state_dir: str) -> None:
+def invalidate(snapshot: str) -> None:
+    """Delete the snapshot at ``snapshot`` (nothing to do if there is none)."""
     try:
-        os.unlink(os.path.join(state_dir, FILE))
+        os.unlink(snapshot)
     except FileNotFoundError:
         pass
-
-
-def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
-             as_json: bool, quiet: bool, verbose: bool = False, record: bool = True
-             ) -> int | None:
-    """A whole no-op `flowmake build` (lock, check, record the run unless ``record`` is
-    false: ``--no-record``, print); None if not one."""
-    from pathlib import Path
-
-    from flowmake.report.live import format_summary
-    from flowmake.store.db import Store, project_lock
-
-    state_dir = saved_in(flow_file)
-    if state_dir is None:
-        return None
-    start = time.monotonic()
-    with project_lock(Path(state_dir), lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
-        found = check(state_dir, flow_file, overrides, selection)
-        if found is None:
-            return None
-        names, count, history, _, _ = found
-        counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
-        run_id = None
-        if record:
-            store = Store(Path(state_dir))
-            try:
-                run_id = store.start_run(command)
-                store.finish_run(run_id, "success", counts, keep=history)
-            finally:
-                store.close()
-    duration = time.monotonic() - start
-    if as_json:
-        import json
-
-        doc = {"run_id": run_id, "result": "success", "duration": round(duration, 4),
-               "counts": counts,
-               "targets": [{"name": n, "status": "fresh", "duration": 0.0}
-                           for n in (names.split(SEP) if count else ())]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-    if verbose:
-        print(f"flowmake: no input, output or setting changed since the last all-fresh build"
-              f" ({count} targets, no-op fast path)", file=sys.stderr)
-    if not as_json and not quiet:
-        print(format_summary("success", counts, duration, run_id))
-    return 0

@@ -5,7 +5,7 @@ job's outcome comes from a script (a function of the Job), its outputs are writt
 script says, and jobs finish one at a time, oldest first, when the scheduler waits, so
 that a test sees a deterministic order. It records what the scheduler did: every job
 submitted, how many ran at once, whether it was cancelled. :func:`memory_store` is a
-:class:`~flowmake.store.Store` in memory (the same SQLite schema, nothing on disk).
+:class:`~flowmake.store.db.Store` in memory (the same SQLite schema, nothing on disk).
 
 A scheduler test on both::
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowmake.errors import ConfigError
+from flowmake.store import paths
 
 NAME = "flow.lock"
 FORMAT = 1
@@ -192,8 +193,8 @@ class LockFile:
 
     def __init__(self, path: Path, state_dir: Path) -> None:
         self.path = path
-        self._cache = state_dir / "lock.cache"
-        self._sig = state_dir / "lock.sig"
+        self._cache = state_dir / paths.LOCK_CACHE
+        self._sig = state_dir / paths.LOCK_SIG
         self._entries: dict[str, Cached] | None = None
 
     def validate(self) -> None:

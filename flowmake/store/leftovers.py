@@ -22,7 +22,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from flowmake.store.db import Run, Store, project_lock
+from flowmake.store.db import Store
+from flowmake.store.mutex import project_lock
+from flowmake.store.runs import Run
 
 ENV_NAME = "FLOWMAKE_BUILD"
 GRACE = 2.0  # seconds between SIGTERM and SIGKILL

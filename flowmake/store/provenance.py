@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from flowmake.fsutil import atomic_write
+from flowmake.store import paths
+
 GIT_TIMEOUT = 2.0  # seconds for each git command; a slower git records no commit
 
 
@@ -46,7 +49,7 @@ def _signature() -> list[Any]:
 
 def distributions(state_dir: Path) -> list[str]:
     """``name==version`` of every installed distribution, sorted (cached, see above)."""
-    cache = state_dir / "distributions.json"
+    cache = state_dir / paths.DISTRIBUTIONS
     signature = _signature()
     try:
         saved = json.loads(cache.read_text(encoding="utf-8"))
@@ -58,11 +61,9 @@ def distributions(state_dir: Path) -> list[str]:
 
     found = sorted({f"{d.metadata['Name']}=={d.version}" for d in scan()
                     if d.metadata["Name"]}, key=str.lower)
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps({"signature": signature, "distributions": found}),
-                       encoding="utf-8")
-        os.replace(tmp, cache)
+        atomic_write(cache, json.dumps({"signature": signature, "distributions": found}
+                                       ).encode(), fsync=False)
     except OSError:
         pass  # a read-only state folder: computed again next time
     return found

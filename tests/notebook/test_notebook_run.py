@@ -48,13 +48,15 @@ def test_params_go_after_the_parameters_cell_and_the_executed_copy_keeps_outputs
     assert not list((root / "reports").glob(".*"))  # no temporary file left
 
 
-def test_without_a_parameters_cell_params_go_at_the_top(nb, notebooks):
+def test_without_a_parameters_cell_params_go_at_the_top(nb, notebooks, capfd):
     notebooks.write("top.ipynb", notebooks.md("# No parameters cell"),
-                    notebooks.code("print(x * 2)"))
+                    notebooks.code("import warnings\nwarnings.warn('mine')\nprint(x * 2)"))
     nb.run_notebook("top.ipynb", {"x": 21}, executed="done.ipynb", cwd=notebooks.root)
     copy = json.loads((notebooks.root / "done.ipynb").read_text())
     assert copy["cells"][0]["metadata"]["tags"] == ["injected-parameters"]
-    assert outputs_text(copy["cells"][2]) == "42\n"
+    text = outputs_text(copy["cells"][2])
+    assert text.startswith("42\n") and "UserWarning: mine" in text  # the code's warnings stay
+    assert capfd.readouterr().err == ""  # not the kernel's start-up warnings (TCP, ...)
 
 
 def test_a_failing_cell_names_its_number_and_traceback(nb, notebooks):

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.store.db import SCHEMA_VERSION, Record, Store, project_lock
+from flowmake.cli.workspace import open_store
+from flowmake.store.db import Record, Store
+from flowmake.store.mutex import project_lock
+from flowmake.store.sqlite import SCHEMA_VERSION
 
 
 def record(name: str, key: str = "k1", *, run_id: int | None = 1, outputs=None,
@@ -73,10 +76,12 @@ def test_forget(store):
     assert set(store.records()) == {"b"}
 
 
-def test_record_write_invalidates_the_noop_fast_path(store):
+def test_record_write_invalidates_the_noop_fast_path(tmp_path):
+    store = open_store(tmp_path / ".flowmake")  # as every command opens it
     marker = store.dir / "noop.marshal"
     marker.write_bytes(b"saved")
     store.put_record(record("a"))
+    store.close()
     assert not marker.exists()
 
 
@@ -202,7 +207,7 @@ def test_run_targets(store):
 HOLDER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from flowmake.store.db import project_lock
+    from flowmake.store.mutex import project_lock
 
     with project_lock(Path(sys.argv[1]), lambda message: print("WAIT", message, flush=True)):
         print("LOCKED", flush=True)

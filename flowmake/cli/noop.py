@@ -1,0 +1,112 @@
+"""The command half of the no-op fast path (fastpath.py holds the stat snapshot): a whole
+no-op `flowmake build` (lock, check, the run it records, what it prints) and `flowmake
+status`'s all-fresh answer. Called by cli/main.py before anything else is imported: it
+imports the fast path, the store's layout names and, for a build that answers, the lock,
+the run history and the summary line; nothing more."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from flowmake import fastpath
+from flowmake.store import paths
+
+
+def saved_in(flow_file: str) -> str | None:
+    """The project's state folder if a saved answer is there (one stat), else None."""
+    state_dir = paths.state_dir_of(flow_file)
+    return state_dir if os.path.exists(paths.snapshot(state_dir)) else None
+
+
+def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
+                 ) -> tuple[list[str], dict[str, list[str]], list[str]] | None:
+    """`flowmake status` when the fast path holds: (every target in build order, each
+    one's upstream, the tree's roots), all of them fresh; None if it does not hold.
+    Like `status` itself, it never waits for a build's lock."""
+    state_dir = saved_in(flow_file)
+    found = None if state_dir is None else fastpath.still_fresh(
+        paths.snapshot(state_dir), flow_file, overrides, selection)
+    if found is None:
+        return None
+    joined, count, _, upstream, roots = found
+    names = joined.split(fastpath.SEP) if count else []
+    ups = upstream.split(fastpath.SEP) if count else []
+    return (names,
+            {n: [names[int(i)] for i in up.split(",") if i] for n, up in zip(names, ups, strict=True)},
+            [names[int(i)] for i in roots.split(",") if i])
+
+
+def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
+             as_json: bool, quiet: bool, verbose: bool = False, record: bool = True
+             ) -> int | None:
+    """A whole no-op `flowmake build` (lock, check, record the run unless ``record`` is
+    false: ``--no-record``, print); None if not one."""
+    state_dir = saved_in(flow_file)
+    if state_dir is None:
+        return None
+    start = time.monotonic()
+    found = _locked_check(state_dir, flow_file, overrides, selection, command, record)
+    if found is None:
+        return None
+    names, count, run_id = found
+    counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
+    _print(names if count else "", count, counts, run_id, time.monotonic() - start,
+           as_json=as_json, quiet=quiet, verbose=verbose)
+    return 0
+
+
+def _locked_check(state_dir: str, flow_file: str, overrides: list[str], selection: list[str],
+                  command: str, record: bool) -> tuple[str, int, int | None] | None:
+    """Under the project lock: the snapshot still fresh, and the run recorded (unless not
+    ``record``): (the names joined by SEP, their count, the run's id); None if not fresh."""
+    from pathlib import Path
+
+    from flowmake.store.mutex import project_lock
+
+    with project_lock(Path(state_dir), lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
+        found = fastpath.still_fresh(paths.snapshot(state_dir), flow_file, overrides,
+                                     selection)
+        if found is None:
+            return None
+        names, count, history, _, _ = found
+        run_id = _record_run(state_dir, command, count, history) if record else None
+    return names, count, run_id
+
+
+def _record_run(state_dir: str, command: str, count: int, history: int) -> int:
+    """The no-op build's run in the history: started and finished, every target fresh."""
+    from pathlib import Path
+
+    from flowmake.store.db import Store
+
+    counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
+    store = Store(Path(state_dir))  # no record is written: nothing to tell the fast path
+    try:
+        run_id = store.start_run(command)
+        store.finish_run(run_id, "success", counts, keep=history)
+    finally:
+        store.close()
+    return run_id
+
+
+def _print(names: str, count: int, counts: dict[str, int], run_id: int | None,
+           duration: float, *, as_json: bool, quiet: bool, verbose: bool) -> None:
+    if as_json:
+        import json
+
+        doc: dict[str, Any] = {
+            "run_id": run_id, "result": "success", "duration": round(duration, 4),
+            "counts": counts,
+            "targets": [{"name": n, "status": "fresh", "duration": 0.0}
+                        for n in (names.split(fastpath.SEP) if count else ())]}
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    if verbose:
+        print(f"flowmake: no input, output or setting changed since the last all-fresh build"
+              f" ({count} targets, no-op fast path)", file=sys.stderr)
+    if not as_json and not quiet:
+        from flowmake.report.live import format_summary
+
+        print(format_summary("success", counts, duration, run_id))

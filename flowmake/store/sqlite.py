@@ -1,0 +1,203 @@
+"""The state database file: its schema, opening it (WAL, retries, read-only fallback),
+and its errors as one clear :class:`StateError`. :class:`Database` is what the run
+history (runs.py) and the records and stat cache (db.py) are built on."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+from flowmake.errors import StateError
+from flowmake.store.mutex import cannot_write
+
+SCHEMA_VERSION = 4
+_TABLES = ("records", "stat_cache", "runs", "run_targets", "run_metrics")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
+    run_id INTEGER, built_at REAL, duration REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stat_cache (
+    path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+    hashed_ns INTEGER, digest TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL, finished REAL,
+    command TEXT, result TEXT, counts TEXT,
+    environment TEXT  -- JSON: what the build ran in (provenance.py); NULL: not known
+);
+CREATE TABLE IF NOT EXISTS run_targets (
+    run_id INTEGER, target TEXT, status TEXT, duration REAL, reasons TEXT, output TEXT,
+    started REAL, finished REAL, error TEXT,  -- wall-clock seconds; the failure's error
+    PRIMARY KEY (run_id, target)
+);  -- a rowid table: rowid keeps the order in which the build finished its targets
+CREATE INDEX IF NOT EXISTS run_targets_target ON run_targets (target, run_id);
+CREATE TABLE IF NOT EXISTS run_metrics (
+    run_id INTEGER, target TEXT, name TEXT, value REAL,  -- name: flattened, "roc.auc"
+    PRIMARY KEY (target, name, run_id)
+) WITHOUT ROWID;
+"""
+
+
+class Database:
+    """One connection to a state database (``path``), used from one thread."""
+
+    path: Path
+    db: sqlite3.Connection
+    readonly: bool
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+D = TypeVar("D", bound=Database)
+
+
+def guarded(method: Callable[Concatenate[D, P], R]) -> Callable[Concatenate[D, P], R]:
+    """A Database method whose database errors become a StateError naming the file."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self: D, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise state_error(self.path, exc) from None
+
+    return cast("Callable[Concatenate[D, P], R]", wrapper)
+
+
+def guard(path: Path, action: Callable[[], R]) -> R:
+    """``action()``, with a database error turned into one clear StateError."""
+    try:
+        return action()
+    except sqlite3.DatabaseError as exc:
+        raise state_error(path, exc) from None
+
+
+def state_error(path: Path, exc: sqlite3.DatabaseError) -> StateError:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return StateError(str(path), f"the state database is damaged ({text})")
+    if "full" in text:
+        return StateError(str(path), f"no room left on the device ({text})",
+                          hint="free some room, then run the command again (what finished"
+                               " is recorded; deleting .flowmake/ is always safe)")
+    if "readonly" in text or "read-only" in text:
+        return StateError(str(path), "cannot be written (read-only)")
+    return StateError(str(path), f"cannot use the state database ({text})")
+
+
+def open_memory() -> sqlite3.Connection:
+    """An empty state database in memory."""
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    for statement in _statements(_SCHEMA):
+        db.execute(statement)
+    return db
+
+
+def open_state(state_dir: Path, path: Path) -> tuple[sqlite3.Connection, bool]:
+    """The database ``path`` in ``state_dir`` (both made if need be), and whether it is
+    read-only: a state folder that cannot be written is read as it is."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateError(str(state_dir), "exists but is not a folder") from None
+    except OSError as exc:
+        if not cannot_write(exc):
+            raise
+        return _open_readonly(path), True
+    if path.is_dir():
+        raise StateError(str(path), "is a folder, not a database")
+    try:
+        db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+    except sqlite3.OperationalError as exc:
+        if not _readonly_error(exc):
+            raise
+        return _open_readonly(path), True
+    db.execute("PRAGMA synchronous=NORMAL")
+    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        _retry_locked(lambda: _create_schema(db))
+    return db, False
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """The state as it is, never written: an empty one where there is none."""
+    if not path.is_file():
+        return open_memory()
+    # immutable: a WAL database in a folder we cannot write (no -shm can be made)
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    db = sqlite3.connect(uri, uri=True, isolation_level=None)
+    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+        db.close()
+        db = open_memory()
+    return db
+
+
+def _readonly_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+def _retry_locked(action: Callable[[], Any], wait: float = 60.0) -> Any:
+    """Run ``action``, retrying while another process holds the database.
+
+    SQLite's busy timeout does not cover every step: switching a new database to WAL
+    while another process creates it answers "database is locked" at once."""
+    deadline = time.monotonic() + wait
+    delay = 0.001
+    while True:
+        try:
+            return action()
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) \
+                    or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Make the tables, once: a process that waited for another's creation leaves it be.
+    An older (or newer) layout is dropped: the state is a cache, safe to lose."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            for table in _TABLES:
+                db.execute(f"DROP TABLE IF EXISTS {table}")
+            for statement in _statements(_SCHEMA):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script``, split where SQLite's own tokenizer says one ends (a
+    ``;`` in a comment or a string does not end one)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    return statements
