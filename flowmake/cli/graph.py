@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from flowmake.cli.log import iso
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
-from flowmake.errors import UsageError
 from flowmake.graph import Graph
 from flowmake.plan.check import Step
+from flowmake.report.history import iso
+from flowmake.report.page import render_page, write_output
 
 FORMATS = ("text", "mermaid", "dot", "json", "html")
 
@@ -46,28 +44,13 @@ def graph_command(ws: Workspace, args: argparse.Namespace) -> int:
     text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if args.output:
         path = Path(args.directory or ".") / args.output
-        _write_output(path, text)
+        write_output(path, text)
         if not args.quiet:
             print(f"flowmake: wrote {printable(str(path))} ({len(names)} targets, {fmt})",
                   file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _write_output(path: Path, text: str) -> None:
-    """``-o FILE``: its missing parent folders are made; a folder or an unwritable path is a
-    usage error naming it."""
-    shown = printable(str(path))
-    if path.is_dir():
-        raise UsageError(f"-o {shown}: is a directory", hint="name a file: -o DIR/graph.html")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"-o {shown}: cannot write: a parent of it is not a folder") from None
-    except OSError as exc:
-        raise UsageError(f"-o {shown}: cannot write: {exc.strerror}") from None
 
 
 def _edges(graph: Graph, names: list[str]) -> list[tuple[str, str]]:
@@ -228,31 +211,9 @@ def _last_failure(ws: Workspace, name: str) -> dict[str, Any] | None:
 # -- HTML -------------------------------------------------------------------------------
 
 
-def _asset(name: str) -> str:
-    return resources.files("flowmake").joinpath("assets").joinpath(name).read_text(
-        encoding="utf-8")
-
-
-def script_json(doc: Any) -> str:
-    """JSON safe inside ``<script>``: no ``</script>``, no ``<!--``, same value once parsed."""
-    text = json.dumps(doc, default=str)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-_MARKER = re.compile(r"/\*\{\{(\w+)\}\}\*/|\{\{(\w+)\}\}")
-
-
 def render_html(doc: dict[str, Any]) -> str:
     """The self-contained page: the template with styles, script and data inlined.
 
     One substitution pass, so text from the data can never be taken for a marker.
     """
-    from html import escape
-
-    values = {
-        "title": escape(f"flowmake graph — {doc['project']}"),
-        "style": _asset("graph.css"),
-        "script": _asset("graph.js"),
-        "data": script_json(doc),
-    }
-    return _MARKER.sub(lambda m: values[m.group(1) or m.group(2)], _asset("graph.html"))
+    return render_page("graph", f"flowmake graph — {doc['project']}", doc)

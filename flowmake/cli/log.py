@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UnknownTargetError, UsageError, suggest
-from flowmake.store.db import Run, TargetLine
+from flowmake.report.history import iso, run_duration, run_json
 from flowmake.store.provenance import environment_lines, summary_json
+from flowmake.store.runs import Run, TargetLine
 
 
 class Entry(NamedTuple):
@@ -138,17 +139,6 @@ def when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def iso(ts: float | None) -> str | None:
-    """A local time with its offset, for tools: ``2024-05-01T12:00:03.123+02:00``."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
-
-
-def run_duration(run: Run) -> float | None:
-    return None if run.finished is None else max(0.0, run.finished - run.started)
-
-
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
@@ -230,14 +220,6 @@ def _output_block(output: str, indent: str) -> list[str]:
 
 
 # -- JSON -------------------------------------------------------------------------------
-
-
-def run_json(run: Run) -> dict[str, Any]:
-    """One build; ``finished`` and ``duration`` are None while it runs (or if it was killed)."""
-    took = run_duration(run)
-    return {"run_id": run.run_id, "started": iso(run.started), "finished": iso(run.finished),
-            "duration": None if took is None else round(took, 4),
-            "result": run.result, "command": run.command, "counts": run.counts}
 
 
 def runs_json(runs: list[Run], entries: list[Entry] | None = None, *,

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flowmake.cli.log import iso
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UsageError
 from flowmake.graph import glob_regex
 from flowmake.plan.check import Checker, Reason, ReasonDetail, State, Step
+from flowmake.report.history import iso
 from flowmake.store.db import Record
 
 
