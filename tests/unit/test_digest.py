@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from flowmake.digest import _CHUNK, digest_output, digest_path, folder_digest, hash_file
+from flowmake.digest import (
+    _CHUNK,
+    _hash_chunks,
+    digest_output,
+    digest_path,
+    folder_digest,
+    hash_file,
+)
 from flowmake.errors import FlowmakeError
 from flowmake.plan.fingerprint import Hasher
 
@@ -25,6 +32,15 @@ def test_hash_file_is_xxh3_128_of_the_content(tmp_path: Path, size: int) -> None
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     assert hash_file(str(path)) == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_the_read_loop_gives_the_mapped_digest(tmp_path: Path) -> None:
+    """Where a file cannot be mapped, 1 MiB reads give the same value."""
+    data = pattern(3 * _CHUNK + 5)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    with open(path, "rb", buffering=0) as f:
+        assert _hash_chunks(f) == hash_file(str(path)) == xxhash.xxh3_128_hexdigest(data)
 
 
 def test_the_digest_of_known_content_never_changes(tmp_path: Path) -> None:
