@@ -20,7 +20,8 @@ from typing import Any
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UsageError
 from flowmake.graph import glob_regex
-from flowmake.plan.check import Checker, Reason, ReasonDetail, State, Step
+from flowmake.plan.check import Checker, State, Step
+from flowmake.plan.reasons import Reason, ReasonDetail
 from flowmake.report.history import iso
 from flowmake.store.db import Record
 

@@ -5,11 +5,11 @@ A python target's code key covers its function and what that function uses: the
 functions, classes and module-level values it names, followed transitively through
 ``from x import y``, ``import x; x.y`` and ``from x import *`` into project-local
 modules, plus the *body* of every module that code imports (what runs on import:
-imports, calls, decorators, top-level blocks; see codeunits.py). The key's parts are
-``{qualified name: digest}``: ``pipeline.model.fit`` for a function, ``pipeline.model``
-for that module's body, so ``status`` and ``why`` name what changed
-(``code changed: pipeline.model.fit``) and editing an unrelated function of the same
-module changes nothing.
+imports, calls, decorators, top-level blocks; see codeunits.py; coderesolve.py follows
+the names a unit reads). The key's parts are ``{qualified name: digest}``:
+``pipeline.model.fit`` for a function, ``pipeline.model`` for that module's body, so
+``status`` and ``why`` name what changed (``code changed: pipeline.model.fit``) and
+editing an unrelated function of the same module changes nothing.
 
 Conservative where the source cannot tell: a module used as a value (``getattr(mod,
 name)``, passed around), an attribute no unit of the module binds, a literal
@@ -35,11 +35,10 @@ from typing import Any
 from flowmake import __version__
 from flowmake.digest import hash_bytes
 from flowmake.model import Call, Target
-from flowmake.plan.codeunits import Binding, ModuleInfo, Unit, analyse, parents, strip_docstrings
+from flowmake.plan.coderesolve import Node, Resolver, unit_of
+from flowmake.plan.codeunits import ModuleInfo, Unit, analyse, parents, strip_docstrings
 from flowmake.plan.fingerprint import Hasher
 
-# A unit: (module name, name of a top-level definition, or "" for the module's body).
-Node = tuple[str, str]
 # Past this many units, a key's code parts are one digest per module (each module's units
 # together): a closure reaching most of a large project stays a small record and lock.
 MAX_PARTS = 256
@@ -124,7 +123,7 @@ class CodeFingerprint:
         grouped: dict[str, list[str]] = {}
         modules = {i.name: i for i in infos}
         for module, name in nodes:
-            unit = _unit(modules[module], name)
+            unit = unit_of(modules[module], name)
             grouped.setdefault(f"{module}.{name}" if name else module, []).append(unit.digest)
         parts = {q: d[0] if len(d) == 1 else hash_bytes("\x1f".join(sorted(d)))
                  for q, d in sorted(grouped.items())}
@@ -188,8 +187,8 @@ class CodeFingerprint:
             info = self.module(module)
             found: set[Node] = set()
             if info is not None:
-                resolver = _Resolver(self, found)
-                resolver.follow(info, _unit(info, name))
+                resolver = Resolver(self, found)
+                resolver.follow(info, unit_of(info, name))
                 if name:
                     found.add((module, ""))
                 else:
@@ -277,98 +276,6 @@ class CodeFingerprint:
         return self._paths[name]
 
 
-class _Resolver:
-    """Resolves the names one unit reads into the units they denote (``found``)."""
-
-    def __init__(self, fp: CodeFingerprint, found: set[Node]) -> None:
-        self.fp, self.found = fp, found
-        self.seen: set[object] = set()
-
-    def load(self, name: str) -> ModuleInfo | None:
-        """Import ``name``: its body (and its packages', through the body) enters; None
-        if it is not project-local."""
-        info = self.fp.module(name)
-        if info is not None:
-            self.found.add((name, ""))
-        return info
-
-    def symbol(self, info: ModuleInfo, name: str) -> None:
-        self.found.add((info.name, name))
-
-    def whole(self, info: ModuleInfo) -> None:
-        self.found.update((info.name, name) for name in info.units)
-
-    def follow(self, info: ModuleInfo, unit: Unit) -> None:
-        """What a unit reaches: the modules it imports, then each name it reads."""
-        for name in unit.loads:
-            self.load(name)
-        for name in unit.wholes:
-            whole = self.load(name)
-            if whole is not None:
-                self.whole(whole)
-        if unit.dynamic:
-            self.whole(info)
-        for name, chain in unit.refs:
-            binding = unit.imports.get(name)
-            if binding is not None and unit is not info.body:
-                self.bound(binding, chain)  # the unit's own import shadows the module's
-            else:
-                self.lookup(info, name, chain, bare=True)
-
-    def lookup(self, info: ModuleInfo, name: str, chain: tuple[str, ...], bare: bool) -> None:
-        """``name`` in ``info``'s namespace (``bare``: read inside it, so an unknown one
-        is a local or a builtin; else read as an attribute from outside)."""
-        key = (info.name, name, chain, bare)
-        if key in self.seen:
-            return
-        self.seen.add(key)
-        found = name in info.units
-        if found:
-            self.symbol(info, name)
-        binding = info.body.imports.get(name)
-        if binding is not None:
-            self.bound(binding, chain)
-        if found or binding is not None or name in info.defined:
-            return
-        if not bare and self.fp.locate(f"{info.name}.{name}") is not None:
-            self.attrs(self.load(f"{info.name}.{name}"), chain)
-            return
-        for star in info.star:
-            other = self.load(star)
-            if other is not None and _binds(other, name):
-                self.lookup(other, name, chain, bare=False)
-                return
-        if not bare:  # an attribute no unit binds (set dynamically?): all of them
-            self.whole(info)
-
-    def bound(self, binding: Binding, chain: tuple[str, ...]) -> None:
-        """Follow an import binding: ``import a.b`` reads module ``a.b``; ``from a import
-        y`` reads ``y`` in ``a``, or module ``a.y``."""
-        if binding[0] == "module":
-            self.attrs(self.load(binding[1]), chain)
-            return
-        _, base, attr = binding
-        submodule = f"{base}.{attr}" if base else attr
-        if self.fp.locate(submodule) is not None:
-            self.attrs(self.load(submodule), chain)
-            parent = self.load(base) if base else None
-            if parent is not None and (attr in parent.units or attr in parent.body.imports):
-                self.lookup(parent, attr, chain, bare=False)
-            return
-        parent = self.load(base) if base else None
-        if parent is not None:
-            self.lookup(parent, attr, chain, bare=False)
-
-    def attrs(self, info: ModuleInfo | None, chain: tuple[str, ...]) -> None:
-        """A module read through ``chain``; a module used whole without one."""
-        if info is None:
-            return
-        if not chain:
-            self.whole(info)
-        else:
-            self.lookup(info, chain[0], chain[1:], bare=False)
-
-
 def _cache_header() -> tuple[Any, ...]:
     """What code.marshal's analyses depend on besides each file: the analysis code."""
     from flowmake.plan import codeunits as codeunits
@@ -390,15 +297,6 @@ def _revive(plain: tuple[Any, ...]) -> ModuleInfo:
     name, path, digest, body, units, star, defined = plain
     return ModuleInfo(name, path, digest, Unit(*body), {n: Unit(*u) for n, u in units.items()},
                       star, defined)
-
-
-def _unit(info: ModuleInfo, name: str) -> Unit:
-    return info.units[name] if name else info.body
-
-
-def _binds(info: ModuleInfo, name: str) -> bool:
-    return name in info.units or name in info.body.imports or name in info.defined or bool(
-        info.star)
 
 
 def normalized(tree: ast.Module) -> str:

@@ -22,8 +22,9 @@ from flowmake.config.interpolate import UnknownReference, interpolate
 from flowmake.errors import CycleError
 from flowmake.graph import Graph, build_graph
 from flowmake.model import Input, Output, Project, Settings, Shell, Target
-from flowmake.plan.check import Checker, Reason, State
+from flowmake.plan.check import Checker, State
 from flowmake.plan.fingerprint import Hasher
+from flowmake.plan.reasons import Reason
 from flowmake.store.db import Record, Store
 
 FAST = settings(max_examples=60, deadline=None,

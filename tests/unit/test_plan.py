@@ -13,8 +13,9 @@ from flowmake.cli.workspace import Workspace
 from flowmake.config import load as config
 from flowmake.errors import ConfigError
 from flowmake.graph import build_graph
-from flowmake.plan.check import Checker, Reason, ReasonDetail, State, diff_parts
+from flowmake.plan.check import Checker, State
 from flowmake.plan.fingerprint import Hasher
+from flowmake.plan.reasons import Reason, ReasonDetail, diff_parts
 from flowmake.store.db import Record, Store
 
 from .helpers import checker_for, simulate_build, write
