@@ -75,19 +75,16 @@ def run_notebook(path: str | os.PathLike[str], params: Mapping[str, Any], *,
     from nbclient import NotebookClient
 
     name = os.fspath(path)
-    data = read_notebook(name)
-    with warnings.catch_warnings():  # nbformat's about missing cell ids: not the user's doing
-        warnings.simplefilter("ignore")
-        nb = nbformat.reads(json.dumps(data), as_version=4)  # type: ignore[no-untyped-call]
+    nb, own_kernel = _load(nbformat, name)
     injected = _inject(nbformat, nb, params)
-    kernel = kernel_name or _kernel_of(data) or DEFAULT_KERNEL
+    kernel = kernel_name or own_kernel or DEFAULT_KERNEL
     tracker = _Tracker(on_output)
-    client = NotebookClient(
-        nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": os.fspath(cwd)}},
-        extra_arguments=_kernel_arguments(name, kernel), on_cell_start=tracker.start,
-        on_cell_executed=tracker.executed, on_cell_error=tracker.error)
     try:
-        client.execute()
+        NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+                       resources={"metadata": {"path": os.fspath(cwd)}},
+                       extra_arguments=_kernel_arguments(name, kernel),
+                       on_cell_start=tracker.start, on_cell_executed=tracker.executed,
+                       on_cell_error=tracker.error).execute()
     except BaseException as exc:
         failure = _failure(exc, name, kernel, tracker, injected, timeout)
         if tracker.index is not None and executed is not None:
@@ -104,6 +101,15 @@ def _text(nbformat: Any, nb: Any) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return nbformat.writes(nb)  # type: ignore[no-any-return]
+
+
+def _load(nbformat: Any, name: str) -> tuple[Any, str | None]:
+    """The notebook as a NotebookNode, and the name of its own kernel."""
+    data = read_notebook(name)
+    with warnings.catch_warnings():  # nbformat's about missing cell ids: not the user's doing
+        warnings.simplefilter("ignore")
+        nb = nbformat.reads(json.dumps(data), as_version=4)
+    return nb, _kernel_of(data)
 
 
 def _inject(nbformat: Any, nb: Any, params: Mapping[str, Any]) -> int | None:
@@ -144,6 +150,8 @@ def _failure(exc: BaseException, name: str, kernel: str, tracker: _Tracker,
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    if isinstance(exc, KernelUnavailable):  # found before the kernel starts
+        return exc
     if isinstance(exc, NoSuchKernel):
         return KernelUnavailable(f"{name}: no Jupyter kernel named {kernel!r}"
                                  f" (installed: {_installed_kernels()})", _KERNEL_HINT)
