@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple, Protocol
 
 from flowmake.digest import digest_output
-from flowmake.model import StatEntry
 from flowmake.errors import FlowmakeError
+from flowmake.model import StatEntry
 
 LineSink = Callable[[str, str], None]  # (target name, line) for -v streaming
 

@@ -211,3 +211,15 @@ class TargetKind(_Text):
     CMD = "cmd"
     PYTHON = "python"
 
+
+
+class StatEntry(NamedTuple):
+    """A file's entry in the stat cache: its stat when it was hashed, and its digest. A
+    matching (size, mtime_ns, inode) means the content is unchanged, unless the mtime is
+    too close to ``hashed_ns`` to be trusted (the racy case, see plan/fingerprint.py)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    hashed_ns: int  # when it was hashed (time.time_ns())
+    digest: str

@@ -207,7 +207,7 @@ def _check_build_args(args: argparse.Namespace) -> None:
 def _build_once(args: argparse.Namespace, command: str, sink: BuildSink) -> int:
     """One build: the no-op fast path when it holds, else the full build (the Namespace
     ends here: the build reads BuildOptions)."""
-    from flowmake.fastpath import run_noop
+    from flowmake.cli.noop import run_noop
 
     # The no-op fast path writes no CI report: with one asked for, the full path runs.
     if not args.dry_run and not args.always_make and not args.junit \
@@ -223,7 +223,7 @@ def _build_once(args: argparse.Namespace, command: str, sink: BuildSink) -> int:
 
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
-    from flowmake.fastpath import fresh_status
+    from flowmake.cli.noop import fresh_status
     from flowmake.report.views import StatusRow, status_json, status_lines
 
     fresh = fresh_status(_flow_file(args), args.param, args.targets)
@@ -251,7 +251,7 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
 def _checked_status(args: argparse.Namespace) -> tuple[list[Any], dict[str, list[str]], Any]:
     """``status`` the full way: the plan's rows, each target's upstream, the roots."""
     from flowmake.report.views import status_rows
-    from flowmake.store.db import project_lock
+    from flowmake.store.mutex import project_lock
 
     ws = _workspace(args)
     try:

@@ -30,6 +30,7 @@ from flowmake.model import Project
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import RACY_NS, Hasher
 from flowmake.store import flowlock as flowlock
+from flowmake.store import paths as layout
 from flowmake.store.db import Record, Store
 
 CACHE_FORMAT = 2
@@ -75,7 +76,7 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
     fraction of that. A file modified within RACY_NS of the pickle's writing is re-read.
     The flag says whether flow.toml was parsed (its targets may have changed).
     """
-    cache = path.parent / ".flowmake" / "flow.pickle"
+    cache = path.parent / layout.STATE_DIR / layout.COMPILED_FLOW
     signature = _signature(path, overrides)
     try:
         with open(cache, "rb") as f:
@@ -102,6 +103,15 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
     return project, graph_, True
 
 
+def open_store(state_dir: Path) -> Store:
+    """The project's store, wired so that any write of records voids the no-op fast path's
+    snapshot (`clean`, `accept` or a build never leave it stale)."""
+    from flowmake import fastpath
+
+    snapshot = layout.snapshot(str(state_dir))
+    return Store(state_dir, on_change=lambda: fastpath.invalidate(snapshot))
+
+
 class Workspace:
     def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any], *,
                  search: bool = False) -> None:
@@ -114,7 +124,7 @@ class Workspace:
 
     @cached_property
     def store(self) -> Store:
-        return Store(self.project.state_dir)
+        return open_store(self.project.state_dir)
 
     @cached_property
     def hasher(self) -> Hasher:
@@ -258,8 +268,8 @@ class Workspace:
             paths += self.code_files(target)
             env.update(target.env)
         upstream = {n: list(self.graph.upstream[n]) for n in names}
-        fastpath.save(str(self.project.state_dir), str(self.path), overrides, patterns, env,
-                      paths, names, self.project.settings.history, upstream,
+        fastpath.save(layout.snapshot(str(self.project.state_dir)), str(self.path), overrides,
+                      patterns, env, paths, names, self.project.settings.history, upstream,
                       self.status_roots(self.select(patterns)))
 
     def save_stats(self) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from flowmake.digest import _utf8_name, hash_file, tree_digest
-from flowmake.store.db import StatEntry
+from flowmake.model import StatEntry
 
 if TYPE_CHECKING:
     from flowmake.plugin.urls import Urls
@@ -74,7 +74,7 @@ class Hasher:
             return entry[4]
         digest = hash_file(self.full(path))
         self.hashed_files += 1
-        self.learn(path, (st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest))
+        self.learn(path, StatEntry(st.st_size, st.st_mtime_ns, st.st_ino, time.time_ns(), digest))
         return digest
 
     def _tree(self, path: str) -> str:

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from flowmake.model import RunResult
 from flowmake.store.db import Store
 from flowmake.store.mutex import project_lock
 from flowmake.store.runs import Run
@@ -99,7 +100,7 @@ def close_dead_runs(store: Store, state_dir: str, say: Callable[[str], None]) ->
     runs = store.unfinished_runs()
     for run in runs:
         stopped = stop(token(state_dir, run))
-        counts = store.close_run(run.run_id, "interrupted")
+        counts = store.close_run(run.run_id, RunResult.INTERRUPTED)
         note = f"; stopped {stopped} process(es) it had left running" if stopped else ""
         done = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
         say(f"build {run.run_id} did not finish (killed, or its state could not be written);"
