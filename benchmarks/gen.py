@@ -5,6 +5,10 @@ Three kinds of project:
 * ``copy``:  N independent targets ``src/in{i}.txt`` -> ``out/out{i}.txt`` by ``cp``.
 * ``sleep``: K independent targets ``sleep S && touch out/s{i}.txt`` (no inputs).
 * ``hash``:  one target whose input is one large file of random bytes (flowmake only).
+* ``files``: one target whose input is a folder of N small files (flowmake only).
+* ``layered``: N targets in 10 layers of N/10: a first-layer target copies its source,
+  target i of a later layer concatenates targets i-1 and i of the layer before, so one
+  changed source reaches 1 + 2 + ... + 10 = 55 targets.
 
 The three build files of a project describe the same graph with the same commands, so the
 tools can be compared on one tree. ``out/`` is created up front: make and ninja run ``cp``
@@ -15,6 +19,8 @@ Usage::
     python benchmarks/gen.py copy  DIR -n 1000
     python benchmarks/gen.py sleep DIR -n 16 --seconds 0.5
     python benchmarks/gen.py hash  DIR --size-mb 200
+    python benchmarks/gen.py files DIR -n 10000
+    python benchmarks/gen.py layered DIR -n 10000
 """
 
 from __future__ import annotations
@@ -46,6 +52,11 @@ class Target:
     flow_cmd: str
     make_cmd: str
     ninja_rule: str
+    more_inputs: tuple[str, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ((self.input,) if self.input else ()) + self.more_inputs
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,8 @@ def sleep_targets(k: int, seconds: float) -> list[Target]:
 def render_flow(targets: list[Target]) -> str:
     parts = [FLOW_PREAMBLE]
     for t in targets:
-        inputs = f'inputs = ["{t.input}"]\n' if t.input else ""
+        listed = ", ".join(f'"{i}"' for i in t.inputs)
+        inputs = f"inputs = [{listed}]\n" if t.inputs else ""
         parts.append(
             f"\n[targets.{t.name}]\ncmd = {toml_string(t.flow_cmd)}\n{inputs}"
             f'outputs = ["{t.output}"]\n'
@@ -99,7 +111,7 @@ def render_flow(targets: list[Target]) -> str:
 def render_make(targets: list[Target]) -> str:
     lines = [MAKE_PREAMBLE, "all: " + " ".join(t.output for t in targets) + "\n"]
     for t in targets:
-        lines.append(f"\n{t.output}: {t.input or ''}".rstrip() + f"\n\t{t.make_cmd}\n")
+        lines.append(f"\n{t.output}: {' '.join(t.inputs)}".rstrip() + f"\n\t{t.make_cmd}\n")
     return "".join(lines)
 
 
@@ -108,7 +120,7 @@ def render_ninja(targets: list[Target], rules: dict[str, str]) -> str:
     lines.extend(f"\nrule {name}\n  command = {command}\n" for name, command in rules.items())
     lines.append("\n")
     lines.extend(
-        f"build {t.output}: {t.ninja_rule}{' ' + t.input if t.input else ''}\n" for t in targets
+        f"build {t.output}: {' '.join((t.ninja_rule, *t.inputs))}\n" for t in targets
     )
     lines.append("\nbuild all: phony " + " ".join(t.output for t in targets) + "\n")
     lines.append("default all\n")
@@ -157,6 +169,52 @@ def write_hash_project(root: Path, size_mb: int) -> Project:
     return Project(root=root, outputs=("out/hash.txt",))
 
 
+LAYERS = 10
+
+
+def layered_targets(n: int) -> list[Target]:
+    """``n`` targets in LAYERS layers (see the module's docstring); n >= 2 * LAYERS."""
+    width = max(2, n // LAYERS)
+    targets = []
+    for layer in range(LAYERS):
+        for i in range(width):
+            out = f"out/l{layer}/t{i}.txt"
+            if layer == 0:
+                targets.append(Target(f"l0_{i}", out, f"src/in{i}.txt",
+                                      "cp ${inputs} ${outputs}", "cp $< $@", "cp"))
+                continue
+            prev = [f"out/l{layer - 1}/t{(i - 1) % width}.txt", f"out/l{layer - 1}/t{i}.txt"]
+            targets.append(Target(f"l{layer}_{i}", out, prev[0], "cat ${inputs} > ${outputs}",
+                                  "cat $^ > $@", "cat", (prev[1],)))
+    return targets
+
+
+def write_layered_project(root: Path, n: int) -> Project:
+    """``layered_targets(n)`` with their sources and output folders."""
+    targets = layered_targets(n)
+    src = root / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    for t in targets[: max(2, n // LAYERS)]:
+        (root / t.inputs[0]).write_text(f"input {t.name}\n")
+    project = write_build_files(root, targets, {"cp": "cp $in $out", "cat": "cat $in > $out"})
+    for layer in range(LAYERS):
+        (root / "out" / f"l{layer}").mkdir(parents=True, exist_ok=True)
+    return project
+
+
+def write_files_project(root: Path, n: int) -> Project:
+    """One target whose input is the folder ``data`` of ``n`` small files in 100 folders."""
+    for i in range(n):
+        sub = root / "data" / f"d{i % 100:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i}.txt").write_text(f"file {i}\n")
+    (root / "flow.toml").write_text(
+        FLOW_PREAMBLE + '\n[targets.files]\ncmd = "touch ${outputs}"\n'
+        + 'inputs = ["data"]\noutputs = ["out/files.txt"]\n')
+    (root / "out").mkdir(exist_ok=True)
+    return Project(root=root, outputs=("out/files.txt",))
+
+
 def write_random_file(path: Path, size: int) -> None:
     with path.open("wb") as f:
         remaining = size
@@ -168,7 +226,7 @@ def write_random_file(path: Path, size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["copy", "sleep", "hash"])
+    parser.add_argument("kind", choices=["copy", "sleep", "hash", "files", "layered"])
     parser.add_argument("dir", type=Path)
     parser.add_argument("-n", type=int, default=1000, help="number of targets (copy, sleep)")
     parser.add_argument("--seconds", type=float, default=0.5, help="sleep per target")
@@ -178,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         project = write_copy_project(args.dir, args.n)
     elif args.kind == "sleep":
         project = write_sleep_project(args.dir, args.n, args.seconds)
+    elif args.kind == "files":
+        project = write_files_project(args.dir, args.n)
+    elif args.kind == "layered":
+        project = write_layered_project(args.dir, args.n)
     else:
         project = write_hash_project(args.dir, args.size_mb)
     print(f"wrote {args.kind} project with {len(project.outputs)} target(s) in {project.root}")

@@ -7,7 +7,9 @@ Benchmarks (see benchmarks/README.md):
 * full     full build of N copy targets from a clean tree
 * sleep    K targets of ``sleep S`` at -j4: wall time and parallel efficiency
 * (full and sleep also run ``floor.py``, the least a Python tool can cost, for reference)
-* hash     hashing throughput on one large input (flowmake only; ``--hash``)
+* hash     hashing throughput on one large input, and a folder of 10,000 small files
+           cold then from the stat cache (flowmake only; ``--hash``)
+* scale    1,000 to 100,000 targets, wide and layered (flowmake only; ``scale.py``)
 
 Each command is timed as a direct child process (wall time, median and min of several
 runs), then run once more under ``/usr/bin/time -f %M`` for its peak RSS: the largest
@@ -36,7 +38,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
-from gen import Project, write_copy_project, write_hash_project, write_sleep_project
+from gen import (
+    Project,
+    write_copy_project,
+    write_files_project,
+    write_hash_project,
+    write_sleep_project,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 VENV = BENCH_DIR / ".venv"  # --install release
@@ -59,10 +67,12 @@ class Config:
     repeat_noop: int
     repeat_full: int
     hash_mb: int
+    hash_files: int = 10_000
+    scale_sizes: tuple[int, ...] = (1000, 10_000, 100_000)
 
 
-FULL = Config((1000, 10000), 1000, 16, 0.5, 4, 2, 5, 5, 200)
-QUICK = Config((100, 1000), 200, 8, 0.25, 4, 2, 3, 2, 50)
+FULL = Config((1000, 10000), 1000, 16, 0.5, 4, 2, 5, 5, 1024)
+QUICK = Config((100, 1000), 200, 8, 0.25, 4, 2, 3, 2, 256, scale_sizes=(1000, 10_000))
 
 
 @dataclass(frozen=True, eq=False)
@@ -379,7 +389,32 @@ def bench_hash(root: Path, flowmake: Tool, cfg: Config) -> list[Series]:
     finally:
         remove(big.root)
         remove(tiny.root)
-    return results
+    return results + bench_hash_files(root, flowmake, cfg)
+
+
+def bench_hash_files(root: Path, flowmake: Tool, cfg: Config) -> list[Series]:
+    """``status`` on a folder input of many small files: cold (no .flowmake: every file
+    read), then again (answered from the stat cache: no file read)."""
+    n = cfg.hash_files
+    print(f"\n## a folder input of {n:,} small files: status cold, then from the stat cache")
+    project = write_files_project(root / "hash-files", n)
+    old = time.time_ns() - 3600 * 10**9  # past the "racy" window: the stat cache may answer
+    for path in (project.root / "data").rglob("*.txt"):
+        os.utime(path, ns=(old, old))
+    first = Series("hash-files-first", n, "flowmake", flowmake.status())
+    second = Series("hash-files-second", n, "flowmake", flowmake.status())
+    for _ in range(cfg.repeat_full):
+        clean_tree(project, [flowmake])
+        for s in (first, second):
+            run = run_once(s.argv, project.root, flowmake.env)
+            if not run.ok:
+                report_failure(s, run)
+                return [s]
+            s.seconds.append(run.seconds)
+    print_series(first)
+    print_series(second)
+    remove(project.root)
+    return [first, second]
 
 
 def reference_hash(path: Path, repeat: int) -> Series:
@@ -411,17 +446,30 @@ def bench_from_clean_cmd(
 
 
 def hash_throughput(results: list[Series], mb: int) -> dict[str, float | None]:
-    """MB/s (10^6 bytes) of each cold command: size / (time on big input - time on tiny one)."""
-    size_mb = mb * 1.048576
+    """GiB/s of each cold command: size / (time on the big input - time on the tiny one)."""
+    size_gib = mb / 1024
     out: dict[str, float | None] = {}
     for name in ("status", "build"):
         big = find(results, f"hash-{name}-big", 1, "flowmake")
         tiny = find(results, f"hash-{name}-tiny", 1, "flowmake")
         delta = big.median - tiny.median if big and tiny and big.median and tiny.median else 0
-        out[f"flowmake {name}"] = size_mb / delta if delta > 0 else None
+        out[f"flowmake {name}"] = size_gib / delta if delta > 0 else None
     ref = find(results, "hash-reference", 1, "xxh3_128")
-    out["xxh3_128 in-process"] = size_mb / ref.median if ref and ref.median else None
+    out["xxh3_128 in-process, 1 MiB reads"] = size_gib / ref.median if ref and ref.median else None
     return out
+
+
+def files_summary(results: list[Series]) -> str:
+    """The small-files folder: time, files/s and GiB/s, first (cold) and second time."""
+    parts = []
+    for label in ("first", "second"):
+        s = next((r for r in results if r.bench == f"hash-files-{label}"), None)
+        if s is None or not s.median:
+            continue
+        size = 9 * s.size  # gen.py's files hold "file {i}\n": about 9 bytes each
+        parts.append(f"{label} {s.median:.3f} s ({s.size / s.median:,.0f} files/s, "
+                     f"{size / s.median / 2**30:.4f} GiB/s)")
+    return ", ".join(parts)
 
 
 # --------------------------------------------------------------------------- reporting
@@ -677,7 +725,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--only",
         nargs="+",
-        choices=["noop", "full", "sleep", "hash"],
+        choices=["noop", "full", "sleep", "hash", "scale"],
         help="run only these benchmarks (noop includes status)",
     )
     p.add_argument("--json", type=Path, default=BENCH_DIR / "results.json", help="results file")
@@ -698,6 +746,10 @@ def run_all(root: Path, tools: list[Tool], cfg: Config, args: argparse.Namespace
         results += bench_sleep(root, tools + floor, cfg)
     if "hash" in selected:
         results += bench_hash(root, tools[0], cfg)
+    if "scale" in selected:
+        from scale import bench_scale
+
+        results += bench_scale(root, tools[0], cfg.scale_sizes, cfg.jobs)
     return results
 
 
@@ -738,15 +790,17 @@ def main(argv: list[str] | None = None) -> int:
         if owned:
             shutil.rmtree(root, ignore_errors=True)
     bars = evaluate_bars(results, cfg)
-    throughput = hash_throughput(results, cfg.hash_mb) if args.hash else {}
+    hashed = args.hash or "hash" in (args.only or [])
+    throughput = hash_throughput(results, cfg.hash_mb) if hashed else {}
     print("\n## results (median of repeats; ratios of medians)\n")
     print(markdown_table(results, cfg))
     if throughput:
         shown = ", ".join(
-            f"{k}: " + (f"{v:.0f} MB/s" if v else "n/a (big input not slower than tiny)")
+            f"{k}: " + (f"{v:.2f} GiB/s" if v else "n/a (big input not slower than tiny)")
             for k, v in throughput.items()
         )
-        print(f"\nHashing throughput ({cfg.hash_mb} MiB input): {shown}")
+        print(f"\nHashing throughput ({cfg.hash_mb} MiB input, cold): {shown}")
+        print(f"Folder of {cfg.hash_files:,} small files, status: {files_summary(results)}")
     print("\n## bars\n")
     print(markdown_bars(bars))
     write_json(args.json, cfg, args, tools, versions, results, bars, throughput, started)
@@ -783,7 +837,7 @@ def write_json(
             t: efficiency(find(results, "sleep", cfg.sleep_targets, t), ideal_sleep(cfg))
             for t in (*TOOLS, FLOOR)
         },
-        "hash_mb_per_s": throughput,
+        "hash_gib_per_s": throughput,
         "bars": bars,
     }
     path.write_text(json.dumps(doc, indent=2) + "\n")
