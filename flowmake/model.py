@@ -55,7 +55,34 @@ class Call(NamedTuple):
         return f"python {self.function}"
 
 
-Action = Shell | Call
+class PluginAction(NamedTuple):
+    """The action of a target kind a plugin registers (``notebook = "nb/train.ipynb"``).
+
+    Plain values only, so the compiled flow (``.flowmake/flow.pickle``) loads without the
+    plugin imported. ``runner`` (``module:function``) is what a python worker calls, as
+    ``runner(job, /, **kwargs)`` with ``job`` the action's fields, the target's name and
+    the root; with ``values`` the job is a python call's (table-form inputs loaded and the
+    return value saved by format), without it the runner writes the outputs itself, as a
+    command does. ``version`` replaces the kind's code key, as for ``python``.
+    """
+
+    kind: str  # the flow.toml key: "notebook"
+    spec: str  # its value: "nb/train.ipynb"
+    runner: str  # "flowmake_notebook.runner:run"
+    options: dict[str, Any] = _EMPTY  # the kind's other keys ({"function": "train"})
+    version: str | None = None
+    values: bool = False
+
+    @property
+    def text(self) -> str:
+        """What enters the key: ``notebook nb/train.ipynb (function train)``."""
+        extra = [f"{k} {v}" for k, v in sorted(self.options.items())]
+        if self.version is not None:
+            extra.append(f"version {self.version}")
+        return f"{self.kind} {self.spec}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+Action = Shell | Call | PluginAction
 
 
 class _InputFields(NamedTuple):
@@ -121,7 +148,10 @@ class Target(NamedTuple):
     metrics: tuple[str, ...] = ()  # outputs that hold metrics (`flowmake metrics`)
 
     @property
-    def kind(self) -> TargetKind:
+    def kind(self) -> TargetKind | str:
+        """``cmd``, ``python``, or a plugin's kind (``notebook``, a plain string)."""
+        if isinstance(self.action, PluginAction):
+            return self.action.kind
         return TargetKind.CMD if isinstance(self.action, Shell) else TargetKind.PYTHON
 
 
@@ -162,9 +192,10 @@ class Project(NamedTuple):
 
 # -- statuses, results and kinds (issue 12) ------------------------------------------
 # str-valued: each member equals, prints, reprs, formats, JSON-encodes and binds to SQLite
-# as its value, so output and state files stay byte-identical. (StrEnum needs Python 3.11; the
-# project supports 3.10.) Modules on the no-op path (fastpath, store.db, report.live) do
-# not import this module and compare the plain strings, which the members equal.
+# as its value, so output and state files stay byte-identical (StrEnum needs Python 3.11;
+# the project supports 3.10). The modules a no-op build or status imports (cli.main,
+# cli.noop, store.runs, report.live, report.views) do not import this one: they use the
+# plain strings, which the members equal.
 
 
 class _Text(str, Enum):
@@ -210,7 +241,6 @@ class TargetKind(_Text):
 
     CMD = "cmd"
     PYTHON = "python"
-
 
 
 class StatEntry(NamedTuple):

@@ -16,6 +16,7 @@ import time
 
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
+from flowmake.model import OutcomeStatus, RunResult
 from flowmake.plan.check import Checker
 from flowmake.store.db import Record
 from flowmake.store.leftovers import writing_lock
@@ -37,9 +38,8 @@ def accept_command(ws: Workspace, args: argparse.Namespace) -> int:
             for record in records:
                 ws.store.finish_target(run_id, record.target, "accepted", 0.0, [], "",
                                        _with_run(record, run_id))
-            counts = {"built": 0, "restored": 0, "fresh": 0, "failed": 0, "skipped": 0,
-                      "accepted": len(records)}
-            ws.store.finish_run(run_id, "success", counts, ws.project.settings.history)
+            counts = {**{str(s): 0 for s in OutcomeStatus}, "accepted": len(records)}
+            ws.store.finish_run(run_id, RunResult.SUCCESS, counts, ws.project.settings.history)
             ws.sync_lock({**changed, **{r.target: _with_run(r, run_id) for r in records}})
             ws.save_stats()
     finally:

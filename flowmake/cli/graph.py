@@ -19,6 +19,7 @@ from typing import Any
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
+from flowmake.model import OutcomeStatus, TargetStatus
 from flowmake.plan.check import Step
 from flowmake.report.history import iso
 from flowmake.report.page import render_page, write_output
@@ -159,7 +160,7 @@ def graph_json(ws: Workspace, names: list[str]) -> dict[str, Any]:
         if node["display"] == "failed":
             node["last_failure"] = _last_failure(ws, node["name"])
     counts = {state: sum(1 for n in nodes if n["state"] == state)
-              for state in ("fresh", "stale", "restorable")}
+              for state in TargetStatus}
     return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
             "nodes": nodes, "edges": [{"from": a, "to": b} for a, b in _edges(graph, names)]}
 
@@ -187,7 +188,8 @@ def _node(graph: Graph, step: Step, depth: int, record: Any, last: tuple[int, st
 def _display(step: Step, last: tuple[int, str, float] | None) -> str:
     """How the page draws a target: ``failed`` when its latest build failed it and it is
     not fresh since, ``always`` for an always target, else its state."""
-    if step.state.value != "fresh" and last is not None and last[1] == "failed":
+    if step.state is not TargetStatus.FRESH and last is not None \
+            and last[1] == OutcomeStatus.FAILED:
         return "failed"
     return "always" if step.target.always else step.state.value
 
@@ -198,7 +200,7 @@ FAILURE_LINES = 40  # of a failed target's captured output, on the page
 def _last_failure(ws: Workspace, name: str) -> dict[str, Any] | None:
     """The run that failed the target and the end of what it printed (its error)."""
     for run_id, status, duration, _, output in ws.store.target_history(name, 1):
-        if status == "failed":
+        if status == OutcomeStatus.FAILED:
             run = ws.store.run(run_id)
             lines = (output or "").rstrip("\n").splitlines()
             return {"run_id": run_id, "started": iso(run.started) if run else None,

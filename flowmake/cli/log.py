@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UnknownTargetError, UsageError, suggest
+from flowmake.model import OutcomeStatus
 from flowmake.report.history import iso, run_duration, run_json
 from flowmake.store.provenance import environment_lines, summary_json
 from flowmake.store.runs import Run, TargetLine
@@ -175,7 +176,7 @@ def run_lines(run: Run, entries: list[Entry], with_output: bool) -> list[str]:
         lines.append(f"  ({', '.join(unlisted)} without a line here: interrupted before"
                      " they were recorded)")
     elif not entries:
-        fresh_only = not any(n for k, n in run.counts.items() if k != "fresh")
+        fresh_only = not any(n for k, n in run.counts.items() if k != OutcomeStatus.FRESH)
         lines.append("  (no target ran: everything was fresh)" if fresh_only
                      else "  (no target ran)")
     return lines
@@ -184,7 +185,8 @@ def run_lines(run: Run, entries: list[Entry], with_output: bool) -> list[str]:
 def _unlisted(run: Run, entries: list[Entry]) -> list[str]:
     """``2 failed``: what the run's counts hold beyond its targets' lines."""
     listed = Counter(e[2] for e in entries)
-    return [f"{run.counts[k] - listed[k]} {k}" for k in ("built", "restored", "failed")
+    ran = (OutcomeStatus.BUILT, OutcomeStatus.RESTORED, OutcomeStatus.FAILED)
+    return [f"{run.counts[k] - listed[k]} {k}" for k in ran
             if run.counts.get(k, 0) > listed[k]]
 
 

@@ -183,7 +183,7 @@ def cmd_build(args: argparse.Namespace, argv: list[str]) -> int:
     except KeyboardInterrupt:
         # Interrupted before any target ran (waiting for the lock, planning): the
         # scheduler handles interrupts once it runs. Tools still get their document.
-        if args.json:
+        if args.json:  # RunResult.INTERRUPTED's value (model is not imported here)
             _emit_json({"run_id": None, "result": "interrupted", "targets": []})
         if args.junit:  # an empty one, unless written: CI finds it
             from flowmake.cli.build import interrupted_early

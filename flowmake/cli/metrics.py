@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from flowmake.model import OutcomeStatus
+
 
 class Metric(NamedTuple):
     target: str
@@ -56,11 +58,14 @@ def read_metrics(path: Path) -> dict[str, float]:
     return flatten(doc)
 
 
+_KEPT = (OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
+
+
 def record(ws: Any, run_id: int, outcomes: dict[str, Any]) -> None:
     """Keep the metrics of the targets this build built or restored."""
     for name, outcome in outcomes.items():
         target = ws.graph.targets.get(name)
-        if target is None or not target.metrics or outcome.status not in ("built", "restored"):
+        if target is None or not target.metrics or outcome.status not in _KEPT:
             continue
         values: dict[str, float] = {}
         for rel in target.metrics:

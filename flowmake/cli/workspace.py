@@ -155,7 +155,7 @@ class Workspace:
         self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
         for target in self.project.targets.values():
             where = f"targets.{target.matrix or target.name}"
-            python = target.kind == "python"
+            python = target.kind is model.TargetKind.PYTHON
             paths = [(i.path, f"{where}.inputs", i.name is not None and python)
                      for i in target.inputs]
             # A python target's return value is saved in its outputs' formats. One without
@@ -239,7 +239,7 @@ class Workspace:
 
     def code_files(self, target: Any) -> list[str]:
         """Absolute paths of the source files behind a python target's code fingerprint."""
-        return self.code.files(target) if target.kind == "python" else []
+        return self.code.files(target) if target.kind is model.TargetKind.PYTHON else []
 
     def status_roots(self, selected: list[str]) -> list[str]:
         """The status tree's roots: selected targets no other selected target depends on."""

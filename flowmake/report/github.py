@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from flowmake.model import OutcomeStatus, RunResult
+
 if TYPE_CHECKING:
     from flowmake.errors import FlowmakeError
     from flowmake.schedule import Outcome, Summary
@@ -115,11 +117,15 @@ def _failure(outcome: Outcome) -> list[str]:
     return out
 
 
+_RAN = (OutcomeStatus.BUILT, OutcomeStatus.RESTORED, OutcomeStatus.FAILED)
+
+
 def summary_markdown(summary: Summary) -> str:
     """The run as Markdown: counts, failures with the end of their output, what was
     restored and built, the slowest targets."""
     counts = summary.counts()
-    icon = {"success": "✅", "failed": "❌", "interrupted": "⚠️"}[summary.result]
+    icon = {RunResult.SUCCESS: "✅", RunResult.FAILED: "❌", RunResult.INTERRUPTED: "⚠️"}[
+        summary.result]
     run = f" (run {summary.run_id})" if summary.run_id is not None else ""
     lines = [f"### {icon} flowmake build: {summary.result}{run}", "",
              "| built | restored | fresh | failed | skipped | time |",
@@ -128,13 +134,14 @@ def summary_markdown(summary: Summary) -> str:
              ""]
     outcomes = list(summary.outcomes.values())
     for outcome in outcomes:
-        if outcome.status == "failed":
+        if outcome.status == OutcomeStatus.FAILED:
             lines += _failure(outcome)
-    for status, title in (("restored", "Restored from the cache"), ("built", "Built")):
+    for status, title in ((OutcomeStatus.RESTORED, "Restored from the cache"),
+                          (OutcomeStatus.BUILT, "Built")):
         group = [o for o in outcomes if o.status == status]
         if group:
             lines += [f"**{title} ({len(group)}):** {_names(group)}", ""]
-    ran = sorted((o for o in outcomes if o.status in ("built", "restored", "failed")),
+    ran = sorted((o for o in outcomes if o.status in _RAN),
                  key=lambda o: -o.duration)[:SLOWEST]
     if ran:
         lines += ["<details><summary>Slowest targets</summary>", "",
@@ -152,7 +159,7 @@ def after_build(summary: Summary, out: IO[str]) -> None:
 
     if os.environ.get("GITHUB_ACTIONS") == "true":
         for outcome in summary.outcomes.values():
-            if outcome.status == "failed":
+            if outcome.status == OutcomeStatus.FAILED:
                 out.write(target_command(outcome) + "\n")
         out.flush()
     path = os.environ.get("GITHUB_STEP_SUMMARY")

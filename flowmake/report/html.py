@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from flowmake.model import OutcomeStatus
 from flowmake.report.history import run_duration, run_json
 from flowmake.report.page import render_page
 
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
 DEFAULT_OUTPUT = "flowmake-report.html"
 HISTORY = 20  # builds per target in its duration chart
 OUTPUT_LINES = 200  # of a failed target's output, on the page
-_LETTER = {"built": "b", "restored": "r", "failed": "f", "skipped": "s", "fresh": "=",
-           "accepted": "a"}
+_LETTER = {OutcomeStatus.BUILT: "b", OutcomeStatus.RESTORED: "r", OutcomeStatus.FAILED: "f",
+           OutcomeStatus.SKIPPED: "s", OutcomeStatus.FRESH: "=",
+           "accepted": "a"}  # the line `flowmake accept` writes: no build's outcome
 
 
 def assign_lanes(spans: Iterable[tuple[float, float]]) -> list[int]:
@@ -50,7 +52,7 @@ def _target(line: TargetLine, history: list[tuple[int, str, float]]) -> dict[str
         "error": line.error, "lane": None,
         # [run_id, duration, status letter], oldest first, this build last
         "history": [[rid, round(d, 4), _LETTER.get(s, "?")] for rid, s, d in history]}
-    if line.status == "failed":
+    if line.status == OutcomeStatus.FAILED:
         lines = (line.output or "").rstrip("\n").split("\n")
         data["output"] = "\n".join(lines[-OUTPUT_LINES:]) if line.output.strip() else ""
         data["output_cut"] = max(0, len(lines) - OUTPUT_LINES)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from flowmake.errors import UsageError
 from flowmake.fsutil import atomic_write
+from flowmake.model import OutcomeStatus, RunResult
 
 if TYPE_CHECKING:
     from flowmake.schedule import Outcome, Summary
@@ -38,13 +39,13 @@ def xml_text(text: str) -> str:
 def skip_reason(outcome: Outcome, result: str) -> str:
     if outcome.error:
         return outcome.error
-    if result == "interrupted":
+    if result == RunResult.INTERRUPTED:
         return "not started: the build was interrupted"
     return "not started: the build stopped after a failure (-k goes on past one)"
 
 
 def _passed_text(outcome: Outcome) -> str:
-    line = outcome.status if outcome.status == "fresh" \
+    line = outcome.status if outcome.status == OutcomeStatus.FRESH \
         else f"{outcome.status} in {outcome.duration:.2f}s"
     if outcome.reasons:
         line += f" ({'; '.join(outcome.reasons)})"
@@ -54,12 +55,12 @@ def _passed_text(outcome: Outcome) -> str:
 def _testcase(suite: ET.Element, outcome: Outcome, result: str) -> None:
     case = ET.SubElement(suite, "testcase", classname="flowmake", name=xml_text(outcome.name),
                          time=f"{outcome.duration:.3f}")
-    if outcome.status == "failed":
+    if outcome.status == OutcomeStatus.FAILED:
         failure = ET.SubElement(case, "failure", message=xml_text(outcome.error or "failed"),
                                 type="interrupted" if outcome.error == "interrupted"
                                 else "failed")
         failure.text = xml_text(outcome.output)
-    elif outcome.status == "skipped":
+    elif outcome.status == OutcomeStatus.SKIPPED:
         ET.SubElement(case, "skipped", message=xml_text(skip_reason(outcome, result)))
     else:
         ET.SubElement(case, "system-out").text = xml_text(_passed_text(outcome))
@@ -69,8 +70,9 @@ def junit_xml(summary: Summary, started: float | None) -> bytes:
     """The report of one build; ``started`` the run's wall-clock start."""
     outcomes = list(summary.outcomes.values())
     counts = summary.counts()
-    totals = {"tests": str(len(outcomes)), "failures": str(counts["failed"]), "errors": "0",
-              "skipped": str(counts["skipped"]), "time": f"{summary.duration:.3f}"}
+    totals = {"tests": str(len(outcomes)), "failures": str(counts[OutcomeStatus.FAILED]),
+              "errors": "0", "skipped": str(counts[OutcomeStatus.SKIPPED]),
+              "time": f"{summary.duration:.3f}"}
     root = ET.Element("testsuites", {"name": "flowmake", **totals})
     when = datetime.fromtimestamp(started) if started is not None else datetime.now()
     suite = ET.SubElement(root, "testsuite", {
