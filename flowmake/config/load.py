@@ -50,7 +50,7 @@ def find_file(start: Path, file: str | None, *, search: bool = False) -> Path:
 def search_up(start: str, name: str = "flow.toml") -> str | None:
     """``start/name``, else the nearest ``name`` in a folder above ``start`` (a regular
     file: a folder called flow.toml is passed over), else None. Stats only (the no-op
-    fast path, which imports nothing, has the same loop in ``cli._flow_file``)."""
+    fast path, which imports nothing, has the same loop in ``cli.parser.flow_file``)."""
     folder = start
     while True:
         candidate = os.path.join(folder, name)
