@@ -49,9 +49,9 @@ from run import Tool, find_flowmake, tool_version
 BENCH_DIR = Path(__file__).resolve().parent
 SEEDS_VENV = BENCH_DIR / ".venv-seeds"
 SEEDS_PYTHON = SEEDS_VENV / "bin" / "python"
-# Tested on 2026-12-01 (Python 3.11.7): the two tools and the libraries d6tflow rests on.
-PINS = ("redun==0.44.1", "d6tflow==0.2.8", "luigi==3.8.1", "pandas==3.1.1", "numpy==2.4.6",
-        "SQLAlchemy==2.1.9")
+# Tested on 2026-12-01 (Python 3.11.7): each tool and the main libraries it rests on.
+PINS = {"redun": ("redun==0.44.1", "SQLAlchemy==2.1.9"),
+        "d6tflow": ("d6tflow==0.2.8", "luigi==3.8.1", "pandas==3.1.1", "numpy==2.4.6")}
 TOOLS = ("flowmake", "redun", "d6tflow")
 MEASURES = ("first build (clean)", "first no-op (2 s after the build)", "no-op (warm)")
 SETTLE_SECONDS = 2.0
@@ -280,28 +280,32 @@ def make_benches(args: argparse.Namespace) -> list[Bench]:
 
 
 def ensure_seeds_venv() -> str | None:
-    """Make ``benchmarks/.venv-seeds`` with the pinned tools if needed; None, or why not."""
-    quiet = ["--quiet", "--disable-pip-version-check"]
-    try:
-        if not SEEDS_PYTHON.exists():
-            print(f"- making {SEEDS_VENV} (once): {' '.join(PINS)}")
-            subprocess.run([sys.executable, "-m", "venv", str(SEEDS_VENV)], check=True)
-        if installed_pins() != list(PINS):
-            subprocess.run([str(SEEDS_PYTHON), "-m", "pip", "install", *quiet, *PINS],
-                           check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        return f"cannot install {' '.join(PINS)} into {SEEDS_VENV}: {exc}"
-    return None
+    """Make ``benchmarks/.venv-seeds`` if needed; None, or why it could not be made."""
+    if SEEDS_PYTHON.exists():
+        return None
+    print(f"- making {SEEDS_VENV} (once)")
+    proc = subprocess.run([sys.executable, "-m", "venv", str(SEEDS_VENV)], check=False)
+    return None if proc.returncode == 0 else f"python -m venv {SEEDS_VENV}: exit {proc.returncode}"
 
 
-def installed_pins() -> list[str]:
-    names = [pin.split("==")[0] for pin in PINS]
+def ensure_pins(tool: str) -> str | None:
+    """Install ``tool``'s pins into the seeds venv unless there; None, or why not."""
+    pins = list(PINS[tool])
+    if installed_pins(pins) == pins:
+        return None
+    print(f"- installing {' '.join(pins)} into {SEEDS_VENV}")
+    proc = subprocess.run([str(SEEDS_PYTHON), "-m", "pip", "install", "--quiet",
+                           "--disable-pip-version-check", *pins], check=False)
+    return None if proc.returncode == 0 else f"pip install {' '.join(pins)}: exit {proc.returncode}"
+
+
+def installed_pins(pins: list[str]) -> list[str]:
     code = ("import importlib.metadata as m, sys\n"
             "for n in sys.argv[1:]:\n"
             "    try: print(n + '==' + m.version(n))\n"
             "    except m.PackageNotFoundError: print(n + '==?')")
-    proc = subprocess.run([str(SEEDS_PYTHON), "-c", code, *names], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run([str(SEEDS_PYTHON), "-c", code, *(p.split("==")[0] for p in pins)],
+                          capture_output=True, text=True, check=False)
     return proc.stdout.split()
 
 
@@ -317,8 +321,9 @@ def seed_version(module: str) -> str | None:
 
 def prepare_seeds(benches: list[Bench]) -> None:
     """Drop (with the reason) a seed tool that cannot be installed or imported here."""
-    problem = ensure_seeds_venv()
+    venv_problem = ensure_seeds_venv()
     for bench in benches[1:]:
+        problem = venv_problem or ensure_pins(bench.name)
         version = None if problem else seed_version(bench.name)
         if version is None:
             bench.error = problem or f"{bench.name} does not import in {SEEDS_VENV}"
@@ -432,7 +437,7 @@ def write_json(path: Path, benches: list[Bench], args: argparse.Namespace, n: in
     doc = {
         "meta": {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick, "n": n,
                  "repeat": repeat, "jobs": 2, "cpus": os.cpu_count(),
-                 "python": sys.version.split()[0], "pins": list(PINS),
+                 "python": sys.version.split()[0], "pins": PINS,
                  "load_before": loads[0], "load_after": loads[1]},
         "tools": {b.name: {"argv": b.argv, "version": b.version, "error": b.error,
                            "notes": b.notes,
