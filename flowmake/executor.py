@@ -65,6 +65,9 @@ class Job(NamedTuple):
     env: Mapping[str, str] | None = None
     resources: Mapping[str, float] = {}
     plugins: tuple[str, ...] = ()  # [flow] plugins modules, for formats and backends in workers
+    # A plugin kind's job (model.PluginAction): ``function`` is its runner, called as
+    # ``function(bound, **kwargs)``; ``bound`` holds the action, the target and the root.
+    bound: Mapping[str, Any] | None = None
 
 
 class JobResult(NamedTuple):

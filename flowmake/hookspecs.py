@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from flowmake.backends import Backend
     from flowmake.executor import Executor
     from flowmake.formats import Format
+    from flowmake.kinds import TargetKind
     from flowmake.plan.check import Step
     from flowmake.schedule import Outcome, Summary
 
@@ -74,6 +75,18 @@ def flowmake_register_executors() -> Sequence[type[Executor]]:
 
     See :class:`flowmake.executor.Executor`; the built-in ``local`` one is registered
     through this same hook.
+    """
+    return []  # a specification: plugins implement it
+
+
+@hookspec
+def flowmake_register_target_kinds() -> Sequence[type[TargetKind]]:
+    """Target kinds: classes with ``KEY`` (the flow.toml key of their action, such as
+    ``notebook``, exclusive with ``cmd`` and ``python``) and ``OPTIONS`` (their other keys).
+
+    A target table with such a key is read by the kind, which returns a
+    :class:`flowmake.model.PluginAction`; a python worker runs it. See
+    :class:`flowmake.kinds.TargetKind`.
     """
     return []  # a specification: plugins implement it
 

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol, cast
 from flowmake.errors import StateError
 from flowmake.executor import Executor, Job, JobHandle, JobResult
 from flowmake.graph import Graph
-from flowmake.model import Call, OutcomeStatus, Project, RunResult, Shell, Target
+from flowmake.model import Call, OutcomeStatus, PluginAction, Project, RunResult, Shell, Target
 from flowmake.plan.check import Checker, State, Step
 from flowmake.plugin.urls import digest_url_outputs
 from flowmake.store.db import Record, Store
@@ -99,6 +99,12 @@ def make_job(project: Project, target: Target) -> Job:
     if isinstance(action, Shell):
         cwd = f"{root}/{action.cwd}" if action.cwd else root
         return Job(cwd=cwd, command=action.command, **common)
+    if isinstance(action, PluginAction):  # a plugin's kind: its runner, in a python worker
+        bound = {"kind": action.kind, "spec": action.spec, "options": dict(action.options),
+                 "target": target.name, "root": root}
+        inputs = tuple((i.name, i.path) for i in target.inputs if i.name and action.values)
+        return Job(cwd=root, function=action.runner, kwargs=target.params, inputs=inputs,
+                   plugins=project.settings.plugins, bound=bound, **common)
     assert isinstance(action, Call)
     return Job(cwd=root, function=action.function, kwargs=target.params,
                inputs=tuple((i.name, i.path) for i in target.inputs if i.name),

@@ -260,4 +260,5 @@ def _request(job: Job) -> dict[str, Any]:
     """The job as plain values (the worker needs no flowmake classes to read it)."""
     return {"function": job.function, "kwargs": dict(job.kwargs), "inputs": list(job.inputs),
             "outputs": list(job.outputs), "root": job.root, "cwd": job.cwd,
-            "plugins": list(job.plugins), "env": dict(job.env) if job.env else None}
+            "plugins": list(job.plugins), "env": dict(job.env) if job.env else None,
+            "bound": dict(job.bound) if job.bound is not None else None}

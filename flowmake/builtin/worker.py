@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, cast
 
+from flowmake.errors import FlowmakeError
+
 _HEADER = struct.Struct(">Q")
 _FLOWMAKE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -228,15 +230,27 @@ def run_job(job: dict[str, Any]) -> None:
     function = resolve(job["function"])
     kwargs = dict(job["kwargs"])
     kwargs.update(load_inputs(job))
+    bound = job.get("bound")  # a plugin kind's runner takes its job first
     try:
-        value = function(**kwargs)
+        value = function(**kwargs) if bound is None else function(bound, **kwargs)
     except SystemExit as exc:
         sys.stderr.write(user_traceback(exc))
         raise JobFailed(f"called sys.exit({exc.code!r})") from None
     except BaseException as exc:
-        sys.stderr.write(user_traceback(exc))
-        raise JobFailed(_summary(exc)) from None
+        raise _failed(exc) from None
     save_outputs(job, value)
+
+
+def _failed(exc: BaseException) -> JobFailed:
+    """The one-line error of an exception the function raised; its traceback goes to the
+    log. A FlowmakeError with a ``summary`` (a notebook's failing cell) gives that line,
+    and its whole message (the cell's traceback) is the log's."""
+    summary = getattr(exc, "summary", None)
+    if isinstance(summary, str) and summary and isinstance(exc, FlowmakeError):
+        sys.stderr.write(str(exc).rstrip("\n") + "\n")
+        return JobFailed(summary)
+    sys.stderr.write(user_traceback(exc))
+    return JobFailed(_summary(exc))
 
 
 # -- the loop --------------------------------------------------------------------------

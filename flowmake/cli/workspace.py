@@ -87,7 +87,7 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
             return project, graph_, False
     except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
         pass
-    project = load(path, overrides)
+    project = load(path, overrides, kinds=_find_kind)
     graph_ = build_graph(project)
     besides = _read_besides(project)
     if signature is not None:
@@ -101,6 +101,13 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
         except OSError:
             pass  # a read-only project still works, just slower
     return project, graph_, True
+
+
+def _find_kind(key: str, modules: tuple[str, ...], root: str) -> Any:
+    """The plugin kind serving a target key (plugins load only for such a key)."""
+    from flowmake.plugin.manager import find_kind
+
+    return find_kind(key, modules, root)
 
 
 def open_store(state_dir: Path) -> Store:
@@ -155,7 +162,11 @@ class Workspace:
         self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
         for target in self.project.targets.values():
             where = f"targets.{target.matrix or target.name}"
-            python = target.kind is model.TargetKind.PYTHON
+            action = target.action
+            if isinstance(action, model.PluginAction):
+                self._check_kind(action.kind, f"{where}.{action.kind}")
+            python = target.kind is model.TargetKind.PYTHON or (
+                isinstance(action, model.PluginAction) and action.values)
             paths = [(i.path, f"{where}.inputs", i.name is not None and python)
                      for i in target.inputs]
             # A python target's return value is saved in its outputs' formats. One without
@@ -179,12 +190,24 @@ class Workspace:
                 raise ConfigError(exc.message, file=self.path.name, key="flow.remote",
                                   hint=exc.hint) from None
 
+    def _check_kind(self, key: str, where: str) -> None:
+        """A plugin kind's target (read from the compiled flow) needs its plugin."""
+        from flowmake.errors import PluginError
+
+        try:
+            self.plugins.target_kind(key)
+        except PluginError as exc:
+            raise ConfigError(exc.message, file=self.path.name, key=where,
+                              hint=exc.hint) from None
+
     @cached_property
     def code(self) -> Any:
-        """Code fingerprints of python targets (codefp.py), memoized for this command."""
+        """Code fingerprints of python targets (codefp.py), memoized for this command;
+        a plugin kind's code key comes from its kind."""
         from flowmake.plan.codefp import CodeFingerprint
 
-        return CodeFingerprint(str(self.root), self.hasher, str(self.project.state_dir))
+        return CodeFingerprint(str(self.root), self.hasher, str(self.project.state_dir),
+                               kinds=lambda key: self.plugins.target_kind(key))
 
     def checker(self, *, force: bool = False, cache: bool = True) -> Checker:
         """A Checker over the records as they are now (call it again after taking the lock).
@@ -239,7 +262,10 @@ class Workspace:
 
     def code_files(self, target: Any) -> list[str]:
         """Absolute paths of the source files behind a python target's code fingerprint."""
-        return self.code.files(target) if target.kind is model.TargetKind.PYTHON else []
+        if target.kind is model.TargetKind.CMD:
+            return []
+        files: list[str] = self.code.files(target)  # python, and a plugin kind's
+        return files
 
     def status_roots(self, selected: list[str]) -> list[str]:
         """The status tree's roots: selected targets no other selected target depends on."""

@@ -20,6 +20,7 @@ from flowmake.config.flowfiles import names, override, read_params, shown, tomll
 from flowmake.config.include import IncludeReader
 from flowmake.config.matrix import MatrixReader
 from flowmake.config.settings import SettingsReader
+from flowmake.config.targets import KindFinder
 from flowmake.config.values import MAX_NESTING, printable
 from flowmake.errors import ConfigError, UnknownParamError, suggest
 from flowmake.model import Project, Target, is_glob
@@ -62,8 +63,10 @@ def search_up(start: str, name: str = "flow.toml") -> str | None:
         folder = parent
 
 
-def load(path: Path, overrides: Mapping[str, Any] | None = None) -> Project:
-    """Parse, validate and expand ``path``; ``overrides`` replace project params."""
+def load(path: Path, overrides: Mapping[str, Any] | None = None, *,
+         kinds: KindFinder | None = None) -> Project:
+    """Parse, validate and expand ``path``; ``overrides`` replace project params;
+    ``kinds`` finds the plugin kind of a target that is neither cmd nor python."""
     file = path.name
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -81,7 +84,9 @@ def load(path: Path, overrides: Mapping[str, Any] | None = None) -> Project:
         ) from None
     except UnicodeDecodeError:
         raise ConfigError("not UTF-8 text", file=file) from None
-    return _Loader(path, doc).project(dict(overrides or {}))
+    loader = _Loader(path, doc)
+    loader.kinds = kinds
+    return loader.project(dict(overrides or {}))
 
 
 class _Loader(MatrixReader, IncludeReader, SettingsReader):
@@ -92,6 +97,7 @@ class _Loader(MatrixReader, IncludeReader, SettingsReader):
         self.check_keys(self.doc, {"flow", "params", "targets"}, "")
         flow = self.expect(self.doc.get("flow", {}), (dict,), "flow", "a table")
         settings = self.settings(flow)
+        self.plugin_modules = settings.plugins
         params = dict(self.expect(self.doc.get("params", {}), (dict,), "params", "a table"))
         self.check_depth(params, "params")
         targets = dict(self.expect(self.doc.get("targets", {}), (dict,), "targets", "a table"))

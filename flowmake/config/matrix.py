@@ -23,10 +23,12 @@ class MatrixReader(TargetReader):
         if not NAME.match(name):
             raise self.error(where, "a target name may use letters, digits and _ . - / only")
         self.expect(table, (dict,), where, "a table")
-        self.check_keys(table, TARGET_KEYS, where)
+        kind = self.kind_of(table, where)  # a plugin's kind: notebook = "..."
+        allowed = TARGET_KEYS if kind is None else TARGET_KEYS | {kind.KEY, *kind.OPTIONS}
+        self.check_keys(table, allowed, where)
         self.check_depth(table.get("params"), f"{where}.params")
         has_cmd, has_python = "cmd" in table, "python" in table
-        if has_cmd == has_python:
+        if kind is None and has_cmd == has_python:
             raise self.error(where, "needs exactly one of 'cmd' or 'python'")
         matrix = table.get("matrix")
         if matrix is None and "foreach" not in table:

@@ -4,14 +4,15 @@ bounds and metrics, as a :class:`~flowmake.model.Target`."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from flowmake.config.flowfiles import item_values, leaves, lookup, names
 from flowmake.config.reader import Reader
 from flowmake.config.scope import Scope
 from flowmake.config.values import MAX_RETRIES, MAX_TIMEOUT
-from flowmake.errors import suggest
-from flowmake.model import Call, Input, Output, Shell, Target, is_glob
+from flowmake.errors import ConfigError, PluginError, suggest
+from flowmake.model import Action, Call, Input, Output, PluginAction, Shell, Target, is_glob
 
 TARGET_KEYS = {
     "cmd", "python", "inputs", "outputs", "deps", "params", "matrix", "env", "always",
@@ -22,10 +23,69 @@ NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _ENV_NAME = re.compile(r"[^=\0]+\Z")
 METRIC_EXTENSIONS = (".json", ".toml", ".yaml", ".yml")  # what `flowmake metrics` reads
+# Finds the target kind (flowmake.kinds.TargetKind) serving a key: (key, [flow] plugins,
+# root) -> an instance, or None; raises PluginError for a known kind not installed. The
+# CLI hands in plugin.manager.find_kind (config imports nothing of plugin/).
+KindFinder = Callable[[str, tuple[str, ...], str], Any]
 
 
 class TargetReader(Reader):
     """One declared target (or one matrix or foreach instance of it)."""
+
+    kinds: KindFinder | None = None  # without it, a key that is no TARGET_KEYS is unknown
+    plugin_modules: tuple[str, ...] = ()  # [flow] plugins, for the kind finder
+
+    def kind_of(self, table: dict[str, Any], where: str) -> Any:
+        """The plugin kind of a table whose action is not cmd or python (the first key
+        not in TARGET_KEYS that a kind serves); None for the others."""
+        extra = [k for k in table if k not in TARGET_KEYS]
+        if not extra or self.kinds is None or "cmd" in table or "python" in table:
+            return None
+        found: dict[str, Any] = self.__dict__.setdefault("_found_kinds", {})
+        for key in extra:
+            if key not in found:
+                try:
+                    found[key] = self.kinds(key, self.plugin_modules, str(self.root))
+                except PluginError as exc:
+                    raise self.error(f"{where}.{key}", exc.message, hint=exc.hint) from None
+            if found[key] is not None:
+                return found[key]
+        return None
+
+    def plugin_action(self, kind: Any, table: dict[str, Any], scope: Scope,
+                      where: str) -> PluginAction:
+        """A kind's action: its key's and options' values (types checked, ``${...}``
+        resolved) handed to the kind, whose ConfigError gets the file and line here."""
+        values: dict[str, Any] = {}
+        for key, types in ((kind.KEY, str), *kind.OPTIONS.items()):
+            if key in table:
+                types = types if isinstance(types, tuple) else (types,)
+                what = " or ".join(t.__name__ for t in types)
+                value = self.expect(table[key], types, f"{where}.{key}", f"a {what}")
+                values[key] = scope.resolve(value, f"{where}.{key}", text=True)
+        if table.get("version") is not None:
+            values["version"] = str(self.expect(table["version"], (str, int, float),
+                                                f"{where}.version", "a string"))
+        try:
+            action: PluginAction = kind.parse(values, where)
+        except ConfigError as exc:
+            raise self.error(exc.key or where, exc.detail, exc.hint) from None
+        return action
+
+    def kind_outputs(self, kind: Any, action: Action, outputs: tuple[Output, ...],
+                     where: str) -> tuple[Output, ...]:
+        """The declared outputs and the ones the kind's action writes (``executed``)."""
+        if kind is None:
+            return outputs
+        known = {o.path for o in outputs}
+        extra = []
+        for raw in kind.outputs(action):
+            path = self.norm(raw, f"{where}.{kind.KEY}", inside=True)
+            self.check_not_reserved(path, f"{where}.{kind.KEY}")
+            if path not in known:
+                known.add(path)
+                extra.append(Output(path))
+        return (*outputs, *extra)
 
     def target(self, name: str, decl: str, table: dict[str, Any], matrix: dict[str, Any],
                item: str | None = None) -> Target:
@@ -42,11 +102,16 @@ class TargetReader(Reader):
         if cwd:
             cwd = self.norm(cwd, f"{where}.cwd", inside=True, root_ok=True)
             cwd = "" if cwd == "." else cwd  # "." is the default: the project root
-        if "cmd" in table:
+        kind = self.kind_of(table, where)
+        action: Action
+        if kind is not None:
+            action = self.plugin_action(kind, table, scope, where)
+            outputs = self.kind_outputs(kind, action, outputs, where)
+        elif "cmd" in table:
             command = self.expect(table["cmd"], (str,), f"{where}.cmd", "a string")
             scope.files(inputs, outputs, cwd)
             command = scope.resolve(command, f"{where}.cmd", text=True)
-            action: Shell | Call = Shell(self.clean_text(command, f"{where}.cmd", "a command"),
+            action = Shell(self.clean_text(command, f"{where}.cmd", "a command"),
                                          cwd)
         else:
             function = self.expect(table["python"], (str,), f"{where}.python", "'module:function'")

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from flowmake.digest import hash_bytes
 from flowmake.errors import ConfigError
 from flowmake.graph import Graph
-from flowmake.model import Call, Target, TargetStatus
+from flowmake.model import Call, PluginAction, Target, TargetStatus
 from flowmake.plan.fingerprint import Hasher
 from flowmake.plan.reasons import Reason, ReasonDetail, diff_parts
 
@@ -122,7 +122,7 @@ class Checker:
         if missing:
             return None, missing
         parts: dict[str, Any] = {"action": target.action.text}
-        if isinstance(target.action, Call) and self.code_parts is not None:
+        if isinstance(target.action, Call | PluginAction) and self.code_parts is not None:
             parts["code"] = self.code_parts(target)
         if target.params:
             parts["params"] = _jsonable(target.params)
@@ -189,7 +189,7 @@ class Checker:
             elif key is not None:
                 # A key written by another flowmake version may differ in no part we can name.
                 reasons += diff_parts(record.parts, parts or {},
-                                      call=isinstance(target.action, Call)) or [
+                                      call=isinstance(target.action, Call | PluginAction)) or [
                                           ReasonDetail(Reason.KEY)]
         else:
             reasons += found

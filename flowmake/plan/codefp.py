@@ -30,11 +30,12 @@ from __future__ import annotations
 import ast
 import marshal
 import os
+from collections.abc import Callable
 from typing import Any
 
 from flowmake import __version__
 from flowmake.digest import hash_bytes
-from flowmake.model import Call, Target
+from flowmake.model import Call, PluginAction, Target
 from flowmake.plan.coderesolve import Node, Resolver, unit_of
 from flowmake.plan.codeunits import ModuleInfo, Unit, analyse, parents, strip_docstrings
 from flowmake.plan.fingerprint import Hasher
@@ -69,8 +70,10 @@ class CodeFingerprint:
     """
 
     def __init__(self, root: str, hasher: Hasher | None = None,
-                 state_dir: str | None = None) -> None:
+                 state_dir: str | None = None, *,
+                 kinds: Callable[[str], Any] | None = None) -> None:
         self.root = root
+        self.kinds = kinds  # a plugin kind's instance by key (flowmake.kinds.TargetKind)
         self.hasher = hasher or Hasher(root)
         self.state_dir = state_dir  # where code.marshal lives; None: kept in memory only
         self._stored: dict[str, Any] | None = None  # code.marshal's entries, read on need
@@ -84,6 +87,8 @@ class CodeFingerprint:
     def parts(self, target: Target) -> dict[str, str]:
         """``{qualified name: digest}`` of a python target's code; empty with ``version``."""
         action = target.action
+        if isinstance(action, PluginAction) and action.version is None:
+            return self.kind_key(action)[0]
         if not isinstance(action, Call) or action.version is not None:
             return {}
         return self.closure(action.function)[0]
@@ -92,9 +97,40 @@ class CodeFingerprint:
         """Absolute paths of the source files behind ``parts(target)``: every module its
         code imports (an edit anywhere in them may change the parts)."""
         action = target.action
+        if isinstance(action, PluginAction) and action.version is None:
+            return self.kind_key(action)[1]
         if not isinstance(action, Call) or action.version is not None:
             return []
         return [os.path.join(self.root, p) for p in self.closure(action.function)[1]]
+
+    def kind_key(self, action: PluginAction) -> tuple[dict[str, str], list[str]]:
+        """A plugin kind's code parts and (absolute) files. The kind is asked again only
+        when a file's content changed (the stat cache says when): the parts are kept in
+        code.marshal with the files' digests, so an unchanged notebook loads no plugin,
+        and one re-saved with the same code costs one digest and its kind's parse."""
+        memo = "\0" + action.text
+        if memo not in self._closures:
+            if self._stored is None:
+                self._stored = self._read_cache()
+            entry: Any = self._fresh.get(memo) or self._stored.get(memo)
+            try:
+                if entry[0] == action.text and entry[2] == self._signature(entry[1]):
+                    self._closures[memo] = (dict(entry[3]), list(entry[1]))
+            except (TypeError, ValueError, IndexError, KeyError):
+                pass  # None, or another shape: asked again
+        if memo not in self._closures:
+            if self.kinds is None:
+                raise ValueError(f"no kind finder for {action.kind!r} targets")
+            kind = self.kinds(action.kind)
+            files = list(kind.code_files(action, self.root))
+            parts = dict(kind.code_parts(action, self.root))
+            self._fresh[memo] = (action.text, files, self._signature(files), parts)
+            self._closures[memo] = (parts, files)
+        return self._closures[memo]
+
+    def _signature(self, files: list[str]) -> str:
+        return "\0".join(str(self.hasher.digest(os.path.relpath(f, self.root)))
+                          for f in files)
 
     def closure(self, function: str) -> tuple[dict[str, str], list[str]]:
         """The parts and root-relative files of ``module:function``."""

@@ -36,6 +36,7 @@ INSTALL_HINTS = {
     ".csv": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
     ".tsv": "pip install flowmake-parquet   (from plugins/flowmake-parquet)",
     "dask": "pip install flowmake-dask   (from plugins/flowmake-dask)",
+    "notebook": "pip install flowmake-notebook   (from plugins/flowmake-notebook)",
     "gs": "pip install gcsfs",
     "gcs": "pip install gcsfs",
     "az": "pip install adlfs",
@@ -161,6 +162,8 @@ class Plugins:
         self.formats = self._collect(self.pm.hook.flowmake_register_formats, "EXTENSIONS", "format")
         self.backends = self._collect(self.pm.hook.flowmake_register_backends, "PROTOCOLS", "backend")
         self.executors = self._collect(self.pm.hook.flowmake_register_executors, None, "executor")
+        self.kinds = self._collect(self.pm.hook.flowmake_register_target_kinds, "KEY",
+                                   "target kind")
 
     def _load_modules(self, modules: Iterable[str], root: str | None) -> None:
         if root and root not in sys.path:
@@ -181,7 +184,8 @@ class Plugins:
         for impl in reversed(hook.get_hookimpls()):  # registration order
             plugin_name = impl.plugin_name
             for cls in impl.function() or []:
-                for key in getattr(cls, keys_attr) if keys_attr else (cls.NAME,):
+                keys = getattr(cls, keys_attr) if keys_attr else cls.NAME
+                for key in (keys,) if isinstance(keys, str) else keys:
                     if key in found and found[key] is not cls:
                         raise PluginError(
                             f"{kind} '{key}' is registered twice: by plugin '{owner[key]}'"
@@ -226,6 +230,14 @@ class Plugins:
                               install_hint=_hint(name))
         return cls
 
+    def target_kind(self, key: str) -> Any:
+        """An instance of the kind serving the target key ``key`` (``notebook``)."""
+        cls = self.kinds.get(key)
+        if cls is None:
+            raise PluginError(f"no installed plugin serves target kind '{key}'",
+                              install_hint=_hint(key))
+        return cls()
+
     def describe(self) -> list[str]:
         """``name version`` of every loaded plugin, for ``flowmake --version``."""
         return [f"{name} {self.dists[name]}" if self.dists.get(name) else name
@@ -257,3 +269,24 @@ class Plugins:
             self.target_start(payload)
         elif name == "target_finish":
             self.target_finish(payload)
+
+
+# -- target kinds while flow.toml is read ----------------------------------------------
+# config is handed ``find_kind`` (it imports nothing of plugin/): a target table whose key
+# is neither cmd nor python asks it, so a project without such targets loads no plugin.
+
+KNOWN_KINDS = ("notebook",)  # kinds flowmake's own plugins serve: a missing one says so
+_LOADED: dict[tuple[tuple[str, ...], str], Plugins] = {}
+
+
+def find_kind(key: str, modules: tuple[str, ...], root: str) -> Any:
+    """The kind (an instance) serving ``key``, with the project's ``[flow] plugins``
+    loaded; None when no plugin serves it (the key is then an unknown key), except for
+    the kinds of flowmake's own plugins, which raise PluginError naming what to install."""
+    plugins = _LOADED.get((modules, root))
+    if plugins is None:
+        plugins = _LOADED[(modules, root)] = Plugins(modules, root)
+    if key in plugins.kinds or key in KNOWN_KINDS:
+        return plugins.target_kind(key)
+    return None
+

@@ -13,6 +13,7 @@ from flowmake import hookspecs
 from flowmake.backends import Backend
 from flowmake.executor import Executor
 from flowmake.formats import Format
+from flowmake.kinds import TargetKind
 from flowmake.plugin.manager import Plugins
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
@@ -56,7 +57,8 @@ def test_no_documented_hook_is_missing_from_hookspecs() -> None:
 
 
 @pytest.mark.parametrize(("heading", "protocol"), [
-    ("Backend", Backend), ("Format", Format), ("Executor", Executor)])
+    ("Backend", Backend), ("Format", Format), ("Executor", Executor),
+    ("TargetKind", TargetKind)])
 def test_every_interface_member_is_documented(heading: str, protocol: type) -> None:
     body = section(doc_text(), heading)
     members = [n for n, v in vars(protocol).items()

@@ -11,16 +11,27 @@ Two ways to use a notebook (see README.md):
 ``code_digest(path)`` is its code key: the code cells only, so re-saving the notebook
 with new outputs or metadata changes nothing.
 
-Registered through the ``flowmake`` entry point group (``notebook``). It registers no
-hook yet: flowmake's target-kind hook will wire ``notebook = "..."`` targets to it. This
-module imports neither nbformat nor nbclient: they are imported when a notebook runs.
+Registered through the ``flowmake`` entry point group (``notebook``): it registers the
+``notebook`` target kind (kind.py; runner.py is what a python worker runs). This module
+imports neither nbformat nor nbclient: they are imported when a notebook runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from flowmake.hookspecs import hookimpl
 from flowmake_notebook.call import call_function
 from flowmake_notebook.digest import code_digest
 from flowmake_notebook.errors import KernelUnavailable, NotebookFailed
 from flowmake_notebook.run import run_notebook
 
 __all__ = ["KernelUnavailable", "NotebookFailed", "call_function", "code_digest", "run_notebook"]
+
+
+@hookimpl
+def flowmake_register_target_kinds() -> Sequence[type[Any]]:
+    from flowmake_notebook.kind import NotebookKind
+
+    return [NotebookKind]
