@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 
 def shadow(checker: Checker) -> Checker:
     """A Checker like ``checker`` whose Hasher shares the stat cache but not the digests."""
-    hasher = Hasher(checker.hasher.root, checker.hasher.cache)
-    hasher.urls = checker.hasher.urls
+    hasher = Hasher(checker.hasher.root, checker.hasher.cache, checker.hasher.urls)
     return Checker(checker.graph, checker.records, hasher, code_parts=checker.code_parts,
                    environ=checker.environ)
 

@@ -137,9 +137,8 @@ class Workspace:
     def hasher(self) -> Hasher:
         from flowmake.plugin.urls import Urls
 
-        hasher = Hasher(str(self.root), self.store.stat_cache())
-        hasher.urls = Urls(lambda: self.plugins)  # URL paths: the project's plugins' backends
-        return hasher
+        # URL paths: the project's plugins' backends, loaded on the first URL
+        return Hasher(str(self.root), self.store.stat_cache(), Urls(lambda: self.plugins))
 
     @cached_property
     def artifacts(self) -> Any:

@@ -11,6 +11,7 @@ from flowmake.graph import build_graph
 from flowmake.model import Project
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import Hasher
+from flowmake.plugin.urls import Urls
 from flowmake.store.db import Record, Store
 
 
@@ -42,7 +43,7 @@ def simulate_build(project: Project, store: Store, names: Iterable[str] | None =
         target = graph.targets[name]
         for output in target.outputs:
             write(project.root, output.path, f"built by {name}\n")
-        hasher = Hasher(str(project.root))
+        hasher = Hasher(str(project.root), urls=Urls.default(str(project.root)))
         checker = Checker(graph, {}, hasher, environ=environ if environ is not None else {})
         parts, missing = checker.parts(target)
         assert parts is not None, f"{name}: missing inputs {missing}"
@@ -55,4 +56,5 @@ def simulate_build(project: Project, store: Store, names: Iterable[str] | None =
 def checker_for(project: Project, store: Store, **kwargs) -> Checker:
     """A Checker over the store's records and a fresh Hasher, as a new command builds it."""
     kwargs.setdefault("environ", {})
-    return Checker(build_graph(project), store.records(), Hasher(str(project.root)), **kwargs)
+    hasher = Hasher(str(project.root), urls=Urls.default(str(project.root)))  # as a command's
+    return Checker(build_graph(project), store.records(), hasher, **kwargs)

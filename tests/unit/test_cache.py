@@ -564,7 +564,7 @@ def test_url_fingerprints_come_from_metadata_and_are_memoized(tmp_path: Path) ->
 
     fs = fsspec.filesystem("memory")
     url = f"memory://fm-{uuid.uuid4().hex}/data.json"
-    hasher = Hasher(str(tmp_path))
+    hasher = Hasher(str(tmp_path), urls=Urls.default(str(tmp_path)))
     assert hasher.digest(url) is None
     fs.pipe(url, b'{"a": 1}')
     hasher.forget([url])
@@ -593,7 +593,8 @@ def test_a_folder_url_changes_when_an_object_under_it_changes(tmp_path: Path) ->
 def test_a_url_output_not_written_fails_the_target(tmp_path: Path) -> None:
     url = f"memory://fm-{uuid.uuid4().hex}/never.json"
     target = Target("t", Shell("true"), outputs=(Output(url),))
-    result = digest_url_outputs(Hasher(str(tmp_path)), target, JobResult("t", True, "", 0.1))
+    hasher = Hasher(str(tmp_path), urls=Urls.default(str(tmp_path)))
+    result = digest_url_outputs(hasher, target, JobResult("t", True, "", 0.1))
     assert not result.ok and result.error == f"declared output not produced: {url}"
 
 
