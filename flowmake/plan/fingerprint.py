@@ -12,32 +12,44 @@ import os
 import stat
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from flowmake.digest import _utf8_name, hash_file, tree_digest
 from flowmake.model import StatEntry
-
-if TYPE_CHECKING:
-    from flowmake.plugin.urls import Urls
+from flowmake.store import paths
 
 RACY_NS = 2_000_000_000  # an mtime this close to the hash time is not trusted
-_SKIP_DIRS = {".flowmake", ".git"}
+_SKIP_DIRS = {paths.STATE_DIR, ".git"}
+
+
+class UrlBackends(Protocol):
+    """The backends behind URL paths, as a Hasher is handed them (``plugin/urls.py``'s
+    ``Urls``, which loads the project's plugins on the first URL). The Hasher asks for
+    fingerprints and globs; its users reach the backends through :meth:`Hasher.url_backends`."""
+
+    def backend(self, url: str) -> Any: ...
+    def fingerprint(self, url: str) -> str | None: ...
+    def glob(self, pattern: str) -> list[str]: ...
+    def exists(self, url: str) -> bool: ...
+    def remove(self, url: str) -> None: ...
 
 
 class Hasher:
     """Digests of root-relative paths, memoized for one process, stat-cached across runs.
 
     ``cache`` is the stat cache loaded from the store; ``dirty`` collects the entries to
-    write back. Paths are POSIX and relative to ``root``.
+    write back. Paths are POSIX and relative to ``root``; URL paths go to ``urls`` (a
+    Hasher without it hashes files only).
     """
 
-    def __init__(self, root: str, cache: dict[str, StatEntry] | None = None) -> None:
+    def __init__(self, root: str, cache: dict[str, StatEntry] | None = None,
+                 urls: UrlBackends | None = None) -> None:
         self.root = root
         self.cache = cache if cache is not None else {}
         self.dirty: dict[str, StatEntry | None] = {}
         self.memo: dict[str, str | None] = {}
         self.hashed_files = 0  # files actually read, for tests and benchmarks
-        self.urls: Urls | None = None  # URL paths' backends (urls.py); default on first URL
+        self.urls = urls
 
     def full(self, path: str) -> str:
         return f"{self.root}/{path}"  # hot path: cheaper than os.path.join
@@ -60,11 +72,10 @@ class Hasher:
         self.memo[path] = result
         return result
 
-    def url_backends(self) -> Urls:
+    def url_backends(self) -> UrlBackends:
+        """The backends this Hasher was handed for URL paths."""
         if self.urls is None:
-            from flowmake.plugin.urls import Urls
-
-            self.urls = Urls.default(self.root)
+            raise RuntimeError("a URL path, and this Hasher was given no URL backends")
         return self.urls
 
     def _file(self, path: str, st: os.stat_result) -> str:
@@ -115,4 +126,4 @@ class Hasher:
             return sorted(self.url_backends().glob(pattern))
         matches = globlib.glob(pattern, root_dir=self.root, recursive=True)
         return sorted(_utf8_name(m.replace(os.sep, "/")) for m in matches
-                      if not m.startswith(".flowmake") and os.path.isfile(self.full(m)))
+                      if not m.startswith(paths.STATE_DIR) and os.path.isfile(self.full(m)))
