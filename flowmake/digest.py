@@ -20,6 +20,7 @@ from flowmake.errors import FlowmakeError
 from flowmake.model import StatEntry
 
 _CHUNK = 1 << 20
+_WINDOW = 64 << 20  # mapped at a time: a multiple of the page size, as offsets must be
 _SKIP_DIRS = {".flowmake", ".git"}
 
 
@@ -29,26 +30,42 @@ def hash_bytes(data: bytes | str) -> str:
 
 def hash_file(path: str) -> str:
     """XXH3-128 of a file's content: a small file in one read (its cost is syscalls), a
-    larger one mapped and hashed in one call, without copying it out of the page cache
-    (~1.5-2x a read loop; as git's index_core, which maps every blob over 32 KiB)."""
+    larger one mapped window by window and hashed without copying it out of the page
+    cache (~1.5-2x a read loop; git's index_core maps every blob over 32 KiB). Windows
+    keep the resident set small; a file cut short meanwhile is read, not mapped, from
+    there on (touching a mapped page past the end of a file would be a SIGBUS)."""
     with open(path, "rb", buffering=0) as f:
-        if os.fstat(f.fileno()).st_size <= _CHUNK:
+        size = os.fstat(f.fileno()).st_size
+        if size <= _CHUNK:
             return xxhash.xxh3_128_hexdigest(f.readall())
-        try:
-            mapped = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ)
-        except (OSError, ValueError):  # a file system that cannot map, a file emptied since
-            return _hash_chunks(f)
-    with mapped:
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
-        mapped.madvise(mmap.MADV_WILLNEED)
         h = xxhash.xxh3_128()
-        h.update(mapped)  # update() releases the GIL (the one-shot functions keep it)
+        for offset in range(0, size, _WINDOW):
+            length = min(_WINDOW, size - offset)
+            if os.fstat(f.fileno()).st_size < offset + length or not _hash_window(
+                    h, f.fileno(), offset, length):
+                f.seek(offset)
+                return _hash_chunks(f, h)
         return h.hexdigest()
 
 
-def _hash_chunks(f: FileIO) -> str:
-    """The rest of ``f`` in 1 MiB chunks into one reused buffer."""
-    h = xxhash.xxh3_128()
+def _hash_window(h: xxhash.xxh3_128, fd: int, offset: int, length: int) -> bool:
+    """Feed ``length`` bytes of ``fd`` from ``offset`` to ``h`` through a map; False if
+    the file cannot be mapped (then nothing was fed)."""
+    try:
+        window = mmap.mmap(fd, length, prot=mmap.PROT_READ, offset=offset)
+    except (OSError, ValueError):
+        return False
+    with window:
+        window.madvise(mmap.MADV_SEQUENTIAL)
+        window.madvise(mmap.MADV_WILLNEED)
+        h.update(window)  # update() releases the GIL (the one-shot functions keep it)
+    return True
+
+
+def _hash_chunks(f: FileIO, h: xxhash.xxh3_128 | None = None) -> str:
+    """The rest of ``f`` (fed to ``h``, a new hash by default) in 1 MiB chunks into one
+    reused buffer."""
+    h = h if h is not None else xxhash.xxh3_128()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
     while n := f.readinto(buf):

@@ -10,6 +10,7 @@ import xxhash
 
 from flowmake.digest import (
     _CHUNK,
+    _WINDOW,
     _hash_chunks,
     digest_output,
     digest_path,
@@ -22,11 +23,11 @@ from flowmake.plan.fingerprint import Hasher
 
 def pattern(size: int) -> bytes:
     """Bytes that differ at every offset mod 251, so a dropped or doubled chunk shows."""
-    return bytes(i % 251 for i in range(size))
+    return (bytes(range(251)) * (size // 251 + 1))[:size]
 
 
 @pytest.mark.parametrize("size", [0, 1, _CHUNK - 1, _CHUNK, _CHUNK + 1, 3 * _CHUNK + 17,
-                                  (64 << 20) + 5])
+                                  _WINDOW, _WINDOW + 5, 2 * _WINDOW + _CHUNK])
 def test_hash_file_is_xxh3_128_of_the_content(tmp_path: Path, size: int) -> None:
     data = pattern(size)
     path = tmp_path / "f.bin"
@@ -41,6 +42,28 @@ def test_the_read_loop_gives_the_mapped_digest(tmp_path: Path) -> None:
     path.write_bytes(data)
     with open(path, "rb", buffering=0) as f:
         assert _hash_chunks(f) == hash_file(str(path)) == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_a_file_cut_short_while_hashed_is_read_from_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The windows are mapped only while the file still holds them (a mapped page past
+    the end would be a SIGBUS): truncated after its size was taken, the rest is read."""
+    data = pattern(2 * _WINDOW + 100)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    real_fstat = os.fstat
+    calls = []
+
+    def fstat_then_cut(fd: int) -> os.stat_result:
+        calls.append(fd)
+        if len(calls) == 2:  # after the first window is hashed: another writer truncates
+            os.truncate(path, _WINDOW + 10)
+        return real_fstat(fd)
+
+    monkeypatch.setattr(os, "fstat", fstat_then_cut)  # only when the truncation happens
+    got = hash_file(str(path))
+    monkeypatch.undo()
+    assert got == xxhash.xxh3_128_hexdigest(data[: _WINDOW + 10])
 
 
 def test_the_digest_of_known_content_never_changes(tmp_path: Path) -> None:
