@@ -299,7 +299,9 @@ def cmd_list(args: argparse.Namespace, argv: list[str]) -> int:
 
     ws = _workspace(args)
     if args.json:
-        _emit_json(list_json(ws.graph))
+        from flowmake.cli.metrics import listed  # each target's metrics, last values
+
+        _emit_json(listed(ws, list_json(ws.graph)))
     else:
         print("\n".join(list_lines(ws.graph)))
     return EXIT_OK

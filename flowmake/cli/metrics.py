@@ -126,6 +126,26 @@ def metrics_command(ws: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def listed(ws: Any, doc: dict[str, Any]) -> dict[str, Any]:
+    """``list --json`` with each target's ``metrics``: its declared paths, each with the
+    values the latest build that recorded them kept (``values`` and ``run_id`` null when
+    none did). The store is read only when a target declares metrics."""
+    names = [n for n, t in ws.graph.targets.items() if t.metrics]
+    last: dict[tuple[str, str], tuple[int, dict[str, float]]] = {}
+    for run_id, target, key, value in ws.store.metrics_history(names) if names else []:
+        path, _, name = key.partition(":")
+        seen = last.get((target, path))
+        if seen is None or seen[0] != run_id:  # oldest first: a later run replaces
+            seen = last[(target, path)] = (run_id, {})
+        seen[1][name] = value
+    for item in doc["targets"]:
+        item["metrics"] = [
+            {"path": rel, "run_id": last.get((item["name"], rel), (None, None))[0],
+             "values": last.get((item["name"], rel), (None, None))[1]}
+            for rel in ws.graph.targets[item["name"]].metrics]
+    return doc
+
+
 def _metric_json(m: Metric) -> dict[str, Any]:
     change = None if m.value is None or m.previous is None else m.value - m.previous
     return {"target": m.target, "path": m.path, "name": m.name, "value": m.value,

@@ -20,6 +20,7 @@ from typing import Any
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UsageError
 from flowmake.graph import glob_regex
+from flowmake.model import PluginAction
 from flowmake.plan.check import Checker, State, Step
 from flowmake.plan.reasons import Reason, ReasonDetail
 from flowmake.report.history import iso
@@ -103,6 +104,8 @@ def why_lines(ex: Explanation) -> list[str]:
     """The explanation as indented lines, old → new wherever values differ."""
     step, record = ex.step, ex.record
     lines = [f"{step.name}: {step.state.value}"]
+    if isinstance(step.target.action, PluginAction):  # a plugin's kind: what runs it
+        lines.append(f"  action: {step.target.action.text}")
     if step.key:
         lines.append(f"  key: {step.key}")
     elif ex.missing:

@@ -104,3 +104,19 @@ def test_an_unreadable_metrics_file_warns_and_builds(project):
     result = project.run("build", check=True)
     assert "warning: metrics of eval not recorded: m.json: not valid JSON" in result.stderr
     assert project.json("metrics", check=True)["metrics"] == []
+
+
+def test_list_json_shows_each_targets_metrics_and_last_recorded_values(project):
+    project.flow(FLOW.replace(', "eval/other.txt"', ""))
+    listed = {t["name"]: t for t in project.json("list", check=True)["targets"]}
+    assert listed["plain"]["metrics"] == []
+    assert [m["path"] for m in listed["eval"]["metrics"]] == [
+        "eval/metrics.json", "eval/loss.toml", "eval/f1.yaml"]
+    assert all(m["values"] is None and m["run_id"] is None for m in listed["eval"]["metrics"])
+    project.build()                       # run 1: 0.8
+    project.build("-p", "acc=0.85")       # run 2: the latest values
+    listed = {t["name"]: t for t in project.json("list", check=True)["targets"]}
+    first = listed["eval"]["metrics"][0]
+    assert first == {"path": "eval/metrics.json", "run_id": 2,
+                     "values": {"accuracy": 0.85, "roc.auc": 0.9}}
+    assert listed["eval"]["metrics"][1]["values"] == {"loss": 1.5}
