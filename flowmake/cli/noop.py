@@ -58,6 +58,20 @@ def run_noop(flow_file: str, overrides: list[str], selection: list[str], command
     return 0
 
 
+def noop_build(flow_file: str, overrides: list[str], selection: list[str], command: str
+               ) -> tuple[list[str], int | None] | None:
+    """A no-op build for the Python API (``flowmake.build``): (every target, fresh, in
+    build order; the run's id), the run recorded as the command records it; None if the
+    fast path does not hold. Prints nothing."""
+    state_dir = saved_in(flow_file)
+    found = None if state_dir is None else _locked_check(
+        state_dir, flow_file, overrides, selection, command, True)
+    if found is None:
+        return None
+    names, count, run_id = found
+    return (names.split(fastpath.SEP) if count else []), run_id
+
+
 def _locked_check(state_dir: str, flow_file: str, overrides: list[str], selection: list[str],
                   command: str, record: bool) -> tuple[str, int, int | None] | None:
     """Under the project lock: the snapshot still fresh, and the run recorded (unless not

@@ -207,3 +207,36 @@ def test_type_checkers_see_the_api_functions():
     done = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
                            str(example)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _age(root, seconds=10.0):
+    """Every mtime into the past: nothing is 'racy' (fresh from a write) for the fast path."""
+    import os
+    import time
+    from pathlib import Path
+
+    past = time.time() - seconds
+    for path in [Path(root) / "flow.toml", *Path(root).rglob("*")]:
+        if ".flowmake" not in path.parts and path.exists():
+            os.utime(path, (past, past))
+
+
+def test_a_no_op_build_takes_the_fast_path_and_a_change_still_builds(api_project):
+    root = str(api_project.root)
+    assert flowmake.build("stats", project=root).ok
+    _age(root)
+    assert flowmake.build("stats", project=root).ok  # all fresh: the fast path is armed
+    assert (api_project.root / ".flowmake" / "noop.marshal").exists()
+    fast = flowmake.build("stats", project=root)
+    assert fast.ok and {n: t.status for n, t in fast.targets.items()} == {
+        "data": "fresh", "stats": "fresh"}
+    runs = api_project.json("log")["runs"]
+    assert max(r["run_id"] for r in runs) == fast.run_id == 3
+    # answered by the fast path, as `flowmake build` is: its run records no environment
+    shown = api_project.run("log", str(fast.run_id), check=True).stdout
+    assert "environment: not recorded" in shown, shown
+    assert "environment: not recorded" not in api_project.run("log", "2", check=True).stdout
+    api_project.write("stats.py", STATS.replace("items", "things"))
+    changed = flowmake.build("stats", project=root)
+    assert changed.targets["stats"].status == "built"
+    assert flowmake.load("stats", "text", project=root) == "3 things"
