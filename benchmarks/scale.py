@@ -70,9 +70,9 @@ def one_size(root: Path, shape: str, n: int, fm: Tool, jobs: int, repeat: int) -
 
 
 def bench_scale(root: Path, fm: Tool, sizes: tuple[int, ...], jobs: int = 2,
-                repeat: int = 3) -> list[Series]:
+                repeat: int = 3, shapes: tuple[str, ...] = tuple(SHAPES)) -> list[Series]:
     results: list[Series] = []
-    for shape in SHAPES:
+    for shape in shapes:
         for n in sizes:
             print(f"\n## scale: {shape}, N={n} (load {load()})")
             results += one_size(root, shape, n, fm, jobs, repeat)
@@ -117,12 +117,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--install", choices=["release", "here"], default="here")
+    parser.add_argument("--flowmake", help='flowmake command, e.g. "python -m flowmake"')
     args = parser.parse_args()
-    exe, env = find_flowmake(parse_args(["--install", args.install]))
+    exe, env = find_flowmake(parse_args(["--install", args.install] + (
+        ["--flowmake", args.flowmake] if args.flowmake else [])))
     fm = Tool("flowmake", exe, ("-q", "build", "-j{jobs}"), ("status",), env)
     with tempfile.TemporaryDirectory(prefix="flowmake-scale-") as root:
-        bench_scale(Path(root), fm, tuple(args.sizes), repeat=args.repeat)
+        bench_scale(Path(root), fm, tuple(args.sizes), repeat=args.repeat,
+                    shapes=tuple(args.shapes))
 
 
 if __name__ == "__main__":
