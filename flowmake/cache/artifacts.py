@@ -22,21 +22,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowmake.cache.local import (
+from flowmake.cache.index import IndexUnusable
+from flowmake.cache.local import LocalCache
+from flowmake.cache.records import (
     DIR,
     FILE,
     SIGNING_KEY_ENV,
     URL,
     ActionRecord,
     Entry,
-    IndexUnusable,
-    LocalCache,
     Mismatch,
-    is_executable,
     manifest_bytes,
 )
 from flowmake.digest import tree_digest
 from flowmake.errors import FlowmakeError, UsageError
+from flowmake.fsutil import is_executable
 from flowmake.plan.fingerprint import Hasher
 
 if TYPE_CHECKING:

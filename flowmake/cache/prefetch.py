@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from flowmake.cache.local import URL, ActionRecord, LocalCache
+from flowmake.cache.local import LocalCache
+from flowmake.cache.records import URL, ActionRecord
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import Hasher
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol, cast
 
-from flowmake.cache.local import DIR, ActionRecord, LocalCache, Mismatch, action_rel, blob_rel
+from flowmake.cache.local import LocalCache
+from flowmake.cache.records import DIR, ActionRecord, Mismatch, action_rel, blob_rel
 
 if TYPE_CHECKING:
     from concurrent.futures import Future

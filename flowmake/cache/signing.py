@@ -26,8 +26,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flowmake.cache.local import SIGNING_KEY_ENV as ENV
-from flowmake.cache.local import ActionRecord, is_digest
+from flowmake.cache.records import SIGNING_KEY_ENV as ENV
+from flowmake.cache.records import ActionRecord, is_digest
 
 ALG = "hmac-sha256"
 SCHEME = "flowmake remote record v1"  # domain separation: this key signs nothing else

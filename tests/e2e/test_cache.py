@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from flowmake.cache.local import INLINE_BLOB, LocalCache, blob_rel
+from flowmake.cache.index import INLINE_BLOB
+from flowmake.cache.local import LocalCache
+from flowmake.cache.records import blob_rel
 from flowmake.digest import hash_bytes, hash_file
 
 CHAIN = """

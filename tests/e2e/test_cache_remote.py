@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from flowmake.cache.local import ActionRecord
+from flowmake.cache.records import ActionRecord
 from flowmake.digest import hash_bytes, hash_file
 
 BIG = 300_000  # past remote.SMALL_BLOB: a push probes the remote for it instead of sending it

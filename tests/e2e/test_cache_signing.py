@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from flowmake.cache.local import ActionRecord
+from flowmake.cache.records import ActionRecord
 from flowmake.digest import hash_bytes
 
 KEY = "k3y-for-tests-0123456789abcdef"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flowmake.cache.local import ActionRecord
+from flowmake.cache.records import ActionRecord
 from flowmake.digest import hash_bytes
 
 pytestmark = pytest.mark.slow  # every run imports s3fs

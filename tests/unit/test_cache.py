@@ -22,19 +22,16 @@ from pathlib import Path
 import pytest
 
 from flowmake.builtin.backends import FsspecBackend
-from flowmake.cache.local import (
+from flowmake.cache.index import INLINE_BLOB, WRITE_BATCH, IndexUnusable
+from flowmake.cache.local import LocalCache
+from flowmake.cache.records import (
     DIR,
     FILE,
-    INLINE_BLOB,
-    WRITE_BATCH,
     ActionRecord,
     Entry,
-    IndexUnusable,
-    LocalCache,
     Mismatch,
     action_rel,
     blob_rel,
-    copy_file,
     manifest_bytes,
     parse_manifest,
 )
@@ -43,6 +40,7 @@ from flowmake.cli.cache import _collect, parse_size
 from flowmake.digest import hash_bytes, hash_file
 from flowmake.errors import UsageError
 from flowmake.executor import JobResult
+from flowmake.fsutil import copy_file
 from flowmake.model import Output, Shell, Target
 from flowmake.plan.fingerprint import Hasher
 from flowmake.plugin.urls import Urls, digest_url_outputs

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from flowmake.cache.artifacts import take_signing_key
-from flowmake.cache.local import FILE, URL, ActionRecord, Entry, LocalCache, Mismatch, action_rel
+from flowmake.cache.local import LocalCache
+from flowmake.cache.records import FILE, URL, ActionRecord, Entry, Mismatch, action_rel
 from flowmake.cache.remote import FolderRemote, Transfers
 from flowmake.cache.signing import Rejected, Signer, message, sha256_of
 from flowmake.digest import hash_bytes

@@ -1,0 +1,253 @@
+"""The cache folder's SQLite index, ``index.db`` (WAL): every action record, and every
+blob of up to INLINE_BLOB bytes, inline (see local.py's docstring for the layout).
+
+:class:`Index` is the part of :class:`~flowmake.cache.local.LocalCache` that talks to
+the database: opened on first use, one connection shared by the command's threads under
+a lock, writes queued and done WRITE_BATCH at a time in one transaction, use times of
+records batched (TOUCH_BATCH). SQLite's errors become :class:`IndexUnusable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from flowmake.cache.records import ActionRecord
+from flowmake.errors import FlowmakeError
+
+INDEX = "index.db"
+INDEX_VERSION = 1
+# Blobs up to this size are rows of index.db rather than files: a new file costs far more
+# than a row (see local.py's docstring); larger ones are copied (reflinked) as files.
+INLINE_BLOB = 128 << 10
+TOUCH_BATCH = 500
+WRITE_BATCH = 64  # queued rows (blobs, records) written in one transaction
+# The big column last: reading the others never touches its overflow pages.
+_SCHEMA = """
+CREATE TABLE actions (
+    key TEXT PRIMARY KEY, used REAL NOT NULL, record BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE blobs (
+    digest TEXT PRIMARY KEY, size INTEGER NOT NULL, added REAL NOT NULL, data BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+
+class IndexUnusable(FlowmakeError):
+    """index.db could not be opened, read or written (locked past the busy timeout, disk
+    full, not a database): a build warns and goes on without the cache."""
+
+
+class BlobInfo(NamedTuple):
+    """One blob as ``cache gc`` and ``cache status`` see it."""
+
+    digest: str
+    size: int
+    added: float  # when it was stored (a blob file: its mtime)
+    inline: bool  # in index.db, else a file under blobs/
+
+
+class ActionInfo(NamedTuple):
+    """One action record as ``cache gc`` sees it; ``record`` None when it is unreadable."""
+
+    key: str
+    used: float  # when it was last saved or restored
+    size: int
+    record: ActionRecord | None
+
+
+class Index:
+    """index.db of a cache folder: the action records and the inline blobs.
+
+    The database is opened on first use (a command that never touches the cache never
+    opens it) and shared by the command's threads (saves, transfers) under a lock. A
+    reader finds an empty cache, without creating anything, while index.db does not exist.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._index_path = path / INDEX
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # one connection for every thread, one use at a time
+        self._touched: dict[str, float] = {}  # records used, not yet marked (see touch)
+        self._queued: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet done (_write)
+
+    # -- the database -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _index(self, create: bool, *, flush: bool = True) -> Iterator[sqlite3.Connection | None]:
+        """The open index, for one use under the lock; None for a reader while there is
+        none. Queued writes are done first (``flush``), so that every use sees them.
+        SQLite's errors become IndexUnusable."""
+        with self._lock:
+            try:
+                if self._db is None and (create or self._index_path.exists()):
+                    self.path.mkdir(parents=True, exist_ok=True)
+                    self._db = _open_index(self._index_path)
+                if flush and self._queued and self._db is not None:
+                    self._write_queued(self._db)
+                yield self._db
+            except sqlite3.Error as exc:
+                raise IndexUnusable(f"artifact cache {self._index_path}: {exc}",
+                                    "deleting the cache folder is safe") from exc
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        with self._index(create=False) as db:
+            return [] if db is None else db.execute(sql, params).fetchall()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Queue one statement; the queue is written in one transaction when it holds
+        WRITE_BATCH, before any other use of the index, and at close. (A transaction per
+        row cost ~35 µs on the scheduler's thread for each of two rows a target.) Opening
+        the index is not deferred: an unusable one is reported by this call."""
+        with self._index(create=True, flush=False) as db:
+            assert db is not None
+            self._queued.append((sql, params))
+            if len(self._queued) >= WRITE_BATCH:
+                self._write_queued(db)
+
+    def _write_queued(self, db: sqlite3.Connection) -> None:
+        """Write the queue (under the lock); on an error its rows are dropped: the cache
+        only loses entries."""
+        queued, self._queued = self._queued, []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, params in queued:
+                db.execute(sql, params)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One transaction for many rows (gc)."""
+        with self._index(create=False) as db:
+            if db is None or not rows:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(sql, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        """Mark the records used, and close the database (it is opened again if the cache
+        is used again). IndexUnusable when the queued writes fail (they are dropped)."""
+        try:
+            with self._index(create=False):  # the queued writes
+                pass
+        finally:
+            self.flush()
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+    def compact(self) -> None:
+        """Give the pages freed by removals back to the filesystem (after gc)."""
+        with self._index(create=False) as db:
+            if db is not None:
+                # executescript: a plain execute() frees a single page per call
+                db.executescript("PRAGMA incremental_vacuum;")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- records --------------------------------------------------------------------------
+
+    def read_action(self, key: str) -> ActionRecord | None:
+        """The record of ``key``; None when there is none, or none readable."""
+        try:
+            rows = self._query("SELECT record FROM actions WHERE key = ?", (key,))
+            record = ActionRecord.loads(rows[0][0]) if rows else None
+        except (IndexUnusable, ValueError):  # a write will say what is wrong
+            return None
+        return record if record is not None and record.key == key else None
+
+    def write_action(self, record: ActionRecord) -> None:
+        """Store a record; its blobs must be stored already (a reader may use it at once)."""
+        self._write("INSERT OR REPLACE INTO actions (key, used, record) VALUES (?, ?, ?)",
+                    (record.key, time.time(), record.dumps()))
+
+    def touch(self, key: str) -> None:
+        """Mark a record used now (gc drops the least recently used first).
+
+        Written by :meth:`flush` (at close, or every TOUCH_BATCH records): one transaction
+        instead of one per restored target. A process killed first loses only these times.
+        """
+        self._touched[key] = time.time()
+        if len(self._touched) >= TOUCH_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued: the records' use times, and the rows of :meth:`_write`
+        (another process sees them from then on)."""
+        with self._lock:
+            touched, self._touched = self._touched, {}
+        with contextlib.suppress(IndexUnusable):  # only gc's order would suffer
+            self._write_many("UPDATE actions SET used = max(used, ?) WHERE key = ?",
+                             [(used, key) for key, used in touched.items()])
+
+    def keys(self) -> list[str]:
+        return [k for (k,) in self._query("SELECT key FROM actions ORDER BY key")]
+
+    def actions(self) -> list[ActionInfo]:
+        """Every record, with when it was last used and its size (for gc)."""
+        found = []
+        for key, used, data in self._query("SELECT key, used, record FROM actions"):
+            try:
+                record: ActionRecord | None = ActionRecord.loads(data)
+            except ValueError:
+                record = None
+            if record is not None and record.key != key:
+                record = None
+            found.append(ActionInfo(key, used, len(data), record))
+        return found
+
+    def remove_actions(self, keys: Iterable[str]) -> None:
+        """Drop records, in one transaction."""
+        self._write_many("DELETE FROM actions WHERE key = ?", [(k,) for k in keys])
+
+    # -- inline blobs ---------------------------------------------------------------------
+
+    def inline_blob(self, digest: str) -> bytes | None:
+        """The content of blob ``digest`` when it is in the database; None otherwise (a
+        file blob, see :meth:`blob_path`, or no blob at all)."""
+        rows = self._query("SELECT data FROM blobs WHERE digest = ?", (digest,))
+        return bytes(rows[0][0]) if rows else None
+
+    def _add_inline(self, digest: str, data: bytes) -> None:
+        """Store verified content (a blob never changes: a second copy is dropped)."""
+        self._write("INSERT OR IGNORE INTO blobs (digest, size, added, data) VALUES (?, ?, ?, ?)",
+                    (digest, len(data), time.time(), data))
+
+
+def _open_index(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect in a new file only
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+            db.execute("BEGIN IMMEDIATE")  # several processes may open a new cache at once
+            if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                # Another layout (a newer flowmake's?) is dropped: the cache is safe to lose.
+                db.execute("DROP TABLE IF EXISTS actions")
+                db.execute("DROP TABLE IF EXISTS blobs")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+            db.execute("COMMIT")
+    except BaseException:
+        db.close()
+        raise
+    return db
