@@ -41,7 +41,8 @@ def test_the_tree_in_the_docstring_names_every_subclass_in_the_package():
             yield sub
             yield from subclasses(sub)
 
-    found = {c.__name__ for c in subclasses(FlowmakeError) if c.__module__.startswith("flowmake")}
+    found = {c.__name__ for c in subclasses(FlowmakeError)
+             if c.__module__.partition(".")[0] == "flowmake"}  # not a plugin's (flowmake_notebook)
     assert {"StateError", "CannotAccept", "IndexUnusable"} <= found
     missing = sorted(n for n in found if n not in errors.__doc__)
     assert missing == []
