@@ -244,3 +244,20 @@ def test_runs_on_the_dask_executor(project: Any, dask_address: str) -> None:
     assert json.loads(project.read("out/twice.json")) == 42
     assert Path(project.root / "reports/report.ipynb").is_file()
     assert os.environ.get("FLOWMAKE_DASK_SCHEDULER") is None  # the env was the child's
+
+
+def test_timeout_fails_the_target_and_the_kernel_goes_with_its_worker(project: Any) -> None:
+    slow = notebook(code("import os, time\nopen('kernel.pid', 'w').write(str(os.getpid()))\n"
+                         "time.sleep(120)", ident="s"))
+    project.flow("""
+        [targets.slow]
+        notebook = "nb/slow.ipynb"
+        timeout = 8
+        outputs = ["never.txt"]
+    """, {"nb/slow.ipynb": slow}, cache=False)
+    result = project.run("build", check=1)
+    assert "timed out after 8s" in result.stdout + result.stderr, result
+    pid = int(project.read("kernel.pid"))
+    # the kernel (its own session) polls its parent, the worker, which the timeout killed
+    assert project.wait_for(lambda: not project.pid_alive(pid), timeout=15), \
+        f"kernel {pid} outlived its worker"
