@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowmake.errors import FlowmakeError, UsageError
+from flowmake.store import paths as layout
 
 if TYPE_CHECKING:
     from flowmake.options import BuildOptions
@@ -50,7 +51,7 @@ class Sources:
         self.files: set[str] = set()  # root-relative, or absolute outside the root
         self.folders: list[str] = []  # an input folder: anything below it
         self.globs: list[re.Pattern[str]] = []
-        self.ignored: list[str] = [".flowmake"]  # outputs, state, the cache: never
+        self.ignored: list[str] = [layout.STATE_DIR]  # outputs, state, the cache: never
         self.roots: list[str] = [root]  # what watchfiles watches
 
     def relative(self, path: str) -> str:

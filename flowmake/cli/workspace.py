@@ -25,6 +25,7 @@ from flowmake.config import targets as config_targets
 from flowmake.config import values as config_values
 from flowmake.config.load import find_file, load
 from flowmake.errors import ConfigError
+from flowmake.fsutil import atomic_write
 from flowmake.graph import Graph, build_graph
 from flowmake.model import Project
 from flowmake.plan.check import Checker
@@ -93,11 +94,8 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
     if signature is not None:
         try:
             cache.parent.mkdir(exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                pickle.dump((signature, time.time_ns(), project, graph_, besides), f,
-                            protocol=5)
-            os.replace(tmp, cache)
+            atomic_write(cache, pickle.dumps((signature, time.time_ns(), project, graph_,
+                                              besides), protocol=5), fsync=False)
         except OSError:
             pass  # a read-only project still works, just slower
     return project, graph_, True

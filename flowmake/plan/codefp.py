@@ -35,16 +35,18 @@ from typing import Any
 
 from flowmake import __version__
 from flowmake.digest import hash_bytes
+from flowmake.fsutil import atomic_write
 from flowmake.model import Call, PluginAction, Target
 from flowmake.plan.coderesolve import Node, Resolver, unit_of
 from flowmake.plan.codeunits import ModuleInfo, Unit, analyse, parents, strip_docstrings
 from flowmake.plan.fingerprint import Hasher
+from flowmake.store import paths
 
 # Past this many units, a key's code parts are one digest per module (each module's units
 # together): a closure reaching most of a large project stays a small record and lock.
 MAX_PARTS = 256
 
-CACHE_FILE = "code.marshal"
+CACHE_FILE = paths.CODE_CACHE
 CACHE_FORMAT = 1
 MAX_CACHED = 20_000  # files whose analysis code.marshal keeps
 
@@ -289,11 +291,9 @@ class CodeFingerprint:
             entries = dict(list(self._fresh.items()) + [
                 (p, e) for p, e in self._stored.items() if p not in self._fresh
             ][: max(0, MAX_CACHED - len(self._fresh))])
-        tmp = os.path.join(self.state_dir, f"{CACHE_FILE}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(marshal.dumps((_cache_header(), entries)))
-            os.replace(tmp, os.path.join(self.state_dir, CACHE_FILE))
+            atomic_write(os.path.join(self.state_dir, CACHE_FILE),
+                         marshal.dumps((_cache_header(), entries)), fsync=False)
         except OSError:
             return  # a read-only state: analysed again next time
         self._stored, self._fresh = entries, {}
