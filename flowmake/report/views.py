@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 # One target's line of `status`: (name, state, reasons, source), state being a State's
 # value and source what a fresh state comes from ("record" or "lock", else None). Both the
-# planner's answer and the no-op fast path's (fastpath.fresh_status) come as rows.
+# planner's answer and the no-op fast path's (cli.noop.fresh_status) come as rows.
 StatusRow = tuple[str, str, Sequence[str], "str | None"]
 
 
