@@ -353,7 +353,7 @@ def _fish_quote(text: str) -> str:
 
 def script(shell: str) -> str:
     """The completion script for ``shell``."""
-    from flowmake.cli.main import build_parser
+    from flowmake.cli.parser import build_parser
 
     top, subs = commands(build_parser())
     return {"bash": bash, "zsh": zsh, "fish": fish}[shell](top, subs)
