@@ -77,7 +77,7 @@ def bench_scale(root: Path, fm: Tool, sizes: tuple[int, ...], jobs: int = 2,
         for n in sizes:
             print(f"\n## scale: {shape}, N={n} (load {load()})")
             results += one_size(root, shape, n, fm, jobs, repeat)
-    print("\n" + markdown(results, sizes))
+    print("\n" + markdown(results, sizes, shapes))
     return results
 
 
@@ -92,12 +92,13 @@ def exponent(t1: float | None, t2: float | None, n1: int, n2: int) -> str:
     return f"{math.log(t2 / t1) / math.log(n2 / n1):.2f}"
 
 
-def markdown(results: list[Series], sizes: tuple[int, ...]) -> str:
+def markdown(results: list[Series], sizes: tuple[int, ...],
+             shapes: tuple[str, ...] = tuple(SHAPES)) -> str:
     head = " | ".join(f"N={n:,}" for n in sizes)
     grows = " | ".join(f"exp {a:,}→{b:,}" for a, b in itertools.pairwise(sizes))
     rows = [f"| shape | measure | {head} | {grows} |",
             "|---|---|" + "---|" * (2 * len(sizes) - 1)]
-    for shape in SHAPES:
+    for shape in shapes:
         for m in MEASURES:
             found = [next((s for s in results if s.bench == f"scale-{shape}-{m}"
                            and s.size == n), None) for n in sizes]
