@@ -148,11 +148,11 @@ class Target(NamedTuple):
     metrics: tuple[str, ...] = ()  # outputs that hold metrics (`flowmake metrics`)
 
     @property
-    def kind(self) -> TargetKind | str:
+    def kind(self) -> BuiltinKind | str:
         """``cmd``, ``python``, or a plugin's kind (``notebook``, a plain string)."""
         if isinstance(self.action, PluginAction):
             return self.action.kind
-        return TargetKind.CMD if isinstance(self.action, Shell) else TargetKind.PYTHON
+        return BuiltinKind.CMD if isinstance(self.action, Shell) else BuiltinKind.PYTHON
 
 
 class Settings(NamedTuple):
@@ -236,8 +236,9 @@ class RunResult(_Text):
     RUNNING = "running"
 
 
-class TargetKind(_Text):
-    """What runs a target (``flowmake list``, ``graph --format json``)."""
+class BuiltinKind(_Text):
+    """The kinds of target flowmake runs itself (``flowmake list``, ``graph --format json``);
+    a plugin's kind (``flowmake.kinds.TargetKind``) is named by its plain string key."""
 
     CMD = "cmd"
     PYTHON = "python"

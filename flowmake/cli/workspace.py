@@ -162,7 +162,7 @@ class Workspace:
             action = target.action
             if isinstance(action, model.PluginAction):
                 self._check_kind(action.kind, f"{where}.{action.kind}")
-            python = target.kind is model.TargetKind.PYTHON or (
+            python = target.kind is model.BuiltinKind.PYTHON or (
                 isinstance(action, model.PluginAction) and action.values)
             paths = [(i.path, f"{where}.inputs", i.name is not None and python)
                      for i in target.inputs]
@@ -259,7 +259,7 @@ class Workspace:
 
     def code_files(self, target: Any) -> list[str]:
         """Absolute paths of the source files behind a python target's code fingerprint."""
-        if target.kind is model.TargetKind.CMD:
+        if target.kind is model.BuiltinKind.CMD:
             return []
         files: list[str] = self.code.files(target)  # python, and a plugin kind's
         return files

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from flowmake.model import OutcomeStatus, RunResult, Shell, Target, TargetKind, TargetStatus
+from flowmake.model import BuiltinKind, OutcomeStatus, RunResult, Shell, Target, TargetStatus
 from flowmake.plan.check import State
 from flowmake.schedule import Outcome, Summary
 
@@ -18,11 +18,11 @@ def test_values():
     assert [m.value for m in TargetStatus] == ["fresh", "stale", "restorable"]
     assert [m.value for m in OutcomeStatus] == ["built", "restored", "fresh", "failed", "skipped"]
     assert [m.value for m in RunResult] == ["success", "failed", "interrupted", "running"]
-    assert [m.value for m in TargetKind] == ["cmd", "python"]
+    assert [m.value for m in BuiltinKind] == ["cmd", "python"]
     assert State is TargetStatus  # the planner's states are the status Enum
 
 
-@pytest.mark.parametrize("member", [*TargetStatus, *OutcomeStatus, *RunResult, *TargetKind])
+@pytest.mark.parametrize("member", [*TargetStatus, *OutcomeStatus, *RunResult, *BuiltinKind])
 def test_a_member_is_its_value_in_text_json_sqlite_and_pickle(member):
     value = member.value
     assert member == value and hash(member) == hash(value) and isinstance(member, str)
@@ -39,7 +39,7 @@ def test_a_member_is_its_value_in_text_json_sqlite_and_pickle(member):
 
 def test_target_kind():
     shell = Target("a", Shell("true"))
-    assert shell.kind is TargetKind.CMD
+    assert shell.kind is BuiltinKind.CMD
     assert f"{shell.kind:<6}|" == "cmd   |"  # `flowmake list` pads it
 
 
