@@ -111,16 +111,9 @@ class TargetReader(Reader):
             command = self.expect(table["cmd"], (str,), f"{where}.cmd", "a string")
             scope.files(inputs, outputs, cwd)
             command = scope.resolve(command, f"{where}.cmd", text=True)
-            action = Shell(self.clean_text(command, f"{where}.cmd", "a command"),
-                                         cwd)
+            action = Shell(self.clean_text(command, f"{where}.cmd", "a command"), cwd)
         else:
-            function = self.expect(table["python"], (str,), f"{where}.python", "'module:function'")
-            if not _FUNCTION.match(function):
-                raise self.error(f"{where}.python", f"expected 'module:function', got '{function}'")
-            version = table.get("version")
-            if version is not None:
-                version = str(self.expect(version, (str, int, float), f"{where}.version", "a string"))
-            action = Call(function, version)
+            action = self.python_call(table, where)
         timeout, retries = self.attempts(table, where)
         return Target(
             name=name,
@@ -141,6 +134,16 @@ class TargetReader(Reader):
             item=item,
             metrics=self.metrics(table.get("metrics", []), scope, outputs, f"{where}.metrics"),
         )
+
+    def python_call(self, table: dict[str, Any], where: str) -> Call:
+        """A python target's ``module:function`` and its optional ``version``."""
+        function = self.expect(table["python"], (str,), f"{where}.python", "'module:function'")
+        if not _FUNCTION.match(function):
+            raise self.error(f"{where}.python", f"expected 'module:function', got '{function}'")
+        version = table.get("version")
+        if version is not None:
+            version = str(self.expect(version, (str, int, float), f"{where}.version", "a string"))
+        return Call(function, version)
 
     def metrics(self, value: Any, scope: Scope, outputs: tuple[Output, ...],
                 key: str) -> tuple[str, ...]:
