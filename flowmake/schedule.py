@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, NamedTuple, Protocol, cast
 
 from flowmake.errors import StateError
@@ -85,6 +88,53 @@ class Restorer(Protocol):
         ...
 
 
+class SignalGate:
+    """Ctrl-C and SIGTERM, held over statements that must happen together (a job
+    submitted and put on the running list; a job's record and its outcome): inside
+    ``with gate:`` a signal waits, and is delivered at the end of the block, so that an
+    interrupt lands between two jobs' steps, never inside one.
+
+    ``install`` puts the gate in front of the Python-level handlers in place (on the main
+    thread: the only one that runs them); ``uninstall`` puts them back. Entering the gate
+    costs a counter, not a system call."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.caught: tuple[int, Any] | None = None
+        self.saved: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.SIGNALS:
+            handler = signal.getsignal(sig)
+            if callable(handler):
+                self.saved[sig] = handler  # first: uninstall restores it whatever happens
+                signal.signal(sig, self._handle)
+
+    def uninstall(self) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.depth:
+            self.caught = self.caught or (signum, frame)
+        else:
+            self.saved[signum](signum, frame)  # Python's raises KeyboardInterrupt
+
+    def __enter__(self) -> None:
+        self.depth += 1
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.depth -= 1
+        if not self.depth and self.caught is not None:  # delivered as if it came now
+            (signum, frame), self.caught = self.caught, None
+            self.saved[signum](signum, frame)
+
+
 def make_job(project: Project, target: Target) -> Job:
     """The picklable description of one run of ``target``."""
     root = str(project.root)
@@ -153,6 +203,7 @@ class Scheduler:
         self.ready: deque[str] = deque(n for n in self.order if self.waiting[n] == 0)
         self.runnable: deque[Step] = deque()
         self.running: dict[JobHandle, tuple[Step, float]] = {}
+        self.finishing: list[tuple[JobResult, Step, float]] = []  # ended, not yet recorded
         self.outcomes: dict[str, Outcome] = {}
         self.in_use: dict[str, float] = {}  # resource -> amount held by running jobs
         self.stopping = False
@@ -160,11 +211,13 @@ class Scheduler:
         self.ended = 0.0  # wall-clock time the last finished jobs were seen done
         self.start = time.monotonic()
         self.recorded: dict[str, Record] = {}  # records written by this build (flow.lock)
+        self.gate = SignalGate()  # no Ctrl-C between a job's steps that go together
 
     def run(self) -> Summary:
         start = self.start = time.monotonic()
         self.reporter.build_start(len(self.order), self.jobs)
         result = RunResult.SUCCESS
+        self.gate.install()
         try:
             self._loop()
         except KeyboardInterrupt:
@@ -174,8 +227,11 @@ class Scheduler:
             self._interrupt()
             raise
         finally:
-            if self.executor is not None:
-                self.executor.shutdown()
+            try:
+                if self.executor is not None:
+                    self.executor.shutdown()
+            finally:
+                self.gate.uninstall()
         for name in self.order:  # never reached: stopped after a failure, or interrupted
             if name not in self.outcomes:
                 self.outcomes[name] = Outcome(name, OutcomeStatus.SKIPPED)
@@ -202,8 +258,10 @@ class Scheduler:
             self._fill()
             if not self.running:
                 return
-            finished = [(handle.result(), *self.running.pop(handle))
-                        for handle in self._wait()]
+            done = self._wait()
+            with self.gate:  # off the running list and onto finishing together
+                finished = self.finishing = [(handle.result(), *self.running.pop(handle))
+                                             for handle in done]
             self.ended = time.time()  # when these jobs were seen done (their bars' ends)
             for _, step, _ in finished:
                 self._release(step.target)
@@ -212,6 +270,7 @@ class Scheduler:
                 self._start_runnable()  # the freed slots are refilled before the bookkeeping
             for result, step, started in finished:
                 self._finish(step, result, started)
+            self.finishing = []
             held, self.held = self.held, None
             for step in held:
                 self.reporter.target_start(step)
@@ -257,8 +316,7 @@ class Scheduler:
         self.checker.hasher.forget(o.path for o in step.target.outputs)
         outcome = Outcome(step.name, OutcomeStatus.RESTORED, time.monotonic() - started,
                           [str(r) for r in step.reasons], log, started=wall, finished=time.time())
-        self._record(step, outcome, None)
-        self._done(outcome)
+        self._conclude(step, outcome, None)
         return True
 
     def _fits(self, target: Target) -> bool:
@@ -277,20 +335,24 @@ class Scheduler:
             if not self._fits(step.target):
                 skipped.append(step)  # waits for resources; later steps may still fit
                 continue
-            for r, amount in step.target.resources.items():
-                self.in_use[r] = self.in_use.get(r, 0.0) + amount
             if self.executor is None:
                 self.executor = self.executor_factory()
-            if self.held is None:
-                self.reporter.target_start(step)
-            else:
-                self.held.append(step)
-            self.on_event("target_start", step)
-            self.checker.hasher.forget(o.path for o in step.target.outputs)
-            job = make_job(self.project, step.target)
-            line = self.reporter.line if self.stream else None
-            self.running[self.executor.submit(job, line)] = (step, time.time())
+            with self.gate:  # a job started is a job on the running list
+                self._submit(self.executor, step)
         self.runnable.extendleft(reversed(skipped))
+
+    def _submit(self, executor: Executor, step: Step) -> None:
+        for r, amount in step.target.resources.items():
+            self.in_use[r] = self.in_use.get(r, 0.0) + amount
+        if self.held is None:
+            self.reporter.target_start(step)
+        else:
+            self.held.append(step)
+        self.on_event("target_start", step)
+        self.checker.hasher.forget(o.path for o in step.target.outputs)
+        job = make_job(self.project, step.target)
+        line = self.reporter.line if self.stream else None
+        self.running[executor.submit(job, line)] = (step, time.time())
 
     def _finish(self, step: Step, result: JobResult, started: float) -> None:
         """``started``: the wall-clock time the job was submitted."""
@@ -299,15 +361,15 @@ class Scheduler:
         if result.interrupted:
             outcome = Outcome(step.name, OutcomeStatus.FAILED, result.duration, reasons,
                               result.output, "interrupted", result.attempts, **times)
-            self._record_interrupted(step, outcome)
-            self._done(outcome)
+            with self.gate:
+                self._record_interrupted(step, outcome)
+                self._done(outcome)
             return
         result = digest_url_outputs(self.checker.hasher, step.target, result)
         if not result.ok:
             outcome = Outcome(step.name, OutcomeStatus.FAILED, result.duration, reasons,
                               result.output, result.error, result.attempts, **times)
-            self._record(step, outcome, None)
-            self._done(outcome)
+            self._conclude(step, outcome, None)
             return
         hasher = self.checker.hasher
         for path, digest in result.digests.items():
@@ -318,8 +380,13 @@ class Scheduler:
                           result.output, None, result.attempts, **times)
         if self.restorer is not None and step.target.cache:
             self.restorer.save(step, result)
-        self._record(step, outcome, result.digests)
-        self._done(outcome)
+        self._conclude(step, outcome, result.digests)
+
+    def _conclude(self, step: Step, outcome: Outcome, digests: dict[str, str] | None) -> None:
+        """The record and the outcome, with no interrupt between them."""
+        with self.gate:
+            self._record(step, outcome, digests)
+            self._done(outcome)
 
     def _record(self, step: Step, outcome: Outcome, digests: dict[str, str] | None) -> None:
         """Write the record (on success) and the run's line for this target, atomically."""
@@ -354,9 +421,10 @@ class Scheduler:
         entry = self.checker.records[step.name]
         record = Record(step.name, entry.key, entry.parts_json, entry.outputs_json,
                         self.run_id, time.time(), entry.duration)
-        self.store.put_record(record)
-        self.checker.records[step.name] = record
-        self.recorded[step.name] = record
+        with self.gate:  # recorded is in `recorded` (flow.lock)
+            self.store.put_record(record)
+            self.checker.records[step.name] = record
+            self.recorded[step.name] = record
 
     def _done(self, outcome: Outcome) -> None:
         self.outcomes[outcome.name] = outcome
@@ -382,19 +450,52 @@ class Scheduler:
                 self.on_event("target_finish", skipped)
 
     def _interrupt(self) -> None:
-        """Ctrl-C or SIGTERM: stop every job, wait for them, record none of them fresh."""
+        """Ctrl-C or SIGTERM: stop every job, wait for them, record none of them fresh.
+        A job that had ended before (done, or taken off the running list but not yet
+        recorded) is finished as it would have been: built and recorded, or failed."""
         self.stopping = True
+        ended = [(step, result, started) for result, step, started in self.finishing]
+        stopped: list[tuple[JobHandle, Step, float]] = []
+        for handle, (step, started) in self.running.items():
+            result = _result_if_done(handle)
+            if result is None:
+                stopped.append((handle, step, started))
+            else:
+                ended.append((step, result, started))
         if self.executor is not None:
             self.executor.cancel()
-        for future, (step, started) in list(self.running.items()):
-            try:
-                result = future.result(timeout=30)
-            except Exception:  # a job that cannot even report is simply not recorded
-                result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
-            self.outcomes[step.name] = Outcome(step.name, OutcomeStatus.FAILED, result.duration,
-                                               [str(r) for r in step.reasons], result.output,
-                                               "interrupted", result.attempts,
-                                               started=started, finished=time.time())
-            self._record_interrupted(step, self.outcomes[step.name])
-            self.on_event("target_finish", self.outcomes[step.name])
+        self.ended = time.time()
+        for step, result, started in ended:
+            if step.name not in self.outcomes:  # not already recorded, before the Ctrl-C
+                self._finish(step, result, started)
+        held, self.held = self.held or [], None  # started in freed slots, not yet reported
+        for step in held:
+            self.reporter.target_start(step)
+        for handle, step, started in stopped:
+            self._stopped(handle, step, started)
         self.running.clear()
+        self.finishing = []
+
+    def _stopped(self, handle: JobHandle, step: Step, started: float) -> None:
+        """A job still running at the interrupt: failed, "interrupted", no record."""
+        try:
+            result = handle.result(timeout=30)
+        except Exception:  # a job that cannot even report is simply not recorded
+            result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
+        outcome = Outcome(step.name, OutcomeStatus.FAILED, result.duration,
+                          [str(r) for r in step.reasons], result.output, "interrupted",
+                          result.attempts, started=started, finished=time.time())
+        with self.gate:
+            self.outcomes[step.name] = outcome
+            self._record_interrupted(step, outcome)
+        self.on_event("target_finish", outcome)
+
+
+def _result_if_done(handle: JobHandle) -> JobResult | None:
+    """The result of a job that has ended (None: still running, or it cannot report)."""
+    if not handle.done():
+        return None
+    try:
+        return handle.result()
+    except Exception:
+        return None

@@ -3,8 +3,10 @@
 :class:`FakeExecutor` implements the Executor interface without starting anything: each
 job's outcome comes from a script (a function of the Job), its outputs are written as the
 script says, and jobs finish one at a time, oldest first, when the scheduler waits, so
-that a test sees a deterministic order. It records what the scheduler did: every job
-submitted, how many ran at once, whether it was cancelled. :func:`memory_store` is a
+that a test sees a deterministic order (``batch``: that many at once). It records what
+the scheduler did: every job submitted, how many ran at once, whether it was cancelled.
+A script can deliver a real SIGINT to this process, as a Ctrl-C would, at a chosen moment
+(``Script(signal=...)``), so a test can land the interrupt exactly where a race would. :func:`memory_store` is a
 :class:`~flowmake.store.db.Store` in memory (the same SQLite schema, nothing on disk).
 
 A scheduler test on both::
@@ -17,6 +19,7 @@ A scheduler test on both::
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,6 +36,10 @@ class Script(NamedTuple):
     error: str | None = None
     writes: Mapping[str, str] | None = None  # output path -> content; None: "NAME\n"
     interrupt: bool = False  # raise KeyboardInterrupt when the scheduler waits for it
+    # SIGINT to this process (the default handler raises KeyboardInterrupt at once):
+    # "submit": right after the job started, before submit() returns its handle;
+    # "finish": right after the job finished, before wait() returns it.
+    signal: str | None = None
 
 
 class FakeHandle:
@@ -56,8 +63,10 @@ class FakeExecutor:
     NAME = "fake"
 
     def __init__(self, jobs: int = 1, options: Mapping[str, Any] | None = None, *,
-                 script: Mapping[str, Script | Callable[[Job], Script]] | None = None) -> None:
+                 script: Mapping[str, Script | Callable[[Job], Script]] | None = None,
+                 batch: int = 1) -> None:
         self.jobs = jobs
+        self.batch = batch  # jobs finished by one wait(): several ending at the same moment
         self.script = dict(script or {})
         self.submitted: list[str] = []
         self.running: list[FakeHandle] = []
@@ -74,18 +83,24 @@ class FakeExecutor:
         self.submitted.append(job.name)
         self.running.append(handle)
         self.most_at_once = max(self.most_at_once, len(self.running))
+        if self._script(job).signal == "submit":
+            interrupt_now()
         return handle
 
     def wait(self, handles: Iterable[FakeHandle]) -> set[FakeHandle]:
-        """Finish the oldest running job among ``handles``."""
+        """Finish the ``batch`` oldest running jobs among ``handles``."""
         wanted = set(handles)
-        handle = next(h for h in self.running if h in wanted)
-        step = self._script(handle.job)
-        if step.interrupt:
-            raise KeyboardInterrupt
-        self.running.remove(handle)
-        handle._result = self._run(handle.job, step)
-        return {handle}
+        done: set[FakeHandle] = set()
+        for handle in [h for h in self.running if h in wanted][:self.batch]:
+            step = self._script(handle.job)
+            if step.interrupt:
+                raise KeyboardInterrupt
+            self.running.remove(handle)
+            handle._result = self._run(handle.job, step)
+            done.add(handle)
+            if step.signal == "finish":
+                interrupt_now()
+        return done
 
     def _script(self, job: Job) -> Script:
         found = self.script.get(job.name, Script())
@@ -112,6 +127,12 @@ class FakeExecutor:
 
     def shutdown(self) -> None:
         self.shut_down = True
+
+
+def interrupt_now() -> None:
+    """SIGINT to this process, as a Ctrl-C; its handler runs before this returns (Python's
+    default raises KeyboardInterrupt; one that defers it lets this return)."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def memory_store() -> Store:

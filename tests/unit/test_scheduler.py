@@ -7,6 +7,8 @@ every decision the scheduler makes is checked here without a process or a databa
 from __future__ import annotations
 
 import io
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,8 @@ from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import Hasher
 from flowmake.report.live import make_reporter
 from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
-from flowmake.testing import FakeExecutor, Script, memory_store
+from flowmake.store.db import Store
+from flowmake.testing import FakeExecutor, Script, interrupt_now, memory_store
 
 
 def make(root: Path, flow: str, files: dict[str, str] | None = None):
@@ -156,3 +159,141 @@ def test_a_second_build_runs_nothing(tmp_path):
     summary = run(project, graph, executor, store, jobs=2)
     assert executor.submitted == []
     assert set(statuses(summary).values()) == {"fresh"}
+
+
+# -- Ctrl-C at each moment of a job's life (a real SIGINT, delivered by the fakes) -------
+#
+# Whenever it lands: a job that ended with success is recorded built (its record written),
+# a job still running is reported interrupted with no record, a job never started is
+# skipped, and no target ever has a record unless its outcome is built.
+
+
+@pytest.fixture(autouse=False)
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt here, as in a flowmake process (not pytest's)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+class SignallingStore(Store):
+    """An in-memory Store that delivers one Ctrl-C right after it wrote ``at``'s line
+    (and record): between a job's record and its outcome."""
+
+    def __init__(self, at: str) -> None:
+        super().__init__(Path(os.devnull), memory=True)
+        self.at: str | None = at
+
+    def finish_target(self, run_id, target, *args, **kwargs) -> None:
+        super().finish_target(run_id, target, *args, **kwargs)
+        if target == self.at:
+            self.at = None
+            interrupt_now()
+
+
+class SignallingCache:
+    """An artifact cache that misses, and delivers one Ctrl-C as it saves ``at``'s
+    outputs: after the job ended, before its record."""
+
+    def __init__(self, at: str) -> None:
+        self.at: str | None = at
+        self.saved: list[str] = []
+
+    def restore(self, step) -> str | None:
+        return None
+
+    def save(self, step, result) -> None:
+        self.saved.append(step.name)
+        if step.name == self.at:
+            self.at = None
+            interrupt_now()
+
+
+def interrupted_run(project, graph, executor: FakeExecutor, store: Store, *, jobs: int,
+                    restorer=None) -> Summary:
+    checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+    parts = Collaborators(checker, store, lambda: executor,
+                          make_reporter(io.StringIO(), no_color=True), restorer)
+    config = SchedulerConfig(store.start_run("test"), jobs=jobs)
+    summary = Scheduler(project, graph, list(graph.targets), config, parts).run()
+    assert summary.result == "interrupted" and executor.cancelled
+    return summary
+
+
+def assert_consistent(summary: Summary, executor: FakeExecutor, store: Store) -> None:
+    """Built <=> recorded (with the run's line); started and not built => interrupted;
+    never started => skipped."""
+    records = store.records()
+    lines = {line[0]: line[1] for line in store.run_targets(summary.run_id)}
+    for name, outcome in summary.outcomes.items():
+        assert (name in records) == (outcome.status == "built"), (name, outcome)
+        if outcome.status == "built":
+            assert lines[name] == "built"
+            assert records[name].outputs == {f"{name}.txt": records[name].outputs[f"{name}.txt"]}
+        elif name in executor.submitted:
+            assert (outcome.status, outcome.error) == ("failed", "interrupted"), name
+            assert lines[name] == "failed"
+        else:
+            assert outcome.status == "skipped", name
+            assert name not in lines
+
+
+def test_ctrl_c_while_a_job_is_submitted_reports_it_interrupted(tmp_path, ctrl_c):
+    project, graph = make(tmp_path, WIDE)
+    store = memory_store()
+    executor = FakeExecutor(script={"t1": Script(signal="submit")})
+    summary = interrupted_run(project, graph, executor, store, jobs=2)
+    assert executor.submitted == ["t0", "t1"]
+    assert statuses(summary) == {"t0": "failed", "t1": "failed", "t2": "skipped",
+                                 "t3": "skipped", "t4": "skipped", "t5": "skipped"}
+    assert_consistent(summary, executor, store)
+
+
+def test_ctrl_c_as_a_job_ends_records_it_built(tmp_path, ctrl_c):
+    project, graph = make(tmp_path, CHAIN)
+    store = memory_store()
+    executor = FakeExecutor(script={"a": Script(signal="finish")})
+    summary = interrupted_run(project, graph, executor, store, jobs=1)
+    assert statuses(summary) == {"a": "built", "b": "skipped", "c": "skipped"}
+    assert_consistent(summary, executor, store)
+
+
+def test_ctrl_c_between_a_job_ending_and_its_record_records_it_built(tmp_path, ctrl_c):
+    project, graph = make(tmp_path, WIDE)
+    store = memory_store()
+    cache = SignallingCache("t0")
+    executor = FakeExecutor()
+    summary = interrupted_run(project, graph, executor, store, jobs=2, restorer=cache)
+    # -j 2: t0 and t1 ran; t0 ended and t2 took its slot before t0's bookkeeping; the
+    # Ctrl-C came while t0's outputs were being saved, before its record
+    assert statuses(summary) == {"t0": "built", "t1": "failed", "t2": "failed",
+                                 "t3": "skipped", "t4": "skipped", "t5": "skipped"}
+    assert_consistent(summary, executor, store)
+
+
+def test_ctrl_c_between_a_record_and_its_outcome_reports_it_built(tmp_path, ctrl_c):
+    project, graph = make(tmp_path, WIDE)
+    store = SignallingStore("t0")
+    executor = FakeExecutor()
+    summary = interrupted_run(project, graph, executor, store, jobs=2)
+    assert statuses(summary)["t0"] == "built"
+    assert_consistent(summary, executor, store)
+
+
+@pytest.mark.parametrize("where", ["record", "finish"])
+def test_ctrl_c_when_several_jobs_end_at_once(tmp_path, ctrl_c, where):
+    """Three jobs end together; the Ctrl-C lands as the first is recorded (the other two
+    ended but are not recorded yet), or as the first ends (the others still run)."""
+    project, graph = make(tmp_path, WIDE)
+    store = SignallingStore("t0") if where == "record" else memory_store()
+    script = {"t0": Script(signal="finish")} if where == "finish" else {}
+    executor = FakeExecutor(script=script, batch=3)
+    summary = interrupted_run(project, graph, executor, store, jobs=3)
+    found = statuses(summary)
+    if where == "record":  # t3..t5 took the freed slots before the bookkeeping
+        assert found == {"t0": "built", "t1": "built", "t2": "built",
+                         "t3": "failed", "t4": "failed", "t5": "failed"}
+    else:
+        assert found == {"t0": "built", "t1": "failed", "t2": "failed",
+                         "t3": "skipped", "t4": "skipped", "t5": "skipped"}
+    assert_consistent(summary, executor, store)
