@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-FORMAT = 4
+FORMAT = 5
 RACY_NS = 2_000_000_000
 SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
 _ENTRY = struct.Struct("<QqQ")  # size, mtime_ns, inode: one fixed-size record per path
@@ -66,45 +66,109 @@ def _same(paths: list[str], saved: bytes) -> bool:
         return False
 
 
+# An entry no stat gives: a path missing now, and one saved as "not trusted" (modified
+# within RACY_NS of a partial save: ``update``), which therefore never matches.
+MISSING = _ENTRY.pack(2**64 - 2, 0, 0)
+UNTRUSTED = _ENTRY.pack(2**64 - 1, 0, 0)
+
+
+def _lenient(paths: list[str]) -> bytes:
+    """As _stats, with MISSING for a path that cannot be stat'ed."""
+    try:
+        return _stats(paths)
+    except OSError:
+        pass
+    found = []
+    for path in paths:
+        st = _stat(path)
+        found.append(MISSING if st is None else _ENTRY.pack(*st))
+    return b"".join(found)
+
+
+def _differing(paths: list[str], saved: bytes, offset: int) -> list[int]:
+    """The indices (plus ``offset``) of the paths whose stat is not the saved one."""
+    now = _lenient(paths)
+    if now == saved:
+        return []
+    size = _ENTRY.size
+    return [offset + i for i in range(len(paths))
+            if now[i * size:(i + 1) * size] != saved[i * size:(i + 1) * size]]
+
+
 def unchanged(paths: list[str], saved: bytes) -> bool:
-    """Whether every path still has the stat saved for it, checked by up to MAX_PROCESSES
-    processes at once for a long list (forked: the caller has started no thread)."""
+    """Whether every path still has the stat saved for it (see ``changed``)."""
+    return changed(paths, saved, stop_early=True) == []
+
+
+def changed(paths: list[str], saved: bytes, *, stop_early: bool = False) -> list[int] | None:
+    """The indices of the paths whose stat differs from the one saved for it (None if
+    ``saved`` is not theirs), checked by up to MAX_PROCESSES processes at once for a long
+    list (forked: the caller has started no thread). With ``stop_early``, any change is
+    reported as [-1] without finding which."""
     size = _ENTRY.size
     if len(saved) != len(paths) * size:
-        return False
+        return None
     try:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     parts = min(cpus, MAX_PROCESSES, len(paths) // (PARALLEL_MIN // 2))
+    check = _quick if stop_early else _differing
     if parts < 2 or not hasattr(os, "fork"):
-        return _same(paths, saved)
+        return check(paths, saved, 0)
     step = -(-len(paths) // parts)
-    children: list[int] = []
+    children: list[tuple[int, int]] = []
+    found: list[int] = []
     for i in range(1, parts):
         chunk = paths[i * step:(i + 1) * step]
         expected = saved[i * step * size:(i * step + len(chunk)) * size]
+        read_end, write_end = os.pipe()
         try:
             pid = os.fork()
         except OSError:  # no process to spare: this one checks that part too
-            if not _same(chunk, expected):
-                return _reap(children, False)
+            os.close(read_end)
+            os.close(write_end)
+            found += check(chunk, expected, i * step)
             continue
-        if pid == 0:  # the child: its answer is its exit status
+        if pid == 0:  # the child: its answer, the indices as 4-byte integers, in the pipe
             code = 1
             try:
-                code = 0 if _same(chunk, expected) else 1
+                os.close(read_end)
+                _write_all(write_end, b"".join(
+                    n.to_bytes(4, "little", signed=True)
+                    for n in check(chunk, expected, i * step)))
+                code = 0
             finally:
                 os._exit(code)
-        children.append(pid)
-    return _reap(children, _same(paths[:step], saved[:step * size]))
+        os.close(write_end)
+        children.append((pid, read_end))
+    found = check(paths[:step], saved[:step * size], 0) + found
+    return _reap(children, found)
 
 
-def _reap(children: list[int], ok: bool) -> bool:
-    for pid in children:
+def _quick(paths: list[str], saved: bytes, offset: int) -> list[int]:
+    return [] if _same(paths, saved) else [-1]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _reap(children: list[tuple[int, int]], found: list[int]) -> list[int]:
+    for pid, read_end in children:
+        chunks = []
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+        os.close(read_end)
+        data = b"".join(chunks)
         _, status = os.waitpid(pid, 0)
-        ok = ok and os.waitstatus_to_exitcode(status) == 0
-    return ok
+        if os.waitstatus_to_exitcode(status) != 0:
+            found.append(-1)  # a child that could not answer: as if all changed
+        found += [int.from_bytes(data[i:i + 4], "little", signed=True)
+                  for i in range(0, len(data), 4)]
+    return sorted(found)
 
 
 def signature(flow_file: str, overrides: list[str], selection: list[str],
@@ -133,13 +197,44 @@ def _site_dirs() -> list[str]:
 
 def load(snapshot: str) -> tuple[Any, ...] | None:
     """The saved snapshot at path ``snapshot``; None when there is none, or none whole."""
+    found = read(snapshot)
+    return None if found is None else found[1]
+
+
+def read(snapshot: str) -> tuple[tuple[int, int, int], tuple[Any, ...]] | None:
+    """(the file's identity: size, mtime_ns, inode; the saved snapshot), or None. Every
+    write of the snapshot is a new file: the identity says whether it is still the one read."""
     try:
         with open(snapshot, "rb") as f:
+            st = os.fstat(f.fileno())
             saved = marshal.loads(f.read())  # loads(read()): marshal.load(f) reads in dribs
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    return saved if isinstance(saved, tuple) and len(saved) == 11 and saved[0] == FORMAT \
-        else None
+    if isinstance(saved, tuple) and len(saved) == 13 and saved[0] == FORMAT:
+        return (st.st_size, st.st_mtime_ns, st.st_ino), saved
+    return None
+
+
+def identity(snapshot: str) -> tuple[int, int, int] | None:
+    """The snapshot file's (size, mtime_ns, inode) now; None if there is none."""
+    return _stat(snapshot)
+
+
+def check(snapshot: str, flow_file: str, overrides: list[str], selection: list[str]
+          ) -> tuple[tuple[int, int, int], tuple[Any, ...], list[int]] | None:
+    """The snapshot (its identity, its content) and the indices of its paths whose stat
+    changed (empty: the no-op holds; -1 among them: some change not located); None when
+    there is no snapshot or its signature (flow.toml, overrides, selection, env values,
+    version, site folders) is not this build's."""
+    found = read(snapshot)
+    if found is None:
+        return None
+    ident, saved = found
+    _, sig, env_names, site_dirs, paths, stats = saved[:6]
+    if sig != signature(flow_file, overrides, selection, env_names, site_dirs):
+        return None
+    differ = changed(paths.split(SEP), stats)
+    return None if differ is None else (ident, saved, differ)
 
 
 def still_fresh(snapshot: str, flow_file: str, overrides: list[str],
@@ -151,21 +246,59 @@ def still_fresh(snapshot: str, flow_file: str, overrides: list[str],
     saved = load(snapshot)
     if saved is None:
         return None
-    _, sig, env_names, site_dirs, paths, stats, names, count, history, upstream, roots = saved
+    _, sig, env_names, site_dirs, paths, stats = saved[:6]
     if sig != signature(flow_file, overrides, selection, env_names, site_dirs):
         return None
     if not unchanged(paths.split(SEP), stats):
         return None
-    return names, count, history, upstream, roots
+    return fresh_answer(saved)
+
+
+def fresh_answer(saved: tuple[Any, ...]) -> tuple[Any, ...]:
+    """still_fresh's answer from a snapshot found unchanged."""
+    return saved[6:11]
+
+
+def owners(saved: tuple[Any, ...], changed_paths: Iterable[int]) -> set[int] | None:
+    """The indices (into the snapshot's names) of the targets whose key has one of those
+    paths; None if a change is not located (-1) or a path is no target's (an included or
+    params file: the flow itself may have changed)."""
+    found: set[int] = set()
+    by_path = saved[11].split(SEP)
+    for i in changed_paths:
+        if i < 0 or not by_path[i]:
+            return None
+        found.update(int(t) for t in by_path[i].split(","))
+    return found
 
 
 def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[str],
-         env_names: Iterable[str], paths: Iterable[str], names: list[str], history: int,
-         upstream: dict[str, list[str]], roots: list[str]) -> bool:
-    """Save the stats of ``paths`` (files and folders, walked); False if one is racy.
-    ``names`` (in build order), ``upstream`` and ``roots`` let `status` answer too."""
+         env_names: Iterable[str], sources: Iterable[str], keyed: list[list[str]],
+         names: list[str], history: int, upstream: dict[str, list[str]],
+         roots: list[str]) -> bool:
+    """Save the stats of ``sources`` and of each target's ``keyed`` paths (files and
+    folders, walked; ``keyed[i]`` is ``names[i]``'s); False if one is racy. ``names`` (in
+    build order), ``upstream`` and ``roots`` let `status` answer too."""
     deadline = time.time_ns() - RACY_NS
-    expanded = list(_expand(paths))
+    index: dict[str, int] = {}  # in insertion order: the paths' indices
+    by_path: list[list[int]] = []
+
+    def at(path: str) -> int:
+        i = index.get(path)
+        if i is None:
+            i = index[path] = len(by_path)
+            by_path.append([])
+        return i
+
+    for path in _expand(sources):
+        at(path)
+    by_target: list[list[int]] = []
+    for t, paths in enumerate(keyed):
+        mine = [at(path) for path in _expand(paths)]
+        for i in mine:
+            by_path[i].append(t)
+        by_target.append(mine)
+    expanded = list(index)
     try:
         stats = _stats(expanded)
     except OSError:
@@ -177,18 +310,59 @@ def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[st
     sig = signature(flow_file, overrides, selection, env_names, site_dirs)
     if sig is None or sig[4] >= deadline:  # sig[4]: flow.toml's mtime_ns
         return False
+    number = {n: str(i) for i, n in enumerate(names)}
+    return _write(snapshot, (FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
+                             SEP.join(names), len(names), history,
+                             SEP.join(",".join(number[u] for u in upstream[n]) for n in names),
+                             ",".join(number[r] for r in roots), _joined(by_path),
+                             _joined(by_target)))
+
+
+def _joined(lists: list[list[int]]) -> str:
+    return SEP.join(",".join(map(str, sorted(set(one)))) for one in lists)
+
+
+def _write(snapshot: str, saved: tuple[Any, ...]) -> bool:
     from flowmake.fsutil import atomic_write  # only when an answer is saved
 
-    index = {n: str(i) for i, n in enumerate(names)}
-    data = marshal.dumps((FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
-                          SEP.join(names), len(names), history,
-                          SEP.join(",".join(index[u] for u in upstream[n]) for n in names),
-                          ",".join(index[r] for r in roots)))
     try:
-        atomic_write(snapshot, data, fsync=False)
+        atomic_write(snapshot, marshal.dumps(saved), fsync=False)
     except OSError:
         return False
     return True
+
+
+def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
+           keyed: dict[int, list[str]]) -> bool:
+    """Save ``saved`` again after a build that checked (and built) only the targets
+    ``cone`` (indices into its names), every one of them ended fresh or built: only their
+    paths are stat'ed again. ``keyed`` gives each one's paths now; if they are not the
+    saved ones (a new code file, a folder's new file) nothing is saved (False). A path
+    modified within RACY_NS is saved as UNTRUSTED (the next build checks its targets),
+    as is one that a target outside the cone also reads and that changed since the
+    snapshot was taken (that target was not checked against it)."""
+    paths = saved[4].split(SEP)
+    by_path, by_target = saved[11].split(SEP), saved[12].split(SEP)
+    mine = sorted({int(i) for t in cone if by_target[t] for i in by_target[t].split(",")})
+    if any(sorted(set(_expand(keyed[t]))) != sorted(
+            paths[int(i)] for i in by_target[t].split(",") if i) for t in cone):
+        return False
+    now = _lenient([paths[i] for i in mine])
+    deadline = time.time_ns() - RACY_NS
+    stats = bytearray(saved[5])
+    size = _ENTRY.size
+    for n, i in enumerate(mine):
+        entry = now[n * size:(n + 1) * size]
+        _, mtime_ns, _ = _ENTRY.unpack(entry)
+        if entry == MISSING:
+            return False
+        shared = any(int(t) not in cone for t in by_path[i].split(","))
+        if mtime_ns >= deadline or (shared and entry != stats[i * size:(i + 1) * size]):
+            entry = UNTRUSTED
+        stats[i * size:(i + 1) * size] = entry
+    if saved[1][4] >= deadline:  # flow.toml's mtime_ns (the signature's)
+        return False
+    return _write(snapshot, (*saved[:5], bytes(stats), *saved[6:]))
 
 
 def _expand(paths: Iterable[str]) -> Iterable[str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from flowmake.cli import cone
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
 from flowmake.model import OutcomeStatus, RunResult, TargetStatus
@@ -57,8 +58,10 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
     junit = junit_path(options)
     reporter = make_reporter(print_to(options), no_color=options.no_color,
                              quiet=options.quiet, verbose=options.verbose)
+    found = cone.plan(ws, options, names)  # from the no-op check's stats when it was made
     with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
-        build = _Build(ws, options, sink, junit, dict(ws.store.records_of_runs(dead_runs)))
+        build = _Build(ws, options, sink, junit, dict(ws.store.records_of_runs(dead_runs)),
+                       cone.still_valid(ws, found))
         summary = build.run(command, names, jobs, reporter, lambda: _executor(
             ws, executor_name, jobs, _executor_options(ws, options)))
         build.record(summary)
@@ -86,15 +89,20 @@ class _Build:
     it leaves recorded (records, flow.lock, history) whether it succeeds or not."""
 
     def __init__(self, ws: Workspace, options: BuildOptions, sink: BuildSink,
-                 junit: Path | None, changed: dict[str, Record]) -> None:
+                 junit: Path | None, changed: dict[str, Record],
+                 planned: cone.Cone | None = None) -> None:
         self.ws, self.options, self.sink, self.junit = ws, options, sink, junit
+        self.cone = planned  # only these targets are checked (cli/cone.py)
         self.changed: dict[str, Record | None] = dict(changed)  # for flow.lock
         self.scheduler: Scheduler | None = None
         self.run_id = 0
         self.started: float | None = None
         use_cache = not options.no_cache
         # records as they are now, under the lock
-        self.checker = ws.checker(force=options.force, cache=use_cache)
+        self.checker = ws.checker(force=options.force, cache=use_cache, records=None if (
+            planned is None) else cone.LazyRecords(ws.store.record))
+        if planned is not None:
+            self.checker.trusted = planned.trusted
         # the artifact cache (cache.artifacts), with prefetch and close besides the
         # scheduler's Restorer
         self.restorer: Any = ws.artifacts if use_cache else None
@@ -169,8 +177,10 @@ class _Build:
             ws.store.finish_run(self.run_id, summary.result, summary.counts(),
                                 ws.project.settings.history)
         ws.sync_lock(self.changed)
-        if not options.force and all(o.status is OutcomeStatus.FRESH
-                                     for o in summary.outcomes.values()):
+        if self.cone is not None:
+            cone.resave(ws, self.cone, summary)
+        elif not options.force and all(o.status is OutcomeStatus.FRESH
+                                       for o in summary.outcomes.values()):
             ws.save_fast_path(list(options.params), list(options.targets),
                               list(summary.outcomes))
 

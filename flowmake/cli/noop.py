@@ -14,6 +14,11 @@ from typing import Any
 from flowmake import fastpath
 from flowmake.store import paths
 
+# What the last no-op check found when some paths had changed: (flow file, overrides,
+# selection, fastpath.check's answer), for the full build that follows (cli/cone.py), so
+# that it does not stat every path again. Taken once (``take_check``).
+_checked: list[tuple[str, tuple[str, ...], tuple[str, ...], Any]] = []
+
 
 def saved_in(flow_file: str) -> str | None:
     """The project's state folder if a saved answer is there (one stat), else None."""
@@ -80,14 +85,25 @@ def _locked_check(state_dir: str, flow_file: str, overrides: list[str], selectio
 
     from flowmake.store.mutex import project_lock
 
+    _checked.clear()
     with project_lock(Path(state_dir), lambda msg: print(f"flowmake: {msg}", file=sys.stderr)):
-        found = fastpath.still_fresh(paths.snapshot(state_dir), flow_file, overrides,
-                                     selection)
-        if found is None:
+        checked = fastpath.check(paths.snapshot(state_dir), flow_file, overrides, selection)
+        if checked is None:
             return None
-        names, count, history, _, _ = found
+        if checked[2]:  # some paths changed: the build checks only their targets' cone
+            _checked.append((flow_file, tuple(overrides), tuple(selection), checked))
+            return None
+        names, count, history, _, _ = fastpath.fresh_answer(checked[1])
         run_id = _record_run(state_dir, command, count, history) if record else None
     return names, count, run_id
+
+
+def take_check(flow_file: str, overrides: list[str], selection: list[str]) -> Any:
+    """The no-op check's answer (fastpath.check's) just made for this build, or None."""
+    if not _checked:
+        return None
+    found = _checked.pop()
+    return found[3] if found[:3] == (flow_file, tuple(overrides), tuple(selection)) else None
 
 
 def _record_run(state_dir: str, command: str, count: int, history: int) -> int:

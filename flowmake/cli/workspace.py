@@ -206,13 +206,17 @@ class Workspace:
         return CodeFingerprint(str(self.root), self.hasher, str(self.project.state_dir),
                                kinds=lambda key: self.plugins.target_kind(key))
 
-    def checker(self, *, force: bool = False, cache: bool = True) -> Checker:
-        """A Checker over the records as they are now (call it again after taking the lock).
+    def checker(self, *, force: bool = False, cache: bool = True,
+                records: dict[str, Record] | None = None) -> Checker:
+        """A Checker over the records as they are now (call it again after taking the lock),
+        or over ``records`` (a cone build's, read on demand).
 
         With ``cache`` (and a cache configured) a stale target whose key is cached is
         "restorable"."""
         cached = self.artifacts.has if cache and self.artifacts is not None else None
-        return Checker(self.graph, self.store.records(), self.hasher, force=force,
+        if records is None:
+            records = self.store.records()
+        return Checker(self.graph, records, self.hasher, force=force,
                        code_parts=lambda target: self.code.parts(target), cached=cached,
                        lock=self.lock_records)
 
@@ -279,21 +283,32 @@ class Workspace:
         if self.project.globs:
             return  # a new file for an include or foreach glob changes the flow: no stats say it
         root = str(self.root)
-        paths: list[str] = [f"{root}/{rel}" for rel in self.project.sources]  # includes, params
+        sources = [f"{root}/{rel}" for rel in self.project.sources]  # includes, params
+        keyed: list[list[str]] = []
         env: set[str] = set()
         for name in names:
-            target = self.graph.targets[name]
-            if target.always or any(i.glob or i.url for i in target.inputs) or any(
-                    o.url for o in target.outputs):
+            paths = self.key_paths(name)
+            if paths is None:
                 return
-            paths += [f"{root}/{i.path}" for i in target.inputs]
-            paths += [f"{root}/{o.path}" for o in target.outputs]
-            paths += self.code_files(target)
-            env.update(target.env)
+            keyed.append(paths)
+            env.update(self.graph.targets[name].env)
         upstream = {n: list(self.graph.upstream[n]) for n in names}
         fastpath.save(layout.snapshot(str(self.project.state_dir)), str(self.path), overrides,
-                      patterns, env, paths, names, self.project.settings.history, upstream,
-                      self.status_roots(self.select(patterns)))
+                      patterns, env, sources, keyed, names, self.project.settings.history,
+                      upstream, self.status_roots(self.select(patterns)))
+
+    def key_paths(self, name: str) -> list[str] | None:
+        """The absolute paths whose stats vouch for ``name``'s key in the fast path's
+        snapshot (inputs, outputs, code files); None for a target no stat vouches for
+        (``always``, a glob or URL)."""
+        target = self.graph.targets[name]
+        if target.always or any(i.glob or i.url for i in target.inputs) or any(
+                o.url for o in target.outputs):
+            return None
+        root = str(self.root)
+        paths = [f"{root}/{i.path}" for i in target.inputs]
+        paths += [f"{root}/{o.path}" for o in target.outputs]
+        return paths + self.code_files(target)
 
     def save_stats(self) -> None:
         """Write back what the stat cache learned (cheap when nothing changed)."""

@@ -1,0 +1,140 @@
+"""Cone planning: the edit-one-file build checks only what a change can reach (issue 17).
+
+When the no-op fast path's snapshot (fastpath.py) is this build's (same signature: flow
+file, overrides, selection, env values, version, site folders) but some of its paths'
+stats changed, the targets it vouched for whose key paths are all unchanged, and that
+are not downstream of a target with a changed one, are fresh without a check: at the
+snapshot's save they were all fresh, every record write since would have deleted the
+snapshot (the store's ``on_change``; `clean` and `accept` too), and nothing their keys
+read has a new stat. Only the cone (the changed paths' targets and everything
+downstream of them) is checked, with its records read one by one.
+
+After the build, if every target ended fresh, built or restored, the snapshot is saved
+again with only the cone's paths stat'ed anew (``fastpath.update``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from flowmake import fastpath
+from flowmake.store import paths as layout
+from flowmake.store.db import Record
+
+if TYPE_CHECKING:
+    from flowmake.cli.workspace import Workspace
+    from flowmake.options import BuildOptions
+    from flowmake.schedule import Summary
+
+TRACE_ENV = "FLOWMAKE_TRACE"  # "cone": a line on stderr says how the cone was planned
+
+
+class Cone(NamedTuple):
+    """A build's cone: the snapshot it came from and the targets to check."""
+
+    identity: tuple[int, int, int]  # the snapshot file's, when read
+    saved: tuple[Any, ...]
+    checked: frozenset[str]  # the cone: checked as usual
+    trusted: frozenset[str]  # fresh without a check
+
+
+def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
+    """The cone of this build, or None for a full check (no snapshot, another signature,
+    a change not located or in an included file, ``-B``)."""
+    if options.force:
+        return None
+    from flowmake.cli.noop import take_check
+
+    flow_file, overrides, selection = str(ws.path), list(options.params), list(options.targets)
+    found = take_check(flow_file, overrides, selection) or fastpath.check(
+        layout.snapshot(str(ws.project.state_dir)), flow_file, overrides, selection)
+    if found is None:
+        return None
+    ident, saved, differ = found
+    vouched = saved[6].split(fastpath.SEP) if saved[7] else []
+    if set(vouched) != names:
+        return None
+    owners = fastpath.owners(saved, differ)
+    if owners is None:
+        return None
+    checked = ws.graph.downstream_cone(vouched[t] for t in owners) & names
+    _trace(f"cone: {len(differ)} changed paths, {len(checked)} of {len(names)} targets"
+           " checked")
+    return Cone(ident, saved, frozenset(checked), frozenset(names - checked))
+
+
+def still_valid(ws: Workspace, cone: Cone | None) -> Cone | None:
+    """The cone if its snapshot is still the one read (under the lock: no build, `clean`
+    or `accept` wrote a record since), else None."""
+    if cone is None:
+        return None
+    if fastpath.identity(layout.snapshot(str(ws.project.state_dir))) != cone.identity:
+        _trace("cone: the snapshot changed meanwhile: a full check")
+        return None
+    return cone
+
+
+class LazyRecords(dict[str, Record]):
+    """The store's records, each read on first use (a cone build needs few of them)."""
+
+    def __init__(self, load: Callable[[str], Record | None]) -> None:
+        super().__init__()
+        self._load = load
+        self._absent: set[str] = set()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        if name in self._absent:
+            return default
+        record = self._load(name)
+        if record is None:
+            self._absent.add(name)
+            return default
+        self[name] = record
+        return record
+
+    def __missing__(self, name: str) -> Record:
+        record = self.get(name)
+        if record is None:
+            raise KeyError(name)
+        return record  # type: ignore[no-any-return]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def __setitem__(self, name: str, record: Record) -> None:
+        self._absent.discard(name)
+        super().__setitem__(name, record)
+
+
+def resave(ws: Workspace, cone: Cone, summary: Summary) -> bool:
+    """After a cone build in which every target ended fresh, built or restored: the
+    snapshot again, with the cone's paths stat'ed anew. False if not saved."""
+    from flowmake.model import OutcomeStatus
+
+    ok = (OutcomeStatus.FRESH, OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
+    if not all(o.status in ok for o in summary.outcomes.values()):
+        return False
+    if ws.plugins.has_observers():
+        return False
+    vouched = cone.saved[6].split(fastpath.SEP)
+    indices = {n: i for i, n in enumerate(vouched)}
+    keyed: dict[int, list[str]] = {}
+    for name in cone.checked:
+        paths = ws.key_paths(name)
+        if paths is None:
+            return False
+        keyed[indices[name]] = paths
+    saved = fastpath.update(layout.snapshot(str(ws.project.state_dir)), cone.saved,
+                            set(keyed), keyed)
+    _trace(f"cone: snapshot {'saved' if saved else 'not saved'}")
+    return saved
+
+
+def _trace(message: str) -> None:
+    if "cone" in os.environ.get(TRACE_ENV, ""):
+        print(f"flowmake: {message}", file=sys.stderr)
