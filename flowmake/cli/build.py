@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
 from flowmake.model import OutcomeStatus, RunResult, TargetStatus
 from flowmake.options import BuildOptions
+from flowmake.report import jsonout
 from flowmake.report.live import make_reporter
 from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
 from flowmake.store.db import Record
@@ -52,35 +52,39 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
     returned)."""
     names = ws.graph.closure(ws.select(list(options.targets)))
     jobs = default_jobs(ws, options.jobs)
-    executor_name = _checked(ws, options, names)
+    # Only the cone of what changed is checked, if the no-op snapshot says what did.
+    found = None if options.dry_run else cone.plan(ws, options, names)
+    executor_name = _checked(ws, options, names if found is None else found.checked)
     if options.dry_run:
         return _dry_run(ws, names, options)
     junit = junit_path(options)
     reporter = make_reporter(print_to(options), no_color=options.no_color,
                              quiet=options.quiet, verbose=options.verbose)
-    found = cone.plan(ws, options, names)  # from the no-op check's stats when it was made
     with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
+        planned = cone.still_valid(ws, found)  # no record written since the snapshot was read
+        if found is not None and planned is None:
+            _checked(ws, options, names)
         build = _Build(ws, options, sink, junit, dict(ws.store.records_of_runs(dead_runs)),
-                       cone.still_valid(ws, found))
+                       planned)
         summary = build.run(command, names, jobs, reporter, lambda: _executor(
             ws, executor_name, jobs, _executor_options(ws, options)))
         build.record(summary)
     after_build(options, sink, junit, summary, build.started)
     if options.json:
-        sys.stdout.write(json.dumps(summary.to_json(), indent=2) + "\n")
+        sys.stdout.write(jsonout.dumps(summary.to_json()) + "\n")
     return EXIT_FOR_RESULT[summary.result]
 
 
-def _checked(ws: Workspace, options: BuildOptions, names: set[str]) -> str:
+def _checked(ws: Workspace, options: BuildOptions, names: Iterable[str]) -> str:
     """What is checked before anything runs (a missing plugin or an unknown executor is
-    exit 2); the executor's name."""
-    ws.check_plugins()
+    exit 2) for the targets ``names``; the executor's name."""
+    ws.check_plugins(names)
     executor_name = options.executor or ws.project.settings.executor
     if options.scheduler and not options.executor and executor_name == "local":
         executor_name = "dask"  # --scheduler alone means "build on that Dask cluster"
     ws.plugins.executor_class(executor_name)  # an unknown executor is exit 2, before anything runs
     ws.validate_lock()
-    ws.checker().check_sources(names)
+    ws.checker(records={}).check_sources(names)  # no record is read for that
     return executor_name
 
 
@@ -244,7 +248,7 @@ def _dry_run(ws: Workspace, names: set[str], options: BuildOptions) -> int:
     if options.json:
         doc = {"run_id": None, "result": RunResult.SUCCESS, "dry_run": True,
                "targets": dry_run_json(plan)}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonout.dumps(doc) + "\n")
         return 0
     stale = plan.stale()
     for step in stale:

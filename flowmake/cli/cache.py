@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -29,6 +28,7 @@ from flowmake.cache.local import LocalCache
 from flowmake.cache.remote import Transfers
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UsageError
+from flowmake.report import jsonout
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 YOUNG_ORPHAN = 3600.0  # seconds: a blob this new may belong to a record being written
@@ -50,7 +50,7 @@ def cache_command(ws: Workspace, args: argparse.Namespace) -> int:
             artifacts.close()
         ws.close()
     if args.json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonout.dumps(doc) + "\n")
     elif not args.quiet:
         print(describe(args.action, doc))
     return 0

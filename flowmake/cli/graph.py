@@ -11,7 +11,6 @@ be attached to a CI run as one file.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from flowmake.config.values import printable
 from flowmake.graph import Graph
 from flowmake.model import OutcomeStatus, TargetStatus
 from flowmake.plan.check import Step
+from flowmake.report import jsonout
 from flowmake.report.history import iso
 from flowmake.report.page import render_page, write_output
 
@@ -35,7 +35,7 @@ def graph_command(ws: Workspace, args: argparse.Namespace) -> int:
         fmt = args.format
         if fmt in ("json", "html"):
             doc = graph_json(ws, names)
-            text = render_html(doc) if fmt == "html" else json.dumps(doc, indent=2) + "\n"
+            text = render_html(doc) if fmt == "html" else jsonout.dumps(doc) + "\n"
         else:
             render = {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[fmt]
             text = render(ws.graph, names)

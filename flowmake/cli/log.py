@@ -14,7 +14,6 @@ the run and target views nest a ``targets`` list inside each run.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any, NamedTuple
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import UnknownTargetError, UsageError, suggest
 from flowmake.model import OutcomeStatus
+from flowmake.report import jsonout
 from flowmake.report.history import iso, run_duration, run_json
 from flowmake.store.provenance import environment_lines, summary_json
 from flowmake.store.runs import Run, TargetLine
@@ -71,7 +71,7 @@ def log_command(ws: Workspace, args: argparse.Namespace) -> int:
     finally:
         ws.close()
     if args.json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonout.dumps(doc) + "\n")
     else:
         print("\n".join(lines))
     return 0

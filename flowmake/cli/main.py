@@ -157,9 +157,9 @@ def _workspace(args: argparse.Namespace) -> Any:
 
 
 def _emit_json(doc: Any) -> None:
-    import json
+    from flowmake.report import jsonout
 
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.write(jsonout.dumps(doc, default=str) + "\n")
 
 
 # -- commands -------------------------------------------------------------------------

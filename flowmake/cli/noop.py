@@ -125,14 +125,14 @@ def _record_run(state_dir: str, command: str, count: int, history: int) -> int:
 def _print(names: str, count: int, counts: dict[str, int], run_id: int | None,
            duration: float, *, as_json: bool, quiet: bool, verbose: bool) -> None:
     if as_json:
-        import json
+        from flowmake.report import jsonout
 
         doc: dict[str, Any] = {
             "run_id": run_id, "result": "success", "duration": round(duration, 4),
             "counts": counts,
             "targets": [{"name": n, "status": "fresh", "duration": 0.0}
                         for n in (names.split(fastpath.SEP) if count else ())]}
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(jsonout.dumps(doc) + "\n")
     if verbose:
         print(f"flowmake: no input, output or setting changed since the last all-fresh build"
               f" ({count} targets, no-op fast path)", file=sys.stderr)

@@ -9,6 +9,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -152,12 +153,14 @@ class Workspace:
 
         return Plugins(self.project.settings.plugins, str(self.root))
 
-    def check_plugins(self) -> None:
-        """Every URL needs a backend, every loaded input a format: exit 2 before running."""
+    def check_plugins(self, names: Iterable[str] | None = None) -> None:
+        """Every URL needs a backend, every loaded input a format: exit 2 before running
+        (for the targets ``names``: a cone build's; else every target)."""
         from flowmake.errors import ConfigError, PluginError
         from flowmake.formats import extension
         self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
-        for target in self.project.targets.values():
+        targets = self.project.targets
+        for target in targets.values() if names is None else (targets[n] for n in names):
             where = f"targets.{target.matrix or target.name}"
             action = target.action
             if isinstance(action, model.PluginAction):

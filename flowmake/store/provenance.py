@@ -28,7 +28,7 @@ def environment(root: Path, state_dir: Path, plugins: dict[str, str]) -> dict[st
 
     from flowmake import __version__
 
-    dists = distributions(state_dir)
+    dists = distributions(state_dir, root)
     digest = hashlib.sha256("\n".join(dists).encode()).hexdigest()[:16]
     return {"python": platform.python_version(),
             "implementation": platform.python_implementation(),
@@ -37,20 +37,29 @@ def environment(root: Path, state_dir: Path, plugins: dict[str, str]) -> dict[st
             "distributions_digest": digest, "distributions": dists, "git": git_state(root)}
 
 
-def _signature() -> list[Any]:
+def _signature(root: Path | None = None) -> list[Any]:
+    """The ``sys.path`` folders' mtimes; for the project's own folder (on ``sys.path`` for
+    its plugins), the names of the distributions in it instead: every build changes its
+    mtime (flow.lock is written there), which missed the cache on every build."""
     found: list[Any] = [sys.executable]
+    project = None if root is None else os.path.abspath(root)
     for entry in sys.path:
         try:
-            found.append([entry, os.stat(entry or ".").st_mtime_ns])
+            if project is not None and os.path.abspath(entry or ".") == project:
+                found.append([entry, sorted(n for n in os.listdir(project)
+                                            if n.endswith((".dist-info", ".egg-info")))])
+            else:
+                found.append([entry, os.stat(entry or ".").st_mtime_ns])
         except OSError:
             found.append([entry, None])
     return found
 
 
-def distributions(state_dir: Path) -> list[str]:
-    """``name==version`` of every installed distribution, sorted (cached, see above)."""
+def distributions(state_dir: Path, root: Path | None = None) -> list[str]:
+    """``name==version`` of every installed distribution, sorted (cached, see above;
+    ``root``: the project's folder)."""
     cache = state_dir / paths.DISTRIBUTIONS
-    signature = _signature()
+    signature = _signature(root)
     try:
         saved = json.loads(cache.read_text(encoding="utf-8"))
         if saved["signature"] == signature:
