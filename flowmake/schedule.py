@@ -467,21 +467,21 @@ class Scheduler:
         self.ended = time.time()
         for step, result, started in ended:
             if step.name not in self.outcomes:  # not already recorded, before the Ctrl-C
-                self._finish(step, result, started)
+                try:
+                    self._finish(step, result, started)
+                except StateError:  # the state cannot be written (the build's own error?)
+                    self._stopped(step, started, result)
         held, self.held = self.held or [], None  # started in freed slots, not yet reported
         for step in held:
             self.reporter.target_start(step)
         for handle, step, started in stopped:
-            self._stopped(handle, step, started)
+            self._stopped(step, started, _stopped_result(handle, step))
         self.running.clear()
         self.finishing = []
 
-    def _stopped(self, handle: JobHandle, step: Step, started: float) -> None:
-        """A job still running at the interrupt: failed, "interrupted", no record."""
-        try:
-            result = handle.result(timeout=30)
-        except Exception:  # a job that cannot even report is simply not recorded
-            result = JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
+    def _stopped(self, step: Step, started: float, result: JobResult) -> None:
+        """A job still running at the interrupt (or one whose record could not be
+        written): failed, "interrupted", no record."""
         outcome = Outcome(step.name, OutcomeStatus.FAILED, result.duration,
                           [str(r) for r in step.reasons], result.output, "interrupted",
                           result.attempts, started=started, finished=time.time())
@@ -489,6 +489,14 @@ class Scheduler:
             self.outcomes[step.name] = outcome
             self._record_interrupted(step, outcome)
         self.on_event("target_finish", outcome)
+
+
+def _stopped_result(handle: JobHandle, step: Step) -> JobResult:
+    """What a job stopped by cancel() reports."""
+    try:
+        return handle.result(timeout=30)
+    except Exception:  # a job that cannot even report is simply not recorded
+        return JobResult(step.name, False, "", 0.0, "interrupted", interrupted=True)
 
 
 def _result_if_done(handle: JobHandle) -> JobResult | None:

@@ -87,17 +87,18 @@ class FakeExecutor:
             interrupt_now()
         return handle
 
-    def wait(self, handles: Iterable[FakeHandle]) -> set[FakeHandle]:
-        """Finish the ``batch`` oldest running jobs among ``handles``."""
+    def wait(self, handles: Iterable[FakeHandle]) -> list[FakeHandle]:
+        """Finish the ``batch`` oldest running jobs among ``handles``; oldest first (a
+        list, not a set: the scheduler takes them in this order, every time)."""
         wanted = set(handles)
-        done: set[FakeHandle] = set()
+        done: list[FakeHandle] = []
         for handle in [h for h in self.running if h in wanted][:self.batch]:
             step = self._script(handle.job)
             if step.interrupt:
                 raise KeyboardInterrupt
             self.running.remove(handle)
             handle._result = self._run(handle.job, step)
-            done.add(handle)
+            done.append(handle)
             if step.signal == "finish":
                 interrupt_now()
         return done

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from flowmake.config import load as config
+from flowmake.errors import StateError
 from flowmake.graph import build_graph
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import Hasher
@@ -180,12 +181,17 @@ class SignallingStore(Store):
     """An in-memory Store that delivers one Ctrl-C right after it wrote ``at``'s line
     (and record): between a job's record and its outcome."""
 
-    def __init__(self, at: str) -> None:
+    def __init__(self, at: str, full_after: bool = False) -> None:
         super().__init__(Path(os.devnull), memory=True)
         self.at: str | None = at
+        self.full = False
+        self.full_after = full_after  # then every later write fails: a full disk
 
     def finish_target(self, run_id, target, *args, **kwargs) -> None:
+        if self.full:
+            raise StateError("state.db", "database or disk is full")
         super().finish_target(run_id, target, *args, **kwargs)
+        self.full = self.full_after and target == self.at
         if target == self.at:
             self.at = None
             interrupt_now()
@@ -297,3 +303,16 @@ def test_ctrl_c_when_several_jobs_end_at_once(tmp_path, ctrl_c, where):
         assert found == {"t0": "built", "t1": "failed", "t2": "failed",
                          "t3": "skipped", "t4": "skipped", "t5": "skipped"}
     assert_consistent(summary, executor, store)
+
+
+def test_ctrl_c_with_a_full_disk_still_ends_the_build_as_interrupted(tmp_path, ctrl_c):
+    """The jobs that ended cannot be recorded after the Ctrl-C: each is reported
+    interrupted (not recorded), and the build still ends as interrupted."""
+    project, graph = make(tmp_path, WIDE)
+    store = SignallingStore("t0", full_after=True)
+    executor = FakeExecutor(batch=2)
+    summary = interrupted_run(project, graph, executor, store, jobs=2)
+    assert statuses(summary) == {"t0": "built", "t1": "failed", "t2": "failed",
+                                 "t3": "failed", "t4": "skipped", "t5": "skipped"}
+    assert set(store.records()) == {"t0"}
+    assert all(summary.outcomes[n].error == "interrupted" for n in ("t1", "t2", "t3"))
