@@ -61,7 +61,7 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
     reporter = make_reporter(print_to(options), no_color=options.no_color,
                              quiet=options.quiet, verbose=options.verbose)
     with writing_lock(ws.store, ws.project.state_dir) as dead_runs:
-        planned = cone.still_valid(ws, found)  # no record written since the snapshot was read
+        planned = cone.still_valid(ws, options, found)  # no record written since it was read
         if found is not None and planned is None:
             _checked(ws, options, names)
         build = _Build(ws, options, sink, junit, dict(ws.store.records_of_runs(dead_runs)),

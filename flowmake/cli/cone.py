@@ -66,13 +66,17 @@ def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
     return Cone(ident, saved, frozenset(checked), frozenset(names - checked))
 
 
-def still_valid(ws: Workspace, cone: Cone | None) -> Cone | None:
+def still_valid(ws: Workspace, options: BuildOptions, cone: Cone | None) -> Cone | None:
     """The cone if its snapshot is still the one read (under the lock: no build, `clean`
-    or `accept` wrote a record since), else None."""
+    or `accept` wrote a record since) and its signature still holds (flow.toml was not
+    edited since the no-op check, before the project was loaded), else None."""
     if cone is None:
         return None
-    if fastpath.identity(layout.snapshot(str(ws.project.state_dir))) != cone.identity:
-        _trace("cone: the snapshot changed meanwhile: a full check")
+    _, sig, env_names, site_dirs = cone.saved[:4]
+    if fastpath.identity(layout.snapshot(str(ws.project.state_dir))) != cone.identity or \
+            fastpath.signature(str(ws.path), list(options.params), list(options.targets),
+                               env_names, site_dirs) != sig:
+        _trace("cone: the snapshot or flow.toml changed meanwhile: a full check")
         return None
     return cone
 

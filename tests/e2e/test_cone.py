@@ -260,11 +260,11 @@ def test_a_build_between_the_check_and_the_lock_voids_the_cone(root: Path) -> No
         options = BuildOptions(directory=str(root))
         found = cone.plan(ws, options, names)
         assert found is not None and found.checked == {"a", "c", "d"}
-        assert cone.still_valid(ws, found) is found
+        assert cone.still_valid(ws, options, found) is found
         write(root, "src/e.txt", "e2\n")
         statuses, _ = build(root, "e")  # another build: e's record is written
         assert built(statuses) == {"e"}
-        assert cone.still_valid(ws, found) is None
+        assert cone.still_valid(ws, options, found) is None
     finally:
         ws.close()
 
@@ -286,3 +286,21 @@ def test_the_distributions_list_is_cached_with_the_project_on_sys_path(root: Pat
     build_here()
     assert root.stat().st_mtime_ns != folder  # flow.lock was written again
     assert cache.stat().st_mtime_ns == before
+
+
+def test_flow_toml_edited_after_the_check_voids_the_cone(root: Path) -> None:
+    """An edit of flow.toml between the no-op check and the lock: a full check."""
+    from flowmake.cli import cone
+    from flowmake.cli.workspace import Workspace
+    from flowmake.options import BuildOptions
+
+    write(root, "src/a.txt", "a2\n")
+    ws = Workspace(root, None, {})
+    try:
+        options = BuildOptions(directory=str(root))
+        found = cone.plan(ws, options, ws.graph.closure(ws.select([])))
+        assert found is not None
+        write(root, "flow.toml", FLOW.replace("echo ${params.n}", "echo n=${params.n}"))
+        assert cone.still_valid(ws, options, found) is None
+    finally:
+        ws.close()
