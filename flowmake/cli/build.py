@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 import time
@@ -41,9 +42,14 @@ def build_command(options: BuildOptions, command: str, sink: BuildSink) -> int:
     from flowmake.cli.parser import open_workspace
 
     ws = open_workspace(options.directory, options.file, options.params, options.targets)
+    # The project and graph live as long as the build: the garbage collector's full
+    # passes need not walk their 100,000 objects again and again (unfrozen after it: the
+    # Python API and --watch run builds in a process that lives on).
+    gc.freeze()
     try:
         return run_build(ws, options, command, sink)
     finally:
+        gc.unfreeze()
         ws.close()
 
 
