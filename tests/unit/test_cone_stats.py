@@ -35,3 +35,45 @@ def test_an_untrusted_entry_never_matches(tmp_path: Path) -> None:
     saved = fastpath._stats([str(path)])
     assert fastpath.changed([str(path)], fastpath.UNTRUSTED) == [0]
     assert fastpath.changed([str(path)], saved) == []
+
+
+def _snapshot(tmp_path: Path) -> tuple[str, str, dict[str, str]]:
+    """A saved snapshot of two targets: t0 reads p and q, t1 reads p (all aged)."""
+    files = {}
+    for name in ("p", "q"):
+        path = tmp_path / name
+        path.write_text(name)
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+        files[name] = str(path)
+    flow = tmp_path / "flow.toml"
+    flow.write_text("")
+    os.utime(flow, (1_000_000_000, 1_000_000_000))
+    snapshot = str(tmp_path / "noop.marshal")
+    assert fastpath.save(snapshot, str(flow), [], [], [], [], [[files["p"], files["q"]],
+                         [files["p"]]], ["t0", "t1"], 10, {"t0": [], "t1": []}, ["t0", "t1"])
+    return snapshot, str(flow), files
+
+
+def test_update_restats_only_the_cone_and_distrusts_a_shared_changed_path(
+        tmp_path: Path) -> None:
+    snapshot, flow, files = _snapshot(tmp_path)
+    checked = fastpath.check(snapshot, flow, [], [])
+    assert checked is not None and checked[2] == []
+    _, saved, _ = checked
+    # p changes after the check: t1 (outside the cone) was not checked against it
+    Path(files["p"]).write_text("p2")
+    os.utime(files["p"], (1_000_000_500, 1_000_000_500))
+    assert fastpath.update(snapshot, saved, {0}, {0: [files["p"], files["q"]]})
+    _, again, differ = fastpath.check(snapshot, flow, [], []) or (None, None, None)
+    assert differ == [0]  # p: saved UNTRUSTED, so t1 is checked next time
+    assert fastpath.owners(again, differ) == {0, 1}
+
+
+def test_update_saves_nothing_when_a_cone_target_has_other_paths(tmp_path: Path) -> None:
+    snapshot, flow, files = _snapshot(tmp_path)
+    checked = fastpath.check(snapshot, flow, [], [])
+    assert checked is not None
+    extra = tmp_path / "new.py"
+    extra.write_text("")
+    assert not fastpath.update(snapshot, checked[1], {0},
+                               {0: [files["p"], files["q"], str(extra)]})
