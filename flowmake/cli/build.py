@@ -110,7 +110,7 @@ class _Build:
         use_cache = not options.no_cache
         # records as they are now, under the lock
         self.checker = ws.checker(force=options.force, cache=use_cache, records=None if (
-            planned is None) else cone.LazyRecords(ws.store.record))
+            planned is None) else cone.Lazy(ws.store.record))
         if planned is not None:
             self.checker.trusted = planned.trusted
         # the artifact cache (cache.artifacts), with prefetch and close besides the

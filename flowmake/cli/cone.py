@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowmake import fastpath
 from flowmake.store import paths as layout
-from flowmake.store.db import Record
 
 if TYPE_CHECKING:
     from flowmake.cli.workspace import Workspace
@@ -63,6 +62,8 @@ def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
     checked = ws.graph.downstream_cone(vouched[t] for t in owners) & names
     _trace(f"cone: {len(differ)} changed paths, {len(checked)} of {len(names)} targets"
            " checked")
+    if "hasher" not in ws.__dict__:  # not made yet: it reads the stat cache on demand
+        ws.stat_rows = Lazy(ws.store.stat_entry)
     return Cone(ident, saved, frozenset(checked), frozenset(names - checked))
 
 
@@ -81,10 +82,11 @@ def still_valid(ws: Workspace, options: BuildOptions, cone: Cone | None) -> Cone
     return cone
 
 
-class LazyRecords(dict[str, Record]):
-    """The store's records, each read on first use (a cone build needs few of them)."""
+class Lazy(dict[str, Any]):
+    """The store's records or stat-cache entries, each read on first use (a cone build
+    needs few of them)."""
 
-    def __init__(self, load: Callable[[str], Record | None]) -> None:
+    def __init__(self, load: Callable[[str], Any]) -> None:
         super().__init__()
         self._load = load
         self._absent: set[str] = set()
@@ -101,16 +103,16 @@ class LazyRecords(dict[str, Record]):
         self[name] = record
         return record
 
-    def __missing__(self, name: str) -> Record:
+    def __missing__(self, name: str) -> Any:
         record = self.get(name)
         if record is None:
             raise KeyError(name)
-        return record  # type: ignore[no-any-return]
+        return record
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.get(name) is not None
 
-    def __setitem__(self, name: str, record: Record) -> None:
+    def __setitem__(self, name: str, record: Any) -> None:
         self._absent.discard(name)
         super().__setitem__(name, record)
 

@@ -137,6 +137,9 @@ class Workspace:
                  search: bool = False) -> None:
         self.path = find_file(directory, file, search=search)  # search: flow.toml above too
         self.project, self.graph, self.reparsed = load_compiled(self.path, overrides)
+        # The stat cache as the Hasher gets it; None: all of it, loaded (a cone build
+        # sets a mapping that reads entries one by one: cli/cone.py).
+        self.stat_rows: dict[str, Any] | None = None
 
     @property
     def root(self) -> Path:
@@ -151,7 +154,8 @@ class Workspace:
         from flowmake.plugin.urls import Urls
 
         # URL paths: the project's plugins' backends, loaded on the first URL
-        return Hasher(str(self.root), self.store.stat_cache(), Urls(lambda: self.plugins))
+        stats = self.store.stat_cache() if self.stat_rows is None else self.stat_rows
+        return Hasher(str(self.root), stats, Urls(lambda: self.plugins))
 
     @cached_property
     def artifacts(self) -> Any:

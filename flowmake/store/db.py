@@ -157,6 +157,15 @@ class Store(RunHistory):
         return {r[0]: make(r[1:]) for r in rows}
 
     @guarded
+    def stat_entry(self, path: str) -> StatEntry | None:
+        """One path's stat-cache entry (a cone build reads a few, not all of them)."""
+        from flowmake.model import StatEntry
+
+        row = self.db.execute("SELECT size, mtime_ns, inode, hashed_ns, digest FROM stat_cache"
+                              " WHERE path = ?", (path,)).fetchone()
+        return None if row is None else StatEntry._make(row)
+
+    @guarded
     def put_stats(self, entries: dict[str, StatEntry | None]) -> None:
         """Write changed stat-cache entries; None removes one. A read-only state keeps
         none: it is a cache."""
