@@ -224,8 +224,7 @@ class _Loop:
                 if key.data is None:
                     os.read(self.wake_r, 4096)  # a python job finished, or a cancel
                 elif isinstance(key.data, _Attempt):  # its process ended: _check_exits reaps
-                    self.selector.unregister(key.fd)
-                    key.data.close_pidfd()
+                    self._drop_pidfd(key.data)
                 else:
                     self._readable(key.data, key.fd)
             self._check_exits()
@@ -236,7 +235,7 @@ class _Loop:
     def _next_deadline(self, now: float) -> float | None:
         times = [t for h in self.active if (a := h.current) is not None
                  for t in (a.deadline, a.kill_at) if t is not None]
-        if any(h.current is not None and h.current.pidfd is None for h in self.exiting):
+        if any(h.current is not None and not self._watched(h.current) for h in self.exiting):
             times.append(now + EXIT_POLL)  # no pidfd to tell us: look again soon
         return max(0.0, min(times) - now) if times else None
 
@@ -279,13 +278,23 @@ class _Loop:
             code = attempt.proc.poll()  # a second poll() returns the same code
             if code is None:
                 continue
-            if attempt.pidfd is not None:  # reaped before its pidfd event came round
-                self.selector.unregister(attempt.pidfd)
-                attempt.close_pidfd()
+            self._drop_pidfd(attempt)  # reaped before its pidfd event came round
             with self.runner.lock:
                 self.runner.running.pop(attempt, None)
             self._next_attempt(handle, attempt.exit_error(code, handle.job.timeout))
             self.exiting.discard(handle)  # last: a Ctrl-C before this only repeats the step
+
+    def _watched(self, attempt: _Attempt) -> bool:
+        """Whether the attempt's exit wakes the selector (its pidfd is registered)."""
+        return attempt.pidfd is not None and attempt.pidfd in self.selector.get_map()
+
+    def _drop_pidfd(self, attempt: _Attempt) -> None:
+        """Stop watching for the attempt's exit. A Ctrl-C between the two steps leaves a
+        pidfd closed or unwatched, never one that _next_deadline counts on."""
+        if attempt.pidfd is not None:
+            with contextlib.suppress(KeyError):  # unregistered by a call a Ctrl-C cut short
+                self.selector.unregister(attempt.pidfd)
+            attempt.close_pidfd()
 
     def _check_deadlines(self) -> None:
         now = time.monotonic()

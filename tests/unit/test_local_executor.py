@@ -105,3 +105,34 @@ def test_streamed_lines_arrive_whole_and_in_order(tmp_path: Path) -> None:
                         lambda name, line: lines.append((name, line)))
     assert lines == [("talk", "a\n"), ("talk", "bc\n"), ("talk", "d")]
     assert result.output == "a\nbc\nd"
+
+
+def test_a_ctrl_c_as_the_loop_stops_watching_an_exit_does_not_hang_it(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """Ctrl-C between unregistering a finished command's pidfd and closing it: the loop
+    must still learn of the exit (it waited forever: a build hung after Ctrl-C)."""
+    from flowmake.builtin import local_executor
+
+    close, calls = local_executor._Attempt.close_pidfd, []
+
+    def interrupted(attempt: local_executor._Attempt) -> None:
+        calls.append(attempt)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        close(attempt)
+
+    monkeypatch.setattr(local_executor._Attempt, "close_pidfd", interrupted)
+    executor = LocalExecutor(jobs=1)
+    handle = executor.submit(job(tmp_path, "t", "sleep 0.1"))
+    try:
+        executor.wait([handle])
+    except KeyboardInterrupt:
+        pass
+    found: list = []
+    waiter = threading.Thread(target=lambda: found.append(handle.result()), daemon=True)
+    waiter.start()
+    waiter.join(10)
+    try:
+        assert len(calls) == 2 and found and found[0].ok, "the loop never saw the exit"
+    finally:
+        executor.shutdown()
