@@ -177,8 +177,10 @@ class Workspace:
         from flowmake.errors import ConfigError, PluginError
         from flowmake.formats import extension
         self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
-        targets = self.project.targets
-        for target in targets.values() if names is None else (targets[n] for n in names):
+        wanted = None if names is None else set(names)
+        for target in self.project.targets.values():  # in flow.toml's order: the first named
+            if wanted is not None and target.name not in wanted:
+                continue
             where = f"targets.{target.matrix or target.name}"
             action = target.action
             if isinstance(action, model.PluginAction):
