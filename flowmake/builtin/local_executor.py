@@ -73,9 +73,9 @@ class _Attempt:
             pass
 
     def close_pipe(self) -> None:
+        self.fd = None  # first: a closed fd's number may be reused (see _Loop._check_exits)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
-        self.fd = None
 
     def close_pidfd(self) -> None:
         if self.pidfd is not None:
@@ -255,8 +255,7 @@ class _Loop:
             self._emit(handle, attempt.partial)
             attempt.partial = b""
         self.exiting.add(handle)  # first: a Ctrl-C from here on leaves nothing stuck
-        self.selector.unregister(fd)
-        attempt.close_pipe()
+        self._drop_pipe(attempt)
 
     def _stream(self, handle: JobHandle, attempt: _Attempt, data: bytes) -> None:
         *lines, attempt.partial = (attempt.partial + data).split(b"\n")
@@ -272,6 +271,9 @@ class _Loop:
     def _check_exits(self) -> None:
         for handle in list(self.exiting):
             attempt = handle.current
+            if attempt is not None and attempt.fd is not None \
+                    and attempt.fd not in self.selector.get_map():
+                self._drop_pipe(attempt)  # at EOF, a Ctrl-C cut _readable short
             if attempt is None or attempt.fd is not None:  # resolved, or a new attempt
                 self.exiting.discard(handle)
                 continue
@@ -283,6 +285,13 @@ class _Loop:
                 self.runner.running.pop(attempt, None)
             self._next_attempt(handle, attempt.exit_error(code, handle.job.timeout))
             self.exiting.discard(handle)  # last: a Ctrl-C before this only repeats the step
+
+    def _drop_pipe(self, attempt: _Attempt) -> None:
+        """Stop reading the attempt's output (at EOF)."""
+        if attempt.fd is not None:
+            with contextlib.suppress(KeyError):  # unregistered by a call a Ctrl-C cut short
+                self.selector.unregister(attempt.fd)
+            attempt.close_pipe()
 
     def _watched(self, attempt: _Attempt) -> bool:
         """Whether the attempt's exit wakes the selector (its pidfd is registered)."""

@@ -7,6 +7,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from flowmake.builtin.local_executor import CommandRunner, LocalExecutor
 from flowmake.executor import Job
 
@@ -107,13 +109,15 @@ def test_streamed_lines_arrive_whole_and_in_order(tmp_path: Path) -> None:
     assert result.output == "a\nbc\nd"
 
 
-def test_a_ctrl_c_as_the_loop_stops_watching_an_exit_does_not_hang_it(tmp_path: Path,
-                                                                     monkeypatch) -> None:
-    """Ctrl-C between unregistering a finished command's pidfd and closing it: the loop
-    must still learn of the exit (it waited forever: a build hung after Ctrl-C)."""
+@pytest.mark.parametrize("step", ["close_pidfd", "close_pipe"])
+def test_a_ctrl_c_as_the_loop_stops_watching_a_command_does_not_hang_it(
+        tmp_path: Path, monkeypatch, step: str) -> None:
+    """Ctrl-C between unregistering a finished command's pidfd (or its output pipe, at
+    EOF) and closing it: the loop must still learn of the exit (it waited forever: a
+    build hung after Ctrl-C)."""
     from flowmake.builtin import local_executor
 
-    close, calls = local_executor._Attempt.close_pidfd, []
+    close, calls = getattr(local_executor._Attempt, step), []
 
     def interrupted(attempt: local_executor._Attempt) -> None:
         calls.append(attempt)
@@ -121,7 +125,7 @@ def test_a_ctrl_c_as_the_loop_stops_watching_an_exit_does_not_hang_it(tmp_path: 
             raise KeyboardInterrupt
         close(attempt)
 
-    monkeypatch.setattr(local_executor._Attempt, "close_pidfd", interrupted)
+    monkeypatch.setattr(local_executor._Attempt, step, interrupted)
     executor = LocalExecutor(jobs=1)
     handle = executor.submit(job(tmp_path, "t", "sleep 0.1"))
     try:
