@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from flowmake.cli import cone
 from flowmake.cli.workspace import Workspace
@@ -24,7 +24,8 @@ from flowmake.store.leftovers import mark_environment, writing_lock
 
 if TYPE_CHECKING:
     from flowmake.cli.main import BuildSink
-    from flowmake.executor import Executor
+    from flowmake.executor import Executor, Job, JobHandle, LineSink
+    from flowmake.store.provenance import Background
 
 EXIT_FOR_RESULT = {RunResult.SUCCESS: 0, RunResult.FAILED: 1, RunResult.INTERRUPTED: 130}
 
@@ -107,6 +108,7 @@ class _Build:
         self.scheduler: Scheduler | None = None
         self.run_id = 0
         self.started: float | None = None
+        self.environment: Background | None = None  # set once the run is started
         use_cache = not options.no_cache
         # records as they are now, under the lock
         self.checker = ws.checker(force=options.force, cache=use_cache, records=None if (
@@ -127,27 +129,33 @@ class _Build:
         assert run is not None
         self.started = run.started
         mark_environment(str(ws.project.state_dir), run)
-        _record_environment(ws, self.run_id)
+        from flowmake.store.provenance import Background
+
+        # taken in a thread once the first job is started, kept when the jobs are done
+        taken = self.environment = Background(ws.root, ws.project.state_dir,
+                                              dict(ws.plugins.dists))
         config = SchedulerConfig(self.run_id, jobs, self.options.keep_going,
                                  stream=self.options.verbose, kept=not self.options.no_record)
         try:
             # A cone build has no observer plugin (its snapshot is never saved with one):
             # the 10,000 fresh targets' events need not go through pluggy to no hook.
             quiet = self.cone is not None and not ws.plugins.has_observers()
-            parts = Collaborators(self.checker, ws.store, executor_factory, reporter,
-                                  self.restorer, on_event=None if quiet else ws.plugins.on_event)
+            parts = Collaborators(self.checker, ws.store, lambda: _FirstSubmit(
+                executor_factory(), taken.start), reporter, self.restorer,
+                on_event=None if quiet else ws.plugins.on_event)
             self.scheduler = Scheduler(ws.project, ws.graph, list(names), config, parts)
-            return self._schedule(self.scheduler)
+            return self._schedule(self.scheduler, taken)
         except BaseException as exc:  # e.g. the executor could not start, a full disk
             self._failed(exc)
             raise
 
-    def _schedule(self, scheduler: Scheduler) -> Summary:
+    def _schedule(self, scheduler: Scheduler, taken: Background) -> Summary:
         ws, restorer = self.ws, self.restorer
         ws.plugins.build_start(self.run_id, scheduler.order)
         if restorer is not None:
             restorer.prefetch(ws.graph, scheduler.order, self.checker)  # remote hits, in parallel
         summary = scheduler.run()
+        _record_environment(ws, self.run_id, taken)
         self.sink.summary = summary  # for the Python API (api.py)
         self.changed.update(scheduler.recorded)
         if restorer is not None:
@@ -165,6 +173,9 @@ class _Build:
         if self.restorer is not None:
             self.restorer.close(cancel=True)
         result = RunResult.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunResult.FAILED
+        if self.environment is not None:  # what of it is taken by now, if anything
+            with contextlib.suppress(FlowmakeError):
+                _record_environment(ws, self.run_id, self.environment, timeout=0.5)
         with contextlib.suppress(FlowmakeError):  # else the next build closes it
             # not "running", with what it recorded
             ws.store.close_run(self.run_id, result, time.time())
@@ -198,17 +209,44 @@ class _Build:
                               list(summary.outcomes))
 
 
-def _record_environment(ws: Workspace, run_id: int) -> None:
+def _record_environment(ws: Workspace, run_id: int, taken: Background,
+                        timeout: float | None = None) -> None:
     """Keep the build's environment with its run (`flowmake log RUN_ID`); a failure to
     find it out leaves it unrecorded, never stops the build."""
-    from flowmake.store.provenance import environment
-
     try:
-        env = environment(ws.root, ws.project.state_dir, dict(ws.plugins.dists))
+        env = taken.result(timeout)
     except (OSError, ValueError) as exc:
         print(f"flowmake: warning: build environment not recorded: {exc}", file=sys.stderr)
         return
-    ws.store.set_environment(run_id, env)
+    if env is not None:
+        ws.store.set_environment(run_id, env)
+
+
+class _FirstSubmit:
+    """The build's executor, calling ``then`` once its first job is started (what need not
+    delay the first command starts after it)."""
+
+    NAME: ClassVar[str] = "first-submit"  # never looked up: the executor was chosen by name
+
+    def __init__(self, executor: Executor, then: Callable[[], None]) -> None:
+        self._executor = executor
+        self._then: Callable[[], None] | None = then
+
+    def submit(self, job: Job, on_line: LineSink | None = None) -> JobHandle:
+        handle = self._executor.submit(job, on_line)
+        if self._then is not None:
+            then, self._then = self._then, None
+            then()
+        return handle
+
+    def cancel(self) -> None:
+        self._executor.cancel()
+
+    def shutdown(self) -> None:
+        self._executor.shutdown()
+
+    def __getattr__(self, name: str) -> Any:  # wait(), and what else an executor offers
+        return getattr(self._executor, name)
 
 
 def junit_path(options: BuildOptions) -> Path | None:

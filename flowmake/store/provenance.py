@@ -3,7 +3,9 @@ the installed distributions (a digest and the list) and the project's git commit
 
 Only a real build computes it (never the no-op fast path). Listing the distributions
 takes ~90 ms, so the list is kept in ``.flowmake/distributions.json`` with the mtimes of
-the ``sys.path`` folders (installing or removing one changes its folder's mtime).
+the ``sys.path`` folders that hold distributions (installing or removing one changes its
+folder's mtime). A build takes it in a thread once its first command is started
+(``Background``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +40,68 @@ def environment(root: Path, state_dir: Path, plugins: dict[str, str]) -> dict[st
             "distributions_digest": digest, "distributions": dists, "git": git_state(root)}
 
 
+class Background:
+    """The environment taken in a thread, so that its two git calls and the distributions'
+    list are off the path to the first command (the build starts it once its first job is
+    started, and collects it when the jobs are done)."""
+
+    def __init__(self, root: Path, state_dir: Path, plugins: dict[str, str]) -> None:
+        self._args = (root, state_dir, plugins)
+        self._thread: threading.Thread | None = None
+        self._value: dict[str, Any] | None = None
+        self._error: OSError | ValueError | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._take, name="flowmake-environment",
+                                            daemon=True)
+            self._thread.start()
+
+    def _take(self) -> None:
+        try:
+            self._value = environment(*self._args)
+        except (OSError, ValueError) as exc:
+            self._error = exc
+
+    def result(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The environment (taken now if nothing started it); None if not taken within
+        ``timeout`` seconds.
+
+        Raises:
+            OSError, ValueError: it could not be found out.
+        """
+        self.start()
+        assert self._thread is not None
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+DIST_SUFFIXES = (".dist-info", ".egg-info")
+
+
 def _signature(root: Path | None = None) -> list[Any]:
-    """The ``sys.path`` folders' mtimes; for the project's own folder (on ``sys.path`` for
-    its plugins), the names of the distributions in it instead: every build changes its
-    mtime (flow.lock is written there), which missed the cache on every build."""
+    """The ``sys.path`` folders that hold distributions, with their mtimes (installing or
+    removing one changes them); for the project's own folder (on ``sys.path`` for its
+    plugins), the names of the distributions in it instead: every build changes its mtime
+    (flow.lock is written there). A folder that holds none (the script's ``bin``, the
+    working folder under ``python -m``, the standard library) is left out, so the
+    ``flowmake`` script and ``python -m flowmake`` share one cached list."""
     found: list[Any] = [sys.executable]
     project = None if root is None else os.path.abspath(root)
     for entry in sys.path:
         try:
+            with os.scandir(entry or ".") as listing:
+                names = sorted(e.name for e in listing if e.name.endswith(DIST_SUFFIXES))
+            if not names:
+                continue
             if project is not None and os.path.abspath(entry or ".") == project:
-                found.append([entry, sorted(n for n in os.listdir(project)
-                                            if n.endswith((".dist-info", ".egg-info")))])
+                found.append([entry, names])
             else:
                 found.append([entry, os.stat(entry or ".").st_mtime_ns])
-        except OSError:
-            found.append([entry, None])
+        except OSError:  # not a folder (a zip), or gone
+            continue
     return found
 
 

@@ -102,3 +102,63 @@ def test_the_distributions_list_is_cached_by_sys_path_mtimes(tmp_path):
     cache["signature"][0] = "/another/python"
     (tmp_path / "distributions.json").write_text(json.dumps(cache))
     assert distributions(tmp_path) == found  # anything else: scanned again
+
+
+def test_the_environment_is_taken_after_the_first_command_started(project, tmp_path):
+    """The git calls of the environment record are off the path to the first command: a
+    `git` that answers only once that command has started still gets its commit recorded
+    (before, git ran before any command and this one gave up: no commit recorded)."""
+    import shutil
+    import sys
+
+    real = shutil.which("git")
+    assert real is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "git"
+    fake.write_text("#!/bin/sh\ni=0\nwhile [ ! -e started ] && [ $i -lt 150 ]; do\n"
+                    "  sleep 0.01; i=$((i+1))\ndone\n[ -e started ] || exit 3\n"
+                    f'exec {real} "$@"\n')
+    fake.chmod(0o755)
+    project.flow("""
+[targets.hello]
+cmd = "touch started && echo hi > ${outputs}"
+inputs = ["src.txt"]
+outputs = ["out/hello.txt"]
+""", {"src.txt": "a\n"})
+    git(project.root, "init", "-q")
+    git(project.root, "add", "flow.toml", "src.txt")
+    git(project.root, "commit", "-q", "-m", "first")
+    path = f"{bin_dir}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
+    project.build(env={"PATH": path})
+    env = project.json("log", "-")["runs"][0]["environment"]
+    assert env["git"] == {"commit": git(project.root, "rev-parse", "HEAD"), "dirty": False}
+
+
+def test_a_failed_build_records_its_environment(project):
+    project.flow(FLOW.replace("echo hi > ${outputs}", "exit 3"), {"src.txt": "a\n"})
+    project.build(check=1)
+    env = project.json("log", "-")["runs"][0]["environment"]
+    assert env is not None and env["flowmake"] == __version__
+
+
+def test_the_script_and_python_m_share_the_distributions_cache(project):
+    """sys.path[0] is the script's folder for `flowmake`, the project's under `python -m`:
+    neither holds a distribution, so both read one cached list (it was written again on
+    every switch)."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "flowmake"
+    project.flow(FLOW, {"src.txt": "a\n"})
+    project.build()
+    cache = project.root / ".flowmake" / "distributions.json"
+    before = cache.stat().st_mtime_ns
+    for i in range(2):
+        project.write("src.txt", f"{i}\n")
+        done = subprocess.run([str(script), "build"], cwd=project.root, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        project.write("src.txt", f"m{i}\n")
+        project.build()
+    assert cache.stat().st_mtime_ns == before
