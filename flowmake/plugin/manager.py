@@ -15,7 +15,7 @@ import marshal
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -136,6 +136,93 @@ def _load_entry_point(name: str, value: str) -> Any:
     return obj
 
 
+# registration hook -> (the class attribute naming its keys, None: NAME; what it registers)
+REGISTRATIONS = {"flowmake_register_formats": ("EXTENSIONS", "format"),
+                 "flowmake_register_backends": ("PROTOCOLS", "backend"),
+                 "flowmake_register_executors": (None, "executor"),
+                 "flowmake_register_target_kinds": ("KEY", "target kind")}
+Profile = dict[str, list[tuple[str, str]]]  # hook implemented -> [(key, class name)]
+
+
+class Deferred(NamedTuple):
+    """An entry-point plugin not imported: it implements only registration hooks (as
+    remembered in its profile), so it is imported when a build needs what it registers."""
+
+    value: str
+    profile: Profile
+
+
+class _Name(NamedTuple):
+    """A name a deferred plugin registers (``Plugins.formats`` and the like hold it until
+    a lookup imports the plugin)."""
+
+    plugin: str
+
+
+def _keys(impl: Any, keys_attr: str | None) -> list[tuple[type, str]]:
+    """(class, key) for each name a registration hook's implementation registers."""
+    found = []
+    for cls in impl.function() or []:
+        keys = getattr(cls, keys_attr) if keys_attr else cls.NAME
+        found += [(cls, key) for key in ((keys,) if isinstance(keys, str) else keys)]
+    return found
+
+
+def _profiles_path() -> str:
+    """One file per interpreter (its keys name its plugins' files)."""
+    import zlib
+
+    name = f"{zlib.crc32(f'{sys.executable} {sys.version}'.encode()):08x}.marshal"
+    return os.path.join(user_cache_dir(), "plugin-profiles", name)
+
+
+def _read_profiles() -> dict[Any, Profile]:
+    try:
+        with open(_profiles_path(), "rb") as f:
+            found = marshal.loads(f.read())
+        return found if isinstance(found, dict) else {}
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+
+
+def _write_profiles(profiles: dict[Any, Profile]) -> None:
+    path = _profiles_path()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            marshal.dump(profiles, f)
+        os.replace(tmp, path)
+    except (OSError, ValueError):  # no writable cache folder: imported again next time
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _profile_key(name: str, value: str, dist: str) -> tuple[Any, ...] | None:
+    """What a plugin's profile holds for: its entry point, distribution and version, and
+    the stat of its module's file (an edited editable install is imported again). None
+    when the file is not found without importing (then it is always imported)."""
+    from importlib.util import find_spec
+
+    module = value.partition(":")[0].strip()
+    top, _, rest = module.partition(".")
+    try:
+        spec = find_spec(top)  # a top-level name: found, not imported (editable finders too)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None:
+        return None
+    path = spec.origin
+    if rest:
+        base = os.path.join(os.path.dirname(path), *rest.split("."))
+        path = base + ".py" if os.path.isfile(base + ".py") else os.path.join(base, "__init__.py")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (name, value, dist, path, st.st_size, st.st_mtime_ns)
+
+
 class Plugins:
     """Every loaded plugin, and what they registered, by name."""
 
@@ -149,21 +236,70 @@ class Plugins:
             if not self.pm.is_blocked(module):
                 self.pm.register(importlib.import_module(module), name=module)
         self.dists: dict[str, str] = {}  # entry-point plugin name -> "distribution version"
-        for name, value, dist in entry_points():
-            if self.pm.is_blocked(name) or self.pm.has_plugin(name):
-                continue
-            self.pm.register(_load_entry_point(name, value), name=name)
-            self.dists[name] = dist
+        self.deferred: dict[str, Deferred] = {}  # entry-point plugins not imported (yet)
+        self.order: list[str] = [m for m in BUILTINS if self.pm.has_plugin(m)]
+        self._entry_points()
         self._load_modules(extra_modules, project_root)
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin {exc.plugin!r}: {exc}") from None
+        self._collect_all()
+
+    def _entry_points(self) -> None:
+        """Import each entry-point plugin, except one whose remembered profile (same
+        distribution, version and module file) says it only registers names: that one
+        waits in ``deferred`` until a lookup needs one of its names. Observers are always
+        imported: they see every build."""
+        profiles = _read_profiles()
+        kept: dict[Any, Profile] = {}
+        for name, value, dist in entry_points():
+            if self.pm.is_blocked(name) or self.pm.has_plugin(name):
+                continue
+            key = _profile_key(name, value, dist)
+            profile = profiles.get(key) if key is not None else None
+            if profile is not None and set(profile) <= set(REGISTRATIONS):
+                self.deferred[name] = Deferred(value, profile)
+            else:
+                plugin = _load_entry_point(name, value)
+                self.pm.register(plugin, name=name)
+                profile = self._profile(plugin)
+            if key is not None:
+                kept[key] = profile
+            self.dists[name] = dist
+            self.order.append(name)
+        if kept != profiles:
+            _write_profiles(kept)
+
+    def _profile(self, plugin: Any) -> Profile:
+        """The hooks a loaded plugin implements, with the names it registers."""
+        found: Profile = {}
+        for caller in self.pm.get_hookcallers(plugin) or []:
+            names: list[tuple[str, str]] = []
+            if caller.name in REGISTRATIONS:
+                keys_attr = REGISTRATIONS[caller.name][0]
+                for impl in caller.get_hookimpls():
+                    if impl.plugin is plugin:
+                        names += [(key, cls.__name__) for cls, key in _keys(impl, keys_attr)]
+            found[caller.name] = names
+        return found
+
+    def _collect_all(self) -> None:
         self.formats = self._collect(self.pm.hook.flowmake_register_formats, "EXTENSIONS", "format")
         self.backends = self._collect(self.pm.hook.flowmake_register_backends, "PROTOCOLS", "backend")
         self.executors = self._collect(self.pm.hook.flowmake_register_executors, None, "executor")
         self.kinds = self._collect(self.pm.hook.flowmake_register_target_kinds, "KEY",
                                    "target kind")
+
+    def _resolved(self, table: str, key: str) -> Any:
+        """``self.<table>[key]``; a deferred plugin's name imports that plugin first."""
+        cls = getattr(self, table).get(key)
+        if isinstance(cls, _Name) and cls.plugin in self.deferred:
+            deferred = self.deferred.pop(cls.plugin)
+            self.pm.register(_load_entry_point(cls.plugin, deferred.value), name=cls.plugin)
+            self._collect_all()
+            cls = getattr(self, table).get(key)
+        return None if isinstance(cls, _Name) else cls
 
     def _load_modules(self, modules: Iterable[str], root: str | None) -> None:
         if root and root not in sys.path:
@@ -173,27 +309,37 @@ class Plugins:
                 continue
             try:
                 self.pm.register(importlib.import_module(module), name=module)
+                self.order.append(module)
             except ImportError as exc:
                 raise PluginError(f"[flow] plugins: cannot import '{module}': {exc}",
                                   plugin=module) from None
 
-    def _collect(self, hook: Any, keys_attr: str | None, kind: str) -> dict[str, type]:
-        """Map each registered name (extension, protocol, executor name) to its class."""
-        found: dict[str, type] = {}
-        owner: dict[str, str] = {}
-        for impl in reversed(hook.get_hookimpls()):  # registration order
-            plugin_name = impl.plugin_name
-            for cls in impl.function() or []:
-                keys = getattr(cls, keys_attr) if keys_attr else cls.NAME
-                for key in (keys,) if isinstance(keys, str) else keys:
-                    if key in found and found[key] is not cls:
-                        raise PluginError(
-                            f"{kind} '{key}' is registered twice: by plugin '{owner[key]}'"
-                            f" ({found[key].__name__}) and by plugin '{plugin_name}'"
-                            f" ({cls.__name__})", plugin=plugin_name,
-                            install_hint="uninstall one, or block it with"
-                                         " FLOWMAKE_DISABLE_PLUGINS=NAME")
-                    found[key], owner[key] = cls, plugin_name
+    def _collect(self, hook: Any, keys_attr: str | None, kind: str) -> dict[str, Any]:
+        """Map each registered name (extension, protocol, executor name) to its class (a
+        deferred plugin's: its ``_Name``), in registration order; a name registered by two
+        plugins is an error naming both."""
+        impls = {impl.plugin_name: impl for impl in hook.get_hookimpls()}
+        found: dict[str, Any] = {}
+        owner: dict[str, tuple[str, str]] = {}
+        for plugin_name in [*self.order, *(n for n in impls if n not in self.order)]:
+            pairs: list[tuple[str, Any, str]]
+            if plugin_name in self.deferred:
+                pairs = [(key, _Name(plugin_name), shown) for key, shown
+                         in self.deferred[plugin_name].profile.get(hook.name, [])]
+            elif plugin_name in impls:
+                pairs = [(key, cls, cls.__name__) for cls, key in _keys(impls[plugin_name],
+                                                                         keys_attr)]
+            else:
+                continue
+            for key, cls, shown in pairs:
+                if key in found and found[key] is not cls and owner[key] != (plugin_name, shown):
+                    raise PluginError(
+                        f"{kind} '{key}' is registered twice: by plugin '{owner[key][0]}'"
+                        f" ({owner[key][1]}) and by plugin '{plugin_name}'"
+                        f" ({shown})", plugin=plugin_name,
+                        install_hint="uninstall one, or block it with"
+                                     " FLOWMAKE_DISABLE_PLUGINS=NAME")
+                found[key], owner[key] = cls, (plugin_name, shown)
         return found
 
     # -- lookups ----------------------------------------------------------------------
@@ -202,7 +348,7 @@ class Plugins:
         from flowmake.formats import extension
 
         ext = extension(path)
-        cls = self.formats.get(ext)
+        cls = self._resolved("formats", ext)
         if cls is None:
             known = ", ".join(sorted(self.formats))
             raise PluginError(f"no installed plugin saves or loads '{ext or path}' files"
@@ -213,26 +359,29 @@ class Plugins:
         from flowmake.backends import protocol
 
         proto = protocol(url)
-        cls = self.backends.get(proto)
-        fallback: Any = self.backends.get("*")  # serves what fsspec itself implements
+        cls = self._resolved("backends", proto)
+        # the fallback serves what fsspec itself implements
+        fallback: Any = None if cls is not None else self._resolved("backends", "*")
         if cls is None and fallback is not None and fallback.serves(proto):
             cls = fallback
         if cls is None:
             raise PluginError(f"no installed plugin serves '{proto}://' URLs ({url})",
                               install_hint=_hint(proto))
-        return cls
+        found: type = cls
+        return found
 
     def executor_class(self, name: str) -> type:
-        cls = self.executors.get(name)
+        cls = self._resolved("executors", name)
         if cls is None:
             known = ", ".join(sorted(self.executors))
             raise PluginError(f"unknown executor '{name}' (installed: {known})",
                               install_hint=_hint(name))
-        return cls
+        found: type = cls
+        return found
 
     def target_kind(self, key: str) -> Any:
         """An instance of the kind serving the target key ``key`` (``notebook``)."""
-        cls = self.kinds.get(key)
+        cls = self._resolved("kinds", key)
         if cls is None:
             raise PluginError(f"no installed plugin serves target kind '{key}'",
                               install_hint=_hint(key))
@@ -240,8 +389,10 @@ class Plugins:
 
     def describe(self) -> list[str]:
         """``name version`` of every loaded plugin, for ``flowmake --version``."""
+        loaded = {name for name, plugin in self.pm.list_name_plugin() if plugin is not None}
         return [f"{name} {self.dists[name]}" if self.dists.get(name) else name
-                for name, plugin in self.pm.list_name_plugin() if plugin is not None]
+                for name in [*self.order, *sorted(loaded - set(self.order))]
+                if name in loaded or name in self.deferred]
 
     def has_observers(self) -> bool:
         """True when a plugin watches builds (then every build must run its hooks)."""

@@ -432,3 +432,40 @@ def test_status_loads_the_project_plugins_as_build_does(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         assert "not_installed_anywhere" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+PROBE = """
+import json, sys
+from flowmake.plugin.manager import Plugins
+plugins = Plugins()
+before = sorted(m for m in ("flowmake_parquet", "flowmake_dask", "flowmake_testplugin")
+                if m in sys.modules)
+fmt = type(plugins.format_for("x.parquet")).__name__
+print(json.dumps({"before": before, "format": fmt, "parquet": "flowmake_parquet" in sys.modules,
+                  "observers": plugins.has_observers()}))
+"""
+
+
+def test_a_registering_plugin_is_imported_only_when_a_build_needs_it(
+        plugin_site: Path, tmp_path: Path) -> None:
+    """Once its profile is remembered, an entry-point plugin that only registers names
+    (parquet's formats, dask's executor) is imported when one of its names is looked up;
+    an observer plugin (testplugin) is imported every time; installing it is seen."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def probe(extra: dict[str, str]) -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                              env={**env, **extra}, check=True, cwd=tmp_path)
+        found: dict[str, object] = json.loads(done.stdout)
+        return found
+
+    first = probe({})  # nothing remembered: every plugin imported
+    assert "flowmake_parquet" in first["before"] and "flowmake_dask" in first["before"]
+    again = probe({})
+    assert again["before"] == [] and again["format"] == "ParquetFormat" and again["parquet"]
+    assert again["observers"] is False
+    with_observer = {"PYTHONPATH": str(plugin_site)}  # "pip install" of an observer plugin
+    for _ in range(2):
+        seen = probe(with_observer)
+        assert seen["before"] == ["flowmake_testplugin"] and seen["observers"] is True
+    assert probe({})["before"] == []  # and uninstalled again
