@@ -52,6 +52,7 @@ REPO_ROOT = BENCH_DIR.parent
 SETTLE_SECONDS = 2.0  # lets output mtimes age past any "racy timestamp" window
 STDERR_TAIL = 2000
 TOOLS = ("flowmake", "make", "ninja")
+NO_CACHE = "flowmake-nocache"  # the full build again with --no-cache
 FLOOR = "python-floor"  # benchmarks/floor.py: a reference for the builds from clean
 TIME = "/usr/bin/time" if Path("/usr/bin/time").is_file() else None
 
@@ -527,6 +528,14 @@ def markdown_table(results: list[Series], cfg: Config) -> str:
     ]
     if effs:
         rows.append(f"\nParallel efficiency (ideal {ideal:.2f} s / median): " + ", ".join(effs))
+    nocache = [
+        f"{bench} {fmt_time(nc)} (flowmake/no-cache {fmt_ratio(find(results, bench, size, 'flowmake'), nc)},"
+        f" no-cache/ninja {fmt_ratio(nc, find(results, bench, size, 'ninja'))})"
+        for bench, size in keys
+        if (nc := find(results, bench, size, NO_CACHE)) is not None
+    ]
+    if nocache:
+        rows.append("\nflowmake --no-cache, same run: " + ", ".join(nocache))
     floors = [
         f"{bench} {fmt_time(fl)}" + (f" (efficiency {ideal / fl.median:.3f})"
                                      if bench == "sleep" and fl.median else "")
@@ -646,6 +655,12 @@ def flowmake_python(exe: tuple[str, ...]) -> str | None:
     return first[2:].strip() if first.startswith("#!") else sys.executable
 
 
+def no_cache_tool(flowmake: Tool) -> list[Tool]:
+    """flowmake with ``--no-cache``: what the artifact cache costs a full build."""
+    build_args = (*flowmake.build_args[:-1], "--no-cache", flowmake.build_args[-1])
+    return [Tool(NO_CACHE, flowmake.exe, build_args, flowmake.status_args, flowmake.env)]
+
+
 def floor_tool(flowmake: Tool) -> list[Tool]:
     """benchmarks/floor.py under flowmake's interpreter: what any Python tool pays."""
     python = flowmake_python(flowmake.exe)
@@ -740,8 +755,8 @@ def run_all(root: Path, tools: list[Tool], cfg: Config, args: argparse.Namespace
     if "noop" in selected:
         results += bench_noop(root, tools, cfg)
     floor = floor_tool(tools[0])
-    if "full" in selected:
-        results += bench_full(root, tools + floor, cfg)
+    if "full" in selected:  # with the artifact cache (the default) and without it
+        results += bench_full(root, tools + no_cache_tool(tools[0]) + floor, cfg)
     if "sleep" in selected:
         results += bench_sleep(root, tools + floor, cfg)
     if "hash" in selected:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import sys
 import threading
 import time
@@ -258,11 +257,10 @@ class Artifacts:
             with self.hasher.url_backends().backend(path).open(path, "rb") as f:
                 return Entry(URL, self.local.receive(f, None), fingerprint=digest)
         full = f"{self.root}/{path}"
-        mode = os.stat(full).st_mode  # one stat: folder or file, and executable
-        if stat.S_ISDIR(mode):
+        executable = self.local.add_file(full, digest)  # opened once: folder, or file
+        if executable is None:
             return self._save_dir(path, full, digest)
-        self.local.add_file(full, digest)
-        return Entry(FILE, digest, bool(mode & stat.S_IXUSR))
+        return Entry(FILE, digest, executable)
 
     def _save_dir(self, path: str, full: str, digest: str) -> Entry:
         """A folder's files as blobs (each hashed as it is copied) and its manifest."""

@@ -3,8 +3,10 @@ blob of up to INLINE_BLOB bytes, inline (see local.py's docstring for the layout
 
 :class:`Index` is the part of :class:`~flowmake.cache.local.LocalCache` that talks to
 the database: opened on first use, one connection shared by the command's threads under
-a lock, writes queued and done WRITE_BATCH at a time in one transaction, use times of
-records batched (TOUCH_BATCH). SQLite's errors become :class:`IndexUnusable`.
+a lock, writes queued and done WRITE_BATCH at a time (or WRITE_SECONDS after the first
+queued) in one transaction, use times of records batched (TOUCH_BATCH). Queued records and
+blobs are answered from memory: a lookup never writes the queue. SQLite's errors become
+:class:`IndexUnusable`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ INDEX_VERSION = 1
 # than a row (see local.py's docstring); larger ones are copied (reflinked) as files.
 INLINE_BLOB = 128 << 10
 TOUCH_BATCH = 500
-WRITE_BATCH = 64  # queued rows (blobs, records) written in one transaction
+WRITE_BATCH = 256  # queued rows (blobs, records) written in one transaction
+WRITE_SECONDS = 1.0  # ... or fewer, once the first of them has waited this long
 # The big column last: reading the others never touches its overflow pages.
 _SCHEMA = """
 CREATE TABLE actions (
@@ -77,6 +80,10 @@ class Index:
         self._lock = threading.Lock()  # one connection for every thread, one use at a time
         self._touched: dict[str, float] = {}  # records used, not yet marked (see touch)
         self._queued: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet done (_write)
+        self._queued_at = 0.0  # time.monotonic() when the first of them was queued
+        # what the queue holds, for lookups: record (dumps()) by key, inline blob by digest
+        self._pending_actions: dict[str, bytes] = {}
+        self._pending_blobs: dict[str, bytes] = {}
 
     # -- the database -------------------------------------------------------------------
 
@@ -98,33 +105,62 @@ class Index:
                                     "deleting the cache folder is safe") from exc
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Rows of a query over the whole index (the queue written first)."""
         with self._index(create=False) as db:
             return [] if db is None else db.execute(sql, params).fetchall()
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Queue one statement; the queue is written in one transaction when it holds
-        WRITE_BATCH, before any other use of the index, and at close. (A transaction per
-        row cost ~35 µs on the scheduler's thread for each of two rows a target.) Opening
-        the index is not deferred: an unusable one is reported by this call."""
+    def _lookup(self, pending: dict[str, bytes], sql: str, key: str) -> Any:
+        """The first column of the row ``sql`` finds for ``key``, or its queued value
+        (``pending``); None when there is neither. The queue is not written: on the
+        scheduler's thread a lookup comes between two saves, and writing the queue there
+        made every save a transaction of its own."""
+        with self._index(create=False, flush=False) as db:
+            if key in pending:
+                return pending[key]
+            if db is not None and self._queued and \
+                    time.monotonic() - self._queued_at >= WRITE_SECONDS:
+                self._write_queued(db)  # a slow build's saves still reach other processes
+            row = None if db is None else db.execute(sql, (key,)).fetchone()
+            return None if row is None else row[0]
+
+    def _write(self, sql: str, params: tuple[Any, ...],
+               pending: tuple[dict[str, bytes], str, bytes] | None = None) -> None:
+        """Queue one statement (``pending``: the row as lookups see it meanwhile); the
+        queue is written in one transaction when it holds WRITE_BATCH or its first row is
+        WRITE_SECONDS old, before any query of the whole index, and at close. (A
+        transaction per row cost ~35 µs on the scheduler's thread for each of two rows a
+        target.) Opening the index is not deferred: an unusable one is reported by this
+        call."""
         with self._index(create=True, flush=False) as db:
             assert db is not None
+            if not self._queued:
+                self._queued_at = time.monotonic()
             self._queued.append((sql, params))
-            if len(self._queued) >= WRITE_BATCH:
+            if pending is not None:
+                table, key, value = pending
+                table[key] = value  # a blob's value never changes; a record's last one wins
+            if len(self._queued) >= WRITE_BATCH or \
+                    time.monotonic() - self._queued_at >= WRITE_SECONDS:
                 self._write_queued(db)
 
     def _write_queued(self, db: sqlite3.Connection) -> None:
-        """Write the queue (under the lock); on an error its rows are dropped: the cache
-        only loses entries."""
+        """Write the queue (under the lock) in one transaction, the rows in the order they
+        were queued (a record after its blobs); on an error its rows are dropped: the
+        cache only loses entries."""
         queued, self._queued = self._queued, []
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in queued:
-                db.execute(sql, params)
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in queued:
+                    db.execute(sql, params)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        finally:  # in the database now, or dropped
+            self._pending_actions.clear()
+            self._pending_blobs.clear()
 
     def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """One transaction for many rows (gc)."""
@@ -165,16 +201,18 @@ class Index:
     def read_action(self, key: str) -> ActionRecord | None:
         """The record of ``key``; None when there is none, or none readable."""
         try:
-            rows = self._query("SELECT record FROM actions WHERE key = ?", (key,))
-            record = ActionRecord.loads(rows[0][0]) if rows else None
+            data = self._lookup(self._pending_actions,
+                                "SELECT record FROM actions WHERE key = ?", key)
+            record = None if data is None else ActionRecord.loads(data)
         except (IndexUnusable, ValueError):  # a write will say what is wrong
             return None
         return record if record is not None and record.key == key else None
 
     def write_action(self, record: ActionRecord) -> None:
         """Store a record; its blobs must be stored already (a reader may use it at once)."""
+        data = record.dumps()
         self._write("INSERT OR REPLACE INTO actions (key, used, record) VALUES (?, ?, ?)",
-                    (record.key, time.time(), record.dumps()))
+                    (record.key, time.time(), data), (self._pending_actions, record.key, data))
 
     def touch(self, key: str) -> None:
         """Mark a record used now (gc drops the least recently used first).
@@ -220,13 +258,20 @@ class Index:
     def inline_blob(self, digest: str) -> bytes | None:
         """The content of blob ``digest`` when it is in the database; None otherwise (a
         file blob, see :meth:`blob_path`, or no blob at all)."""
-        rows = self._query("SELECT data FROM blobs WHERE digest = ?", (digest,))
-        return bytes(rows[0][0]) if rows else None
+        data = self._lookup(self._pending_blobs, "SELECT data FROM blobs WHERE digest = ?",
+                            digest)
+        return None if data is None else bytes(data)
+
+    def inline_size(self, digest: str) -> int | None:
+        """The size of blob ``digest`` when it is in the database; None otherwise."""
+        data = self._lookup(self._pending_blobs, "SELECT size FROM blobs WHERE digest = ?",
+                            digest)
+        return None if data is None else data if isinstance(data, int) else len(data)
 
     def _add_inline(self, digest: str, data: bytes) -> None:
         """Store verified content (a blob never changes: a second copy is dropped)."""
         self._write("INSERT OR IGNORE INTO blobs (digest, size, added, data) VALUES (?, ?, ?, ?)",
-                    (digest, len(data), time.time(), data))
+                    (digest, len(data), time.time(), data), (self._pending_blobs, digest, data))
 
 
 def _open_index(path: Path) -> sqlite3.Connection:

@@ -39,6 +39,7 @@ import contextlib
 import io
 import itertools
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -79,7 +80,7 @@ class LocalCache(Index):
 
     def has_blob(self, digest: str) -> bool:
         try:
-            inline = bool(self._query("SELECT 1 FROM blobs WHERE digest = ?", (digest,)))
+            inline = self.inline_size(digest) is not None
         except IndexUnusable:  # as for a record: not cached, and a write will say why
             inline = False
         return inline or self.blob_path(digest).exists()
@@ -98,9 +99,9 @@ class LocalCache(Index):
         return io.BytesIO(data) if data is not None else open(self.blob_path(digest), "rb")
 
     def blob_size(self, digest: str) -> int | None:
-        rows = self._query("SELECT size FROM blobs WHERE digest = ?", (digest,))
-        if rows:
-            return int(rows[0][0])
+        size = self.inline_size(digest)
+        if size is not None:
+            return size
         try:
             return self.blob_path(digest).stat().st_size
         except OSError:
@@ -170,25 +171,34 @@ class LocalCache(Index):
             self._mkdir(final.parent)
             os.replace(tmp, final)
 
-    def add_file(self, source: str, digest: str) -> None:
-        """Copy a file into the cache as blob ``digest`` (nothing to do if it is there).
+    def add_file(self, source: str, digest: str) -> bool | None:
+        """Copy a file into the cache as blob ``digest`` (nothing to do if it is there);
+        whether it is executable. None, and nothing stored, when ``source`` is a folder.
 
         Raises Mismatch when the file no longer hashes to ``digest`` (it changed since it
         was hashed): a blob always holds what its name says.
         """
-        with open(source, "rb") as f:
-            head = f.read(INLINE_BLOB + 1)  # one read decides: a row, or a file
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)  # a folder opens too: one fstat
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                return None
+            head = _read_fd(fd, st.st_size + 1)  # what is read decides: a row, or a file
+        finally:
+            os.close(fd)
+        executable = bool(st.st_mode & stat.S_IXUSR)
         if len(head) <= INLINE_BLOB:
-            if hash_bytes(head) != digest:
+            if hash_bytes(head) != digest:  # what is stored is what was read, verified
                 raise Mismatch(f"{source} changed since it was hashed")
             self._add_inline(digest, head)  # INSERT OR IGNORE: no lookup first
-            return
+            return executable
         if os.path.exists(self.blob_path(digest)):
-            return
+            return executable
         with self._staged() as tmp:
             if not copy_verified(source, str(tmp), digest, 0o444):
                 raise Mismatch(f"{source} changed since it was hashed")
             self._publish(tmp, self.blob_path(digest))
+        return executable
 
     def add_bytes(self, data: bytes, digest: str) -> None:
         """Store ``data`` as blob ``digest``: its content's digest or, for a folder
@@ -299,6 +309,19 @@ class LocalCache(Index):
         records, record_bytes = rows[0] if rows else (0, 0)
         blobs = self.blobs()
         return records, len(blobs), record_bytes + sum(b.size for b in blobs)
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    """Up to INLINE_BLOB + 1 bytes of an open file, reading ``size`` first (its size + 1:
+    a small file is read whole by one call); after a short read, one byte (the end of
+    the file, as a rule: no buffer of INLINE_BLOB allocated to find it)."""
+    limit = INLINE_BLOB + 1
+    parts, got, want = [], 0, min(size, limit)
+    while want > 0 and (chunk := os.read(fd, want)):
+        parts.append(chunk)
+        got += len(chunk)
+        want = min(limit - got, limit if len(chunk) == want else 1)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _read_up_to(stream: IO[bytes], size: int) -> bytes:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from flowmake.builtin.backends import FsspecBackend
+from flowmake.cache import index as cache_index
 from flowmake.cache.index import INLINE_BLOB, WRITE_BATCH, IndexUnusable
 from flowmake.cache.local import LocalCache
 from flowmake.cache.records import (
@@ -178,7 +179,13 @@ def test_saves_are_written_in_batches_and_seen_at_once_by_their_process(
     record = ActionRecord(hash_bytes("k0"), "t0", {"out/a": Entry(FILE, digest)})
     cache.write_action(record)
     assert rows_seen_by_another_process(cache) == (0, 0)  # queued: no transaction yet
-    assert cache.read_action(record.key) == record  # any use of the index writes the queue
+    # a lookup answers from the queue without writing it (a build's checks come between
+    # its saves: writing the queue there made every save a transaction of its own)
+    assert cache.read_action(record.key) == record
+    assert cache.has_blob(digest) and cache.read_blob(digest) == b"one\n"
+    assert cache.blob_size(digest) == 4 and cache.blobs_of(record) == {digest}
+    assert rows_seen_by_another_process(cache) == (0, 0)
+    assert cache.keys() == [record.key]  # a query of the whole index writes the queue
     assert rows_seen_by_another_process(cache) == (1, 1)
     for i in range(1, WRITE_BATCH // 2):
         d = blob(cache, tmp_path, f"content {i}\n".encode())
@@ -192,6 +199,58 @@ def test_saves_are_written_in_batches_and_seen_at_once_by_their_process(
     blob(cache, tmp_path, b"after the batch\n")
     cache.close()  # and the rest at close
     assert rows_seen_by_another_process(cache) == (seen, seen + 1)
+
+
+def test_queued_writes_wait_at_most_write_seconds(cache: LocalCache, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow build's saves reach other processes: the queue is written once its first
+    row is WRITE_SECONDS old, by the next save or the next lookup."""
+    first = blob(cache, tmp_path, b"first\n")
+    assert rows_seen_by_another_process(cache) == (0, 0)
+    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 0.0)
+    blob(cache, tmp_path, b"second\n")  # a save, after the first waited long enough
+    assert rows_seen_by_another_process(cache) == (0, 2)
+    cache.write_action(ActionRecord(hash_bytes("k"), "t", {"out/a": Entry(FILE, first)}))
+    assert rows_seen_by_another_process(cache) == (1, 2)
+    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 3600.0)
+    blob(cache, tmp_path, b"third\n")
+    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 0.0)
+    assert cache.read_action(hash_bytes("absent")) is None  # a lookup, after the wait
+    assert rows_seen_by_another_process(cache) == (1, 3)
+
+
+def test_a_record_and_its_blobs_are_written_in_one_transaction(
+        cache: LocalCache, tmp_path: Path) -> None:
+    """Another process sees an entry whole or not at all: the queue is one transaction,
+    in the order of the saves (the blobs before the record that names them)."""
+    for i in range(WRITE_BATCH // 2 - 1):
+        d = blob(cache, tmp_path, f"content {i}\n".encode())
+        cache.write_action(ActionRecord(hash_bytes(f"k{i}"), f"t{i}", {"out/a": Entry(FILE, d)}))
+        seen_records, seen_blobs = rows_seen_by_another_process(cache)
+        assert seen_records == seen_blobs and seen_records in (0, i + 1)
+    cache.close()
+    assert rows_seen_by_another_process(cache) == (WRITE_BATCH // 2 - 1,) * 2
+
+
+@pytest.mark.parametrize("size", [0, 1, INLINE_BLOB - 1, INLINE_BLOB, INLINE_BLOB + 1])
+def test_add_file_stores_a_file_whole_inline_up_to_inline_blob(
+        cache: LocalCache, tmp_path: Path, size: int) -> None:
+    content = bytes(i % 251 for i in range(size))
+    src = tmp_path / "out.bin"
+    src.write_bytes(content)
+    src.chmod(0o755)
+    digest = hash_file(str(src))
+    assert cache.add_file(str(src), digest) is True  # executable
+    assert (cache.inline_blob(digest) is not None) == (size <= INLINE_BLOB)
+    assert cache.read_blob(digest) == content and cache.blob_size(digest) == size
+    (tmp_path / "folder").mkdir()
+    assert cache.add_file(str(tmp_path / "folder"), digest) is None  # a folder: nothing
+    src.write_bytes(content + b"grown")
+    other = LocalCache(tmp_path / "other")
+    with pytest.raises(Mismatch, match="changed since it was hashed"):
+        other.add_file(str(src), digest)  # changed since it was hashed: never stored
+    assert other.read_blob(digest) is None and cache.read_blob(digest) == content
+    other.close()
 
 
 def test_queued_writes_that_fail_are_reported_at_close(cache: LocalCache, tmp_path: Path) -> None:
