@@ -140,9 +140,12 @@ class _Build:
             # A cone build has no observer plugin (its snapshot is never saved with one):
             # the 10,000 fresh targets' events need not go through pluggy to no hook.
             quiet = self.cone is not None and not ws.plugins.has_observers()
+            # The trusted targets are not stepped through, unless -v lists them in order.
+            trusted = self.cone.trusted if self.cone and not self.options.verbose else None
             parts = Collaborators(self.checker, ws.store, lambda: _FirstSubmit(
                 executor_factory(), taken.start), reporter, self.restorer,
-                on_event=None if quiet else ws.plugins.on_event)
+                on_event=None if quiet else ws.plugins.on_event,
+                trusted=trusted or frozenset())
             self.scheduler = Scheduler(ws.project, ws.graph, list(names), config, parts)
             return self._schedule(self.scheduler, taken)
         except BaseException as exc:  # e.g. the executor could not start, a full disk

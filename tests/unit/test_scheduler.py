@@ -316,3 +316,28 @@ def test_ctrl_c_with_a_full_disk_still_ends_the_build_as_interrupted(tmp_path, c
                                  "t3": "failed", "t4": "skipped", "t5": "skipped"}
     assert set(store.records()) == {"t0"}
     assert all(summary.outcomes[n].error == "interrupted" for n in ("t1", "t2", "t3"))
+
+
+def test_trusted_targets_are_fresh_without_a_check_and_keep_their_place(tmp_path):
+    # a cone build (cli/cone.py): the scheduler steps only through the cone; the trusted
+    # targets are fresh, reported, and in the summary in the graph's order as before
+    project, graph = make(tmp_path, CHAIN + WIDE)
+    store = memory_store()
+    run(project, graph, FakeExecutor(), store, jobs=2)
+    checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+    checked: list[str] = []
+    check = checker.check
+    checker.check = lambda target, *a: checked.append(target.name) or check(target, *a)
+    (tmp_path / "b.txt").write_text("changed")  # c is stale, a and b are trusted
+    out, events = io.StringIO(), []
+    trusted = frozenset(graph.targets) - {"c"}
+    parts = Collaborators(checker, store, FakeExecutor, make_reporter(out, no_color=True),
+                          on_event=lambda name, o: events.append((name, o.name)), trusted=trusted)
+    scheduler = Scheduler(project, graph, list(graph.targets),
+                          SchedulerConfig(store.start_run("test"), jobs=2), parts)
+    summary = scheduler.run()
+    assert checked == ["c"]
+    assert list(summary.outcomes) == graph.order(list(graph.targets))
+    assert statuses(summary) == {n: "built" if n == "c" else "fresh" for n in graph.targets}
+    assert sorted(n for e, n in events if e == "target_finish") == sorted(graph.targets)
+    assert summary.counts()["fresh"] == len(trusted)
