@@ -14,9 +14,11 @@ a build that changed no record leaves it untouched, mtime included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +39,7 @@ _MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.M)
 # The parts of a key kept in an entry, in this order (a record's "outputs" part, the
 # declared paths, is the entry's outputs table itself).
 _PARTS = ("action", "code", "params", "project_params", "env", "deps", "inputs", "globs")
+_JOURNAL_MAX = 500  # entries changed since lock.cache was written whole
 
 
 class LockEntry(NamedTuple):
@@ -189,13 +192,23 @@ class LockFile:
     """One project's flow.lock, with its entries parsed and rendered kept in ``.flowmake/``
     (keyed by the file's size, mtime and inode), so that a build neither parses the file
     nor renders the entries it did not change: at 10,000 targets both cost most of a
-    second. The file itself stays the truth: a changed stat means it is parsed again."""
+    second. The file itself stays the truth: a changed stat means it is parsed again.
+
+    The kept entries are a base (``lock.cache``, written whole) and a journal of the
+    entries changed since (``lock.cache-delta``, the base's token): a build that changed a
+    few entries writes the journal, not 10,000 entries; past ``_JOURNAL_MAX`` the base is
+    written again. After its own write the file is known to be the entries' rendering,
+    so it is not read back to compare."""
 
     def __init__(self, path: Path, state_dir: Path) -> None:
         self.path = path
         self._cache = state_dir / paths.LOCK_CACHE
+        self._journal = state_dir / (paths.LOCK_CACHE + "-delta")
         self._sig = state_dir / paths.LOCK_SIG
         self._entries: dict[str, Cached] | None = None
+        self._token: int | None = None  # the base's, when the entries came from it
+        self._changes: dict[str, tuple[str, ...] | None] = {}  # since that base
+        self._rendered: tuple[int, int, int] | None = None  # the file is ours at this stat
 
     def validate(self) -> None:
         """Parse the file now if it changed since this clone last read or wrote it (one
@@ -214,14 +227,37 @@ class LockFile:
             now = signature(self.path)
             found: dict[str, Cached] = {}
             if now is not None:
-                saved = self._read(self._cache)
-                if isinstance(saved, tuple) and saved[:2] == (FORMAT, now):
-                    found = {n: Cached(*c) for n, c in saved[2].items()}
+                kept = self._kept(now)
+                if kept is not None:
+                    found = kept
                 else:
                     found = {n: _cached(n, e) for n, e in (read(self.path) or {}).items()}
-                    self._remember(now, found)
+                    self._remember_base(now, found, rendered=False)
             self._entries = found
         return self._entries
+
+    def _kept(self, now: tuple[int, int, int]) -> dict[str, Cached] | None:
+        """The kept entries (base and journal) if they were taken from the file as it is
+        ``now``, else None."""
+        base = self._read(self._cache)
+        if not (isinstance(base, tuple) and len(base) == 5 and base[0] == FORMAT):
+            return None
+        _, token, sig, rendered, stored = base
+        journal = self._read(self._journal)
+        changes: dict[str, Any] = {}
+        if isinstance(journal, tuple) and len(journal) == 5 and journal[:2] == (FORMAT, token):
+            _, _, sig, rendered, changes = journal
+        if sig != now:
+            return None
+        found = {n: Cached(*c) for n, c in stored.items()}
+        for name, c in changes.items():
+            if c is None:
+                found.pop(name, None)
+            else:
+                found[name] = Cached(*c)
+        self._token, self._changes = token, dict(changes)
+        self._rendered = now if rendered else None
+        return found
 
     def update(self, changed: Mapping[str, Any], targets: Iterable[str]) -> bool:
         """Apply ``changed`` (name → a record, or None to remove its entry), keep only
@@ -243,19 +279,49 @@ class LockFile:
         if exists and new.keys() == current.keys() and all(
                 c.block == current[n].block for n, c in new.items()):
             return False  # (no sort of 10,000 entries twice to say so)
-        written = write_text(self.path, compose({n: c.block for n, c in new.items()}))
-        self._entries = new
-        self._remember(signature(self.path), new)
+        text = compose({n: c.block for n, c in new.items()})
+        if self._rendered is not None and self._rendered == signature(self.path):
+            from flowmake.fsutil import atomic_write  # ours: its text is not this one
+
+            atomic_write(self.path, text.encode("utf-8"))
+            written = True
+        else:
+            written = write_text(self.path, text)
+        self._remember(current, new)
         return written
 
-    def _remember(self, sig: tuple[int, int, int] | None, entries: dict[str, Cached]) -> None:
+    def _remember(self, current: dict[str, Cached], new: dict[str, Cached]) -> None:
+        """The entries kept after a write: the journal of what changed, or a new base."""
+        self._entries = new
+        sig = signature(self.path)
+        for name, c in new.items():
+            if current.get(name) is not c:
+                self._changes[name] = tuple(c)
+        for name in current.keys() - new.keys():
+            self._changes[name] = None
+        if self._token is None or len(self._changes) > _JOURNAL_MAX:
+            self._remember_base(sig, new, rendered=True)
+            return
+        self._rendered = sig
+        self._keep(self._journal, (FORMAT, self._token, sig, True, self._changes), sig)
+
+    def _remember_base(self, sig: tuple[int, int, int] | None, entries: dict[str, Cached],
+                       *, rendered: bool) -> None:
+        self._token, self._changes = time.time_ns(), {}
+        self._rendered = sig if rendered else None
+        stored = {n: tuple(c) for n, c in entries.items()}
+        self._keep(self._cache, (FORMAT, self._token, sig, rendered, stored), sig)
+        with contextlib.suppress(OSError):
+            self._journal.unlink(missing_ok=True)
+
+    def _keep(self, path: Path, value: tuple[Any, ...],
+              sig: tuple[int, int, int] | None) -> None:
         import marshal
 
         from flowmake.fsutil import atomic_write
 
         try:
-            atomic_write(self._cache, marshal.dumps(
-                (FORMAT, sig, {n: tuple(c) for n, c in entries.items()})), fsync=False)
+            atomic_write(path, marshal.dumps(value), fsync=False)
             atomic_write(self._sig, repr(sig).encode(), fsync=False)
         except OSError:
             pass  # a read-only state: parsed again next time
