@@ -144,15 +144,19 @@ class Index:
                 self._write_queued(db)
 
     def _write_queued(self, db: sqlite3.Connection) -> None:
-        """Write the queue (under the lock) in one transaction, the rows in the order they
-        were queued (a record after its blobs); on an error its rows are dropped: the
-        cache only loses entries."""
+        """Write the queue (under the lock) in one transaction: another process sees a
+        record and its blobs together, or neither. Rows of one statement go in one
+        executemany (their order within the transaction does not matter). On an error
+        its rows are dropped: the cache only loses entries."""
         queued, self._queued = self._queued, []
+        by_sql: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in queued:
+            by_sql.setdefault(sql, []).append(params)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for sql, params in queued:
-                    db.execute(sql, params)
+                for sql, rows in by_sql.items():
+                    db.executemany(sql, rows)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
