@@ -1,6 +1,7 @@
 """Where flowmake's fixed cost per build goes (issue 17), measured from the outside.
 
     python benchmarks/fixed_cost.py [--repeat 5] [--flowmake CMD] [--install here|release]
+                                    [--against OTHER_CMD]
 
 Two projects, each built from clean ``--repeat`` times:
 
@@ -112,14 +113,18 @@ def one_build(exe: list[str], project: Path, jobs: int, warm: bool) -> dict[str,
             "exit": reaped - ends[-1]}
 
 
-def series(exe: list[str], project: Path, jobs: int, repeat: int, warm: bool
-           ) -> dict[str, list[float]]:
-    got: dict[str, list[float]] = defaultdict(list)
+def series(exes: dict[str, list[str]], projects: dict[str, Path], jobs: int, repeat: int,
+           warm: bool) -> dict[str, dict[str, list[float]]]:
+    """Each flowmake (by label) on its own copy of the project, taking turns in each
+    repeat, so that load drifting on a shared machine hits them alike."""
+    got: dict[str, dict[str, list[float]]] = {label: defaultdict(list) for label in exes}
     if warm:
-        one_build(exe, project, jobs, warm=False)  # the state the warm builds keep
+        for label, exe in exes.items():
+            one_build(exe, projects[label], jobs, warm=False)  # the state the warm builds keep
     for _ in range(repeat):
-        for key, value in one_build(exe, project, jobs, warm).items():
-            got[key].append(value)
+        for label, exe in exes.items():
+            for key, value in one_build(exe, projects[label], jobs, warm).items():
+                got[label][key].append(value)
     return got
 
 
@@ -222,6 +227,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--flowmake", help='flowmake command, e.g. "python -m flowmake"')
     parser.add_argument("--install", choices=["release", "here"], default="here")
+    parser.add_argument("--against", help="a second flowmake command, measured taking turns"
+                                          " with the first (before/after in one run)")
     args = parser.parse_args()
     run_args = ["--install", args.install] + (["--flowmake", args.flowmake] if args.flowmake
                                               else [])
@@ -229,16 +236,22 @@ def main() -> None:
     if env:
         os.environ.update(env)
     python = flowmake_python(exe) or sys.executable
+    exes = {shlex.join(exe): list(exe)}
+    if args.against:  # e.g. benchmarks/.venv-commits/SHA/bin/flowmake (commits.py)
+        exes[args.against] = shlex.split(args.against)
     with tempfile.TemporaryDirectory(prefix="flowmake-fixed-") as tmp:
-        projects = write_projects(Path(tmp))
-        print(f"load {os.getloadavg()}; {os.cpu_count()} CPUs; {shlex.join(exe)}")
+        copies = {label: write_projects(Path(tmp) / str(i)) for i, label in enumerate(exes)}
+        print(f"load {os.getloadavg()}; {os.cpu_count()} CPUs; {', '.join(exes)}")
         for warm, title in ((False, "from clean (no outputs, no .flowmake)"),
                             (True, "warm (state kept, an input of every target changed)")):
-            print(f"\n## {title}, median of {args.repeat}\n")
-            table({"hundred": series(list(exe), projects["hundred"], 2, args.repeat, warm),
-                   "sleep": series(list(exe), projects["sleep"], SLEEP_JOBS, args.repeat,
-                                   warm)})
-        report(python, list(exe), projects)
+            runs = {name: series(exes, {label: c[name] for label, c in copies.items()}, jobs,
+                                 args.repeat, warm)
+                    for name, jobs in (("hundred", 2), ("sleep", SLEEP_JOBS))}
+            for label in exes:
+                print(f"\n## {title}, median of {args.repeat}: {label}\n")
+                table({name: by_label[label] for name, by_label in runs.items()})
+        print(f"\nload {os.getloadavg()}")
+        report(python, list(exe), copies[shlex.join(exe)])
 
 
 if __name__ == "__main__":
