@@ -265,6 +265,7 @@ class LockFile:
         current = self.entries()
         wanted = set(targets)
         new = {n: c for n, c in current.items() if n in wanted}
+        touched: set[str] = set()  # entries new or changed
         for name, record in changed.items():
             if record is None:
                 new.pop(name, None)
@@ -273,13 +274,15 @@ class LockFile:
                 if old is None or (old.key, old.outputs_json) != (record.key,
                                                                  record.outputs_json):
                     new[name] = _cached(name, entry(record.key, record.parts, record.outputs))
+                    touched.add(name)
         exists = self.path.exists()
         if not new and not exists:
             return False  # nothing to say, and no file to change
-        if exists and new.keys() == current.keys() and all(
-                c.block == current[n].block for n, c in new.items()):
-            return False  # (no sort of 10,000 entries twice to say so)
-        text = compose({n: c.block for n, c in new.items()})
+        if exists and len(new) == len(current) and all(
+                n in current and new[n].block == current[n].block for n in touched):
+            return False  # no entry added, removed or changed (no sort of 10,000 entries)
+        text = HEADER + f"\nversion = {FORMAT}\n\n" + "\n".join(
+            new[n].block for n in sorted(new))  # compose(), without a dict of the blocks
         if self._rendered is not None and self._rendered == signature(self.path):
             from flowmake.fsutil import atomic_write  # ours: its text is not this one
 
@@ -287,18 +290,15 @@ class LockFile:
             written = True
         else:
             written = write_text(self.path, text)
-        self._remember(current, new)
+        self._remember(new, touched, current.keys() - new.keys())
         return written
 
-    def _remember(self, current: dict[str, Cached], new: dict[str, Cached]) -> None:
+    def _remember(self, new: dict[str, Cached], touched: set[str], removed: set[str]) -> None:
         """The entries kept after a write: the journal of what changed, or a new base."""
         self._entries = new
         sig = signature(self.path)
-        for name, c in new.items():
-            if current.get(name) is not c:
-                self._changes[name] = tuple(c)
-        for name in current.keys() - new.keys():
-            self._changes[name] = None
+        self._changes.update((n, tuple(new[n])) for n in touched)
+        self._changes.update(dict.fromkeys(removed))
         if self._token is None or len(self._changes) > _JOURNAL_MAX:
             self._remember_base(sig, new, rendered=True)
             return
