@@ -469,3 +469,19 @@ def test_a_registering_plugin_is_imported_only_when_a_build_needs_it(
         seen = probe(with_observer)
         assert seen["before"] == ["flowmake_testplugin"] and seen["observers"] is True
     assert probe({})["before"] == []  # and uninstalled again
+
+
+def test_a_clash_with_a_deferred_entry_point_plugin_is_still_an_error(tmp_path: Path) -> None:
+    """parquet (an entry point that only registers formats) is not imported once its
+    profile is remembered: a project plugin registering `.csv` is still refused, naming
+    both, on the first build and on the later ones."""
+    clash = SHOUT_PLUGIN.replace('(".shout",)', '(".csv",)')
+    root = project(tmp_path / "proj", SHOUT_FLOW, {"myplugins.py": clash,
+                                                    "steps.py": SHOUT_STEPS})
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for _ in range(2):
+        result = run(root, "build", env=env)
+        assert result.returncode == 2
+        assert "'.csv' is registered twice" in result.stderr
+        assert "'parquet' (CsvFormat)" in result.stderr and "'myplugins'" in result.stderr
+    assert list((tmp_path / "cache" / "flowmake" / "plugin-profiles").iterdir())
