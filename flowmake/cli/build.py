@@ -129,11 +129,12 @@ class _Build:
         assert run is not None
         self.started = run.started
         mark_environment(str(ws.project.state_dir), run)
-        from flowmake.store.provenance import Background
+        from flowmake.store.provenance import Background, git_state
 
-        # taken in a thread once the first job is started, kept when the jobs are done
+        # git before any command runs (a command may change a tracked file); the rest in
+        # a thread once the first job is started, kept when the jobs are done
         taken = self.environment = Background(ws.root, ws.project.state_dir,
-                                              dict(ws.plugins.dists))
+                                              dict(ws.plugins.dists), git_state(ws.root))
         config = SchedulerConfig(self.run_id, jobs, self.options.keep_going,
                                  stream=self.options.verbose, kept=not self.options.no_record)
         try:

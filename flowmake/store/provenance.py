@@ -5,7 +5,7 @@ Only a real build computes it (never the no-op fast path). Listing the distribut
 takes ~90 ms, so the list is kept in ``.flowmake/distributions.json`` with the mtimes of
 the ``sys.path`` folders that hold distributions (installing or removing one changes its
 folder's mtime). A build takes it in a thread once its first command is started
-(``Background``).
+(``Background``), all but the git state, taken before any command runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from flowmake.store import paths
 GIT_TIMEOUT = 2.0  # seconds for each git command; a slower git records no commit
 
 
-def environment(root: Path, state_dir: Path, plugins: dict[str, str]) -> dict[str, Any]:
-    """What to keep with a run. ``plugins``: entry-point plugin name → "dist version"."""
+def environment(root: Path, state_dir: Path, plugins: dict[str, str],
+                git: dict[str, Any] | bool | None = True) -> dict[str, Any]:
+    """What to keep with a run. ``plugins``: entry-point plugin name → "dist version";
+    ``git``: the git state taken already (True: take it now)."""
     import hashlib
     import platform
 
@@ -37,16 +40,20 @@ def environment(root: Path, state_dir: Path, plugins: dict[str, str]) -> dict[st
             "implementation": platform.python_implementation(),
             "platform": platform.platform(), "executable": sys.executable,
             "flowmake": __version__, "plugins": dict(sorted(plugins.items())),
-            "distributions_digest": digest, "distributions": dists, "git": git_state(root)}
+            "distributions_digest": digest, "distributions": dists,
+            "git": git_state(root) if git is True else git}
 
 
 class Background:
-    """The environment taken in a thread, so that its two git calls and the distributions'
-    list are off the path to the first command (the build starts it once its first job is
-    started, and collects it when the jobs are done)."""
+    """The environment taken in a thread, so that the distributions' list, ``platform``
+    and the digest are off the path to the first command (the build starts it once its
+    first job is started, and collects it when the jobs are done). The git state is taken
+    before (``git_state``, handed in): a command may change a tracked file, and ``dirty``
+    is the state the build started from."""
 
-    def __init__(self, root: Path, state_dir: Path, plugins: dict[str, str]) -> None:
-        self._args = (root, state_dir, plugins)
+    def __init__(self, root: Path, state_dir: Path, plugins: dict[str, str],
+                 git: dict[str, Any] | None) -> None:
+        self._args = (root, state_dir, plugins, git)
         self._thread: threading.Thread | None = None
         self._value: dict[str, Any] | None = None
         self._error: OSError | ValueError | None = None
@@ -128,22 +135,36 @@ def distributions(state_dir: Path, root: Path | None = None) -> list[str]:
     return found
 
 
-def _git(root: Path, *args: str) -> str | None:
+def _start_git(root: Path, *args: str) -> subprocess.Popen[str] | None:
     try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                              timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
+        return subprocess.Popen(["git", *args], cwd=root, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+    except OSError:
         return None
-    return done.stdout if done.returncode == 0 else None
+
+
+def _answer(proc: subprocess.Popen[str] | None, deadline: float) -> str | None:
+    if proc is None:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return None
+    return out if proc.returncode == 0 else None
 
 
 def git_state(root: Path) -> dict[str, Any] | None:
-    """``{"commit", "dirty"}`` when the project is in a git work tree with a commit."""
-    commit = _git(root, "rev-parse", "HEAD")
+    """``{"commit", "dirty"}`` when the project is in a git work tree with a commit. The
+    two git commands run at once (the build waits for the slower, not for both)."""
+    deadline = time.monotonic() + GIT_TIMEOUT
+    head = _start_git(root, "rev-parse", "HEAD")
+    # Uncommitted changes to tracked files; untracked ones (outputs, .flowmake) do not count.
+    status = _start_git(root, "status", "--porcelain", "--untracked-files=no")
+    commit, porcelain = _answer(head, deadline), _answer(status, deadline)
     if commit is None:
         return None
-    # Uncommitted changes to tracked files; untracked ones (outputs, .flowmake) do not count.
-    porcelain = _git(root, "status", "--porcelain", "--untracked-files=no")
     return {"commit": commit.strip(), "dirty": None if porcelain is None else bool(porcelain)}
 
 
