@@ -53,8 +53,7 @@ def run_notebook(path: str | os.PathLike[str], params: Mapping[str, Any], *,
     (an ``nbformat.NotebookNode``, outputs included) is returned.
 
     Args:
-        path: the notebook (relative paths are relative to the process's working folder,
-            like ``executed``; ``cwd`` is the kernel's).
+        path: the notebook (relative to the process's working folder, as ``executed``).
         params: injected as a new code cell of assignments right after the first code
             cell tagged ``parameters``, or at the top when there is none; no cell when
             empty.
