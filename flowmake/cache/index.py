@@ -4,7 +4,7 @@ blob of up to INLINE_BLOB bytes, inline (see local.py's docstring for the layout
 :class:`Index` is the part of :class:`~flowmake.cache.local.LocalCache` that talks to
 the database: opened on first use, one connection shared by the command's threads under
 a lock, writes queued and done WRITE_BATCH at a time (or WRITE_SECONDS after the first
-queued) in one transaction, use times of records batched (TOUCH_BATCH). Queued records and
+queued, by a timer thread) in one transaction, use times of records batched (TOUCH_BATCH). Queued records and
 blobs are answered from memory: a lookup never writes the queue. SQLite's errors become
 :class:`IndexUnusable`.
 """
@@ -80,7 +80,8 @@ class Index:
         self._lock = threading.Lock()  # one connection for every thread, one use at a time
         self._touched: dict[str, float] = {}  # records used, not yet marked (see touch)
         self._queued: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet done (_write)
-        self._queued_at = 0.0  # time.monotonic() when the first of them was queued
+        self._timer: threading.Timer | None = None  # writes the queue WRITE_SECONDS on
+        self._failed: IndexUnusable | None = None  # the timer's error, for the next write
         # what the queue holds, for lookups: record (dumps()) by key, inline blob by digest
         self._pending_actions: dict[str, bytes] = {}
         self._pending_blobs: dict[str, bytes] = {}
@@ -101,8 +102,7 @@ class Index:
                     self._write_queued(self._db)
                 yield self._db
             except sqlite3.Error as exc:
-                raise IndexUnusable(f"artifact cache {self._index_path}: {exc}",
-                                    "deleting the cache folder is safe") from exc
+                raise self._unusable(exc) from exc
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of a query over the whole index (the queue written first)."""
@@ -117,31 +117,49 @@ class Index:
         with self._index(create=False, flush=False) as db:
             if key in pending:
                 return pending[key]
-            if db is not None and self._queued and \
-                    time.monotonic() - self._queued_at >= WRITE_SECONDS:
-                self._write_queued(db)  # a slow build's saves still reach other processes
             row = None if db is None else db.execute(sql, (key,)).fetchone()
             return None if row is None else row[0]
 
     def _write(self, sql: str, params: tuple[Any, ...],
                pending: tuple[dict[str, bytes], str, bytes] | None = None) -> None:
         """Queue one statement (``pending``: the row as lookups see it meanwhile); the
-        queue is written in one transaction when it holds WRITE_BATCH or its first row is
-        WRITE_SECONDS old, before any query of the whole index, and at close. (A
+        queue is written in one transaction when it holds WRITE_BATCH, WRITE_SECONDS after
+        its first row (by a timer: a build then waiting for a slow target has its saves
+        written all the same), before any query of the whole index, and at close. (A
         transaction per row cost ~35 µs on the scheduler's thread for each of two rows a
         target.) Opening the index is not deferred: an unusable one is reported by this
         call."""
         with self._index(create=True, flush=False) as db:
             assert db is not None
-            if not self._queued:
-                self._queued_at = time.monotonic()
+            if self._failed is not None:  # the timer could not write the last rows
+                failed, self._failed = self._failed, None
+                raise failed
+            if self._timer is None:
+                self._timer = threading.Timer(WRITE_SECONDS, self._write_due)
+                self._timer.daemon = True  # never holds the exit up: close writes the rest
+                self._timer.start()
             self._queued.append((sql, params))
             if pending is not None:
                 table, key, value = pending
                 table[key] = value  # a blob's value never changes; a record's last one wins
-            if len(self._queued) >= WRITE_BATCH or \
-                    time.monotonic() - self._queued_at >= WRITE_SECONDS:
+            if len(self._queued) >= WRITE_BATCH:
                 self._write_queued(db)
+
+    def _write_due(self) -> None:
+        """The timer's: write the queue; an error is raised by the next write or close."""
+        with self._lock:
+            if self._timer is not threading.current_thread():
+                return  # cancelled by close
+            self._timer = None  # a row queued from now on arms a new timer
+            if self._queued and self._db is not None:
+                try:
+                    self._write_queued(self._db)
+                except sqlite3.Error as exc:
+                    self._failed = self._unusable(exc)
+
+    def _unusable(self, exc: sqlite3.Error) -> IndexUnusable:
+        return IndexUnusable(f"artifact cache {self._index_path}: {exc}",
+                             "deleting the cache folder is safe")
 
     def _write_queued(self, db: sqlite3.Connection) -> None:
         """Write the queue (under the lock) in one transaction: another process sees a
@@ -184,7 +202,12 @@ class Index:
         is used again). IndexUnusable when the queued writes fail (they are dropped)."""
         try:
             with self._index(create=False):  # the queued writes
-                pass
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+                if self._failed is not None:
+                    failed, self._failed = self._failed, None
+                    raise failed
         finally:
             self.flush()
             with self._lock:

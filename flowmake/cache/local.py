@@ -20,10 +20,11 @@ restored (a damaged one is deleted).
 The remote cache (remote.py) keeps the plain file layout under its URL: ``blobs/ab/…``
 and ``actions/12/….json`` (``action_rel``), whatever the size.
 
-Several processes (and projects sharing one cache folder) may use it at once: each write
-is its own short SQLite transaction (busy timeout 60 s), large blobs are written under a
-temporary name then renamed, and a record is written only after its blobs, so no one
-ever sees half of an entry. Restored outputs are copies (reflinks where the filesystem
+Several processes (and projects sharing one cache folder) may use it at once: a
+process's rows are written in short SQLite transactions of up to WRITE_BATCH rows or
+WRITE_SECONDS (index.py; busy timeout 60 s), a record in the same transaction as its
+inline blobs or a later one, large blobs are written under a temporary name then renamed
+before their record is queued, so no one ever sees half of an entry. Restored outputs are copies (reflinks where the filesystem
 offers them), never hard links: a user editing an output must not change the cache.
 SQLite's WAL needs a local filesystem: the cache folder must not be on NFS.
 

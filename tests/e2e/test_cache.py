@@ -499,3 +499,34 @@ def test_python_target_url_output_restored_in_a_clone(project: Any, make_project
     assert set(other.build().values()) == {"restored"}
     assert json.loads((ext / "rows.json").read_text()) == [1, 2, 3]
     assert json.loads(other.read("out/total.json")) == {"total": 6}
+
+
+def test_a_build_killed_between_batched_saves_leaves_only_whole_entries(project: Any) -> None:
+    """Saves are written in batches (one transaction per WRITE_BATCH rows or
+    WRITE_SECONDS): a build killed with SIGKILL loses at most the entries not yet
+    written, and every record left names blobs that are there. The next build from clean
+    restores what was cached and builds the rest, with no warning."""
+    n = 30
+    flow = "".join(f'[targets.t{i}]\ncmd = "echo content {i} > ${{outputs}}; echo t{i} >> ../runs.log"\n'
+                   f'outputs = ["out/t{i}.txt"]\n' for i in range(n))
+    flow += '[targets.slow]\ncmd = "sleep 5; touch ${outputs}"\noutputs = ["out/slow"]\n'
+    project.flow(flow)
+    proc = project.popen("build", "-j2")
+    project.wait_for(lambda: len(runs(project)) >= n, timeout=60, what="the small targets")
+    time.sleep(1.2)  # the first batch, written by a lookup or a save after WRITE_SECONDS
+    proc.kill()
+    proc.wait()
+    local = LocalCache(project.root / ".flowmake" / "cache")
+    try:
+        records = [info.record for info in local.actions()]
+        assert records and all(r is not None for r in records)
+        for record in records:
+            assert record is not None and all(local.has_blob(d) for d in local.blobs_of(record))
+    finally:
+        local.close()
+    project.run("clean", "--all", check=0)
+    before = len(runs(project))
+    result = project.run("build", "-j2", check=0)
+    assert "warning" not in result.stderr, result.stderr
+    assert len(runs(project)) - before == n - len(records)  # the cached ones restored
+    assert all(project.read(f"out/t{i}.txt") == f"content {i}\n" for i in range(n))

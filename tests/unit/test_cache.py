@@ -201,22 +201,28 @@ def test_saves_are_written_in_batches_and_seen_at_once_by_their_process(
     assert rows_seen_by_another_process(cache) == (seen, seen + 1)
 
 
-def test_queued_writes_wait_at_most_write_seconds(cache: LocalCache, tmp_path: Path,
+def test_queued_writes_wait_at_most_write_seconds(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """A slow build's saves reach other processes: the queue is written once its first
-    row is WRITE_SECONDS old, by the next save or the next lookup."""
-    first = blob(cache, tmp_path, b"first\n")
-    assert rows_seen_by_another_process(cache) == (0, 0)
-    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 0.0)
-    blob(cache, tmp_path, b"second\n")  # a save, after the first waited long enough
-    assert rows_seen_by_another_process(cache) == (0, 2)
-    cache.write_action(ActionRecord(hash_bytes("k"), "t", {"out/a": Entry(FILE, first)}))
-    assert rows_seen_by_another_process(cache) == (1, 2)
-    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 3600.0)
-    blob(cache, tmp_path, b"third\n")
-    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 0.0)
-    assert cache.read_action(hash_bytes("absent")) is None  # a lookup, after the wait
-    assert rows_seen_by_another_process(cache) == (1, 3)
+    """A build waiting for a slow target has its saves written all the same: a timer
+    writes the queue WRITE_SECONDS after its first row, with no save or lookup."""
+    monkeypatch.setattr(cache_index, "WRITE_SECONDS", 0.2)
+    cache = LocalCache(tmp_path / "cache")
+    try:
+        first = blob(cache, tmp_path, b"first\n")
+        cache.write_action(ActionRecord(hash_bytes("k"), "t", {"out/a": Entry(FILE, first)}))
+        assert rows_seen_by_another_process(cache) == (0, 0)
+        deadline = time.monotonic() + 10
+        while rows_seen_by_another_process(cache) != (1, 1):
+            assert time.monotonic() < deadline, "the queue was not written"
+            time.sleep(0.02)
+        blob(cache, tmp_path, b"second\n")  # a row after the timer: a new timer
+        while rows_seen_by_another_process(cache) != (1, 2):
+            assert time.monotonic() < deadline, "the second row was not written"
+            time.sleep(0.02)
+    finally:
+        cache.close()
+    assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer)
+                and t.is_alive() and t.function == cache._write_due]
 
 
 def test_a_record_and_its_blobs_are_written_in_one_transaction(
