@@ -18,94 +18,14 @@ import contextlib
 import os
 import selectors
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from flowmake.builtin.shell import direct_start, shell_argv
-from flowmake.executor import Job, JobResult, LineSink, finish_outputs, prepare_outputs
+from flowmake.builtin.attempt import EXIT_POLL, KILL_GRACE, READ_SIZE, Attempt
+from flowmake.executor import Job, JobResult, LineSink, finish_outputs
 from flowmake.hookspecs import hookimpl
-
-KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
-EXIT_POLL = 0.005  # after EOF, how often to look for the exit of a command still running
-READ_SIZE = 1 << 16
-
-
-class _Attempt:
-    """One run of a shell command: its process group, its output pipe, its deadlines."""
-
-    __slots__ = ("deadline", "fd", "kill_at", "partial", "pidfd", "proc", "timed_out")
-
-    def __init__(self, job: Job, runner: CommandRunner) -> None:
-        prepare_outputs(job)
-        command = job.command or ""
-        preexec_fn = runner.preexec_fn
-        proc = None
-        if (direct := direct_start(command, job.cwd, job.env, runner.memo)) is not None:
-            with contextlib.suppress(OSError):  # gone since, not executable, no #!: sh says
-                proc = _popen(direct.argv, job.cwd, direct.env, preexec_fn, direct.executable)
-        if proc is None:
-            env = None if job.env is None else {**os.environ, **job.env}
-            proc = _popen(shell_argv(command), job.cwd, env, preexec_fn)
-        self.proc = proc
-        assert self.proc.stdout is not None
-        self.fd: int | None = self.proc.stdout.fileno()  # None after EOF
-        # Readable when the process ends (Linux 5.3+): the loop learns of the exit at once
-        # instead of polling for it after EOF.
-        self.pidfd: int | None = _pidfd(self.proc.pid)
-        self.deadline = time.monotonic() + job.timeout if job.timeout else None
-        self.kill_at: float | None = None  # SIGTERM sent: SIGKILL at this time
-        self.timed_out = False
-        self.partial = b""  # an unfinished line, when streaming
-
-    def terminate(self) -> None:
-        """SIGTERM the group now; the loop sends SIGKILL if it outlives KILL_GRACE."""
-        if self.kill_at is None:
-            self.kill_at = time.monotonic() + KILL_GRACE
-            self._signal(signal.SIGTERM)
-
-    def _signal(self, sig: int) -> None:
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def close_pipe(self) -> None:
-        self.fd = None  # first: a closed fd's number may be reused (see _Loop._check_exits)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def close_pidfd(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-
-    def exit_error(self, code: int, timeout: float | None) -> str | None:
-        if self.kill_at is not None:
-            self._signal(signal.SIGKILL)  # the leader is gone; nothing it started outlives it
-        if self.timed_out:
-            return f"timed out after {timeout:g}s"
-        if code < 0:
-            return f"killed by signal {signal.Signals(-code).name}"
-        return None if code == 0 else f"exit code {code}"
-
-
-def _popen(argv: list[str], cwd: str, env: dict[str, str] | None,
-           preexec_fn: Callable[[], None] | None,
-           executable: str | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        argv, executable=executable, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=preexec_fn)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # not Linux, or a kernel before 5.3
-        return None
 
 
 class JobHandle:
@@ -118,7 +38,7 @@ class JobHandle:
         self._result: JobResult | None = None
         self.output: list[bytes] = []
         self.number = 0  # attempts made
-        self.current: _Attempt | None = None
+        self.current: Attempt | None = None
         self.started = time.monotonic()
 
     def done(self) -> bool:
@@ -178,7 +98,7 @@ class _Loop:
                 f"--- attempt {handle.number + 1} of {job.retries + 1} ({error}) ---\n".encode())
         handle.number += 1
         try:
-            attempt = _Attempt(job, self.runner)
+            attempt = Attempt(job, self.runner)
         except OSError as exc:  # no such cwd, no sh: a failure of this target, not of the build
             self._resolve(handle, f"cannot start the command: {exc}")
             return
@@ -223,7 +143,7 @@ class _Loop:
             for key, _ in self.selector.select(wait):
                 if key.data is None:
                     os.read(self.wake_r, 4096)  # a python job finished, or a cancel
-                elif isinstance(key.data, _Attempt):  # its process ended: _check_exits reaps
+                elif isinstance(key.data, Attempt):  # its process ended: _check_exits reaps
                     self._drop_pidfd(key.data)
                 else:
                     self._readable(key.data, key.fd)
@@ -257,7 +177,7 @@ class _Loop:
         self.exiting.add(handle)  # first: a Ctrl-C from here on leaves nothing stuck
         self._drop_pipe(attempt)
 
-    def _stream(self, handle: JobHandle, attempt: _Attempt, data: bytes) -> None:
+    def _stream(self, handle: JobHandle, attempt: Attempt, data: bytes) -> None:
         *lines, attempt.partial = (attempt.partial + data).split(b"\n")
         for line in lines:
             self._emit(handle, line + b"\n")
@@ -286,18 +206,18 @@ class _Loop:
             self._next_attempt(handle, attempt.exit_error(code, handle.job.timeout))
             self.exiting.discard(handle)  # last: a Ctrl-C before this only repeats the step
 
-    def _drop_pipe(self, attempt: _Attempt) -> None:
+    def _drop_pipe(self, attempt: Attempt) -> None:
         """Stop reading the attempt's output (at EOF)."""
         if attempt.fd is not None:
             with contextlib.suppress(KeyError):  # unregistered by a call a Ctrl-C cut short
                 self.selector.unregister(attempt.fd)
             attempt.close_pipe()
 
-    def _watched(self, attempt: _Attempt) -> bool:
+    def _watched(self, attempt: Attempt) -> bool:
         """Whether the attempt's exit wakes the selector (its pidfd is registered)."""
         return attempt.pidfd is not None and attempt.pidfd in self.selector.get_map()
 
-    def _drop_pidfd(self, attempt: _Attempt) -> None:
+    def _drop_pidfd(self, attempt: Attempt) -> None:
         """Stop watching for the attempt's exit. A Ctrl-C between the two steps leaves a
         pidfd closed or unwatched, never one that _next_deadline counts on."""
         if attempt.pidfd is not None:
@@ -332,7 +252,7 @@ class CommandRunner:
     """
 
     def __init__(self, preexec_fn: Callable[[], None] | None = None) -> None:
-        self.running: dict[_Attempt, _Loop] = {}
+        self.running: dict[Attempt, _Loop] = {}
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
         self.preexec_fn = preexec_fn

@@ -115,17 +115,17 @@ def test_a_ctrl_c_as_the_loop_stops_watching_a_command_does_not_hang_it(
     """Ctrl-C between unregistering a finished command's pidfd (or its output pipe, at
     EOF) and closing it: the loop must still learn of the exit (it waited forever: a
     build hung after Ctrl-C)."""
-    from flowmake.builtin import local_executor
+    from flowmake.builtin.attempt import Attempt
 
-    close, calls = getattr(local_executor._Attempt, step), []
+    close, calls = getattr(Attempt, step), []
 
-    def interrupted(attempt: local_executor._Attempt) -> None:
+    def interrupted(attempt: Attempt) -> None:
         calls.append(attempt)
         if len(calls) == 1:
             raise KeyboardInterrupt
         close(attempt)
 
-    monkeypatch.setattr(local_executor._Attempt, step, interrupted)
+    monkeypatch.setattr(Attempt, step, interrupted)
     executor = LocalExecutor(jobs=1)
     handle = executor.submit(job(tmp_path, "t", "sleep 0.1"))
     try:
