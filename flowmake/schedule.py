@@ -8,157 +8,25 @@ take no job slot. A record is written after each success, in its own transaction
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, cast
 
 from flowmake.errors import StateError
-from flowmake.executor import Executor, Job, JobHandle, JobResult
+from flowmake.executor import Executor, JobHandle, JobResult
 from flowmake.graph import Graph
-from flowmake.model import Call, OutcomeStatus, PluginAction, Project, RunResult, Shell, Target
+from flowmake.jobs import make_job
+from flowmake.model import OutcomeStatus, Project, RunResult, Target
+from flowmake.outcome import Outcome, Reporter, Restorer, Summary
 from flowmake.plan.check import Checker, State, Step
 from flowmake.plugin.urls import digest_url_outputs
+from flowmake.signalgate import SignalGate
 from flowmake.store.db import Record, Store
 
-
-class Outcome(NamedTuple):
-    """What happened to one target in this build."""
-
-    name: str
-    status: OutcomeStatus  # built | restored | fresh | failed | skipped
-    duration: float = 0.0
-    reasons: list[str] = []  # noqa: RUF012 (never mutated; a NamedTuple default)
-    output: str = ""
-    error: str | None = None
-    attempts: int = 0
-    started: float | None = None  # wall-clock (time.time()): job submitted, restore begun
-    finished: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "status": self.status,
-                                "duration": round(self.duration, 4)}
-        if self.reasons:
-            data["reasons"] = self.reasons
-        if self.error:
-            data["error"] = self.error
-        return data
-
-
-class Summary(NamedTuple):
-    run_id: int | None  # None: a build kept out of the history (build --no-record)
-    result: RunResult  # success | failed | interrupted
-    outcomes: dict[str, Outcome]
-    duration: float
-
-    def counts(self) -> dict[str, int]:
-        found = Counter(o.status for o in self.outcomes.values())
-        return {str(k): found.get(k, 0) for k in OutcomeStatus}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "result": self.result,
-                "duration": round(self.duration, 4), "counts": self.counts(),
-                "targets": [o.to_json() for o in self.outcomes.values()]}
-
-
-class Reporter(Protocol):
-    """Where the scheduler tells what happens (live view, plain lines, or nothing)."""
-
-    def build_start(self, total: int, jobs: int) -> None: ...
-    def target_start(self, step: Step) -> None: ...
-    def target_finish(self, outcome: Outcome) -> None: ...
-    def line(self, name: str, text: str) -> None: ...
-    def build_finish(self, summary: Summary) -> None: ...
-
-
-class Restorer(Protocol):
-    """The artifact cache as the scheduler sees it."""
-
-    def restore(self, step: Step) -> str | None:
-        """Put a cached target's outputs in place; its replayed log, or None on a miss."""
-        ...
-
-    def save(self, step: Step, result: JobResult) -> None:
-        """Keep a built target's outputs and log."""
-        ...
-
-
-class SignalGate:
-    """Ctrl-C and SIGTERM, held over statements that must happen together (a job
-    submitted and put on the running list; a job's record and its outcome): inside
-    ``with gate:`` a signal waits, and is delivered at the end of the block, so that an
-    interrupt lands between two jobs' steps, never inside one.
-
-    ``install`` puts the gate in front of the Python-level handlers in place (on the main
-    thread: the only one that runs them); ``uninstall`` puts them back. Entering the gate
-    costs a counter, not a system call."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.caught: tuple[int, Any] | None = None
-        self.saved: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig in self.SIGNALS:
-            handler = signal.getsignal(sig)
-            if callable(handler):
-                self.saved[sig] = handler  # first: uninstall restores it whatever happens
-                signal.signal(sig, self._handle)
-
-    def uninstall(self) -> None:
-        for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.depth:
-            self.caught = self.caught or (signum, frame)
-        else:
-            self.saved[signum](signum, frame)  # Python's raises KeyboardInterrupt
-
-    def __enter__(self) -> None:
-        self.depth += 1
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.depth -= 1
-        if not self.depth and self.caught is not None:  # delivered as if it came now
-            (signum, frame), self.caught = self.caught, None
-            self.saved[signum](signum, frame)
-
-
-def make_job(project: Project, target: Target) -> Job:
-    """The picklable description of one run of ``target``."""
-    root = str(project.root)
-    action = target.action
-    common: dict[str, Any] = {
-        "name": target.name, "root": root,
-        "outputs": tuple((o.key, o.path) for o in target.outputs),
-        "timeout": target.timeout, "retries": target.retries, "resources": target.resources,
-        # The values of the listed env variables entered the key here, on the client: a
-        # remote executor's worker must run with those, not with its own.
-        "env": {n: os.environ[n] for n in target.env if n in os.environ} or None}
-    if isinstance(action, Shell):
-        cwd = f"{root}/{action.cwd}" if action.cwd else root
-        return Job(cwd=cwd, command=action.command, **common)
-    if isinstance(action, PluginAction):  # a plugin's kind: its runner, in a python worker
-        bound = {"kind": action.kind, "spec": action.spec, "options": dict(action.options),
-                 "target": target.name, "root": root}
-        inputs = tuple((i.name, i.path) for i in target.inputs if i.name and action.values)
-        return Job(cwd=root, function=action.runner, kwargs=target.params, inputs=inputs,
-                   plugins=project.settings.plugins, bound=bound, **common)
-    assert isinstance(action, Call)
-    return Job(cwd=root, function=action.function, kwargs=target.params,
-               inputs=tuple((i.name, i.path) for i in target.inputs if i.name),
-               plugins=project.settings.plugins, **common)
+__all__ = ["Collaborators", "Outcome", "Reporter", "Restorer", "Scheduler", "SchedulerConfig",
+           "Summary", "make_job"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cache",),
     ("plugin",),
     ("builtin",),
-    ("schedule", "testing"),
+    ("schedule", "testing", "outcome", "signalgate", "jobs"),
     ("report",),
     ("cli",),
     ("api", "__init__", "__main__"),
