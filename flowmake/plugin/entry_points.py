@@ -141,7 +141,7 @@ def _profiles_path() -> str:
     """One file per interpreter (its keys name its plugins' files)."""
     import zlib
 
-    name = f"{zlib.crc32(f'{sys.executable} {sys.version}'.encode()):08x}.marshal"
+    name = f"{zlib.crc32(f'{sys.prefix} {sys.version}'.encode()):08x}.marshal"
     return os.path.join(user_cache_dir(), "plugin-profiles", name)
 
 

@@ -95,7 +95,9 @@ def _signature(root: Path | None = None) -> list[Any]:
     (flow.lock is written there). A folder that holds none (the script's ``bin``, the
     working folder under ``python -m``, the standard library) is left out, so the
     ``flowmake`` script and ``python -m flowmake`` share one cached list."""
-    found: list[Any] = [sys.executable]
+    # The environment, not the path it was started by: `flowmake` runs bin/python3 (its #!
+    # line), `python -m flowmake` often bin/python; both are one interpreter and one list.
+    found: list[Any] = [sys.prefix, sys.version]
     project = None if root is None else os.path.abspath(root)
     for entry in sys.path:
         try:
