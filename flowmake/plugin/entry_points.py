@@ -16,6 +16,7 @@ import sys
 from typing import Any, NamedTuple
 
 from flowmake.errors import PluginError
+from flowmake.fsutil import atomic_write
 
 CWD = "<the working folder>"
 EntryPoint = tuple[str, str, str]  # (plugin name, "module:attribute", "distribution version")
@@ -59,15 +60,9 @@ def entry_points() -> list[EntryPoint]:
 
     found = [(ep.name, ep.value, f"{ep.dist.name} {ep.dist.version}" if ep.dist else "")
              for ep in scan(group="flowmake")]
-    tmp = f"{cached}.{os.getpid()}.tmp"
-    try:
+    with contextlib.suppress(OSError):  # no writable cache folder: scan again next time
         os.makedirs(os.path.dirname(cached), exist_ok=True)
-        with open(tmp, "wb") as f:
-            marshal.dump((signature, found), f)
-        os.replace(tmp, cached)
-    except OSError:  # no writable cache folder: scan again next time
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        atomic_write(cached, marshal.dumps((signature, found)), fsync=False)
     return found
 
 
@@ -156,15 +151,10 @@ def read_profiles() -> dict[Any, Profile]:
 
 def write_profiles(profiles: dict[Any, Profile]) -> None:
     path = _profiles_path()
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
+    # No writable cache folder, or a value marshal cannot write: imported again next time.
+    with contextlib.suppress(OSError, ValueError):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            marshal.dump(profiles, f)
-        os.replace(tmp, path)
-    except (OSError, ValueError):  # no writable cache folder: imported again next time
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        atomic_write(path, marshal.dumps(profiles), fsync=False)
 
 
 def profile_key(name: str, value: str, dist: str) -> tuple[Any, ...] | None:
