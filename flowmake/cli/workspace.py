@@ -14,20 +14,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from flowmake import __version__, graph, model
-from flowmake.config import flowfiles as flowfiles
-from flowmake.config import include as config_include
-from flowmake.config import load as config
-from flowmake.config import matrix as config_matrix
-from flowmake.config import reader as config_reader
-from flowmake.config import scope as config_scope
-from flowmake.config import settings as config_settings
-from flowmake.config import targets as config_targets
-from flowmake.config import values as config_values
-from flowmake.config.load import find_file, load
+from flowmake import __version__, config, graph, model
 from flowmake.errors import ConfigError
 from flowmake.fsutil import atomic_write
-from flowmake.graph import Graph, build_graph
+from flowmake.graph import Graph
 from flowmake.model import Project
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import RACY_NS, Hasher
@@ -35,21 +25,34 @@ from flowmake.store import flowlock as flowlock
 from flowmake.store import paths as layout
 from flowmake.store.db import Record, Store
 
-CACHE_FORMAT = 2
-_LOADER_PARTS = (config_include, config_matrix, config_reader, config_scope, config_settings,
-                 config_targets, config_values)  # config.load's code, in its modules
+CACHE_FORMAT = 3  # 3: the model's values pickled as tuple.__new__(cls, fields)
 
 
 def _signature(path: Path, overrides: dict[str, Any]) -> tuple[Any, ...] | None:
-    """What the compiled flow depends on: the file's stat, the overrides, flowmake's code."""
+    """What the compiled flow depends on: the file's stat, the overrides, flowmake's code
+    (the loader's modules are stat'ed, not imported: a build whose flow.pickle holds
+    needs none of them)."""
     try:
         st = path.stat()
-        code = [os.stat(m.__file__ or "").st_mtime_ns
-                for m in (config, flowfiles, model, graph, *_LOADER_PARTS)]
+        code: list[Any] = [os.stat(m.__file__ or "").st_mtime_ns for m in (model, graph)]
+        with os.scandir(config.__path__[0]) as found:
+            code += sorted((e.name, e.stat().st_mtime_ns) for e in found
+                           if e.name.endswith(".py"))
     except OSError:
         return None
     return (CACHE_FORMAT, __version__, str(path), st.st_size, st.st_mtime_ns, st.st_ino,
             repr(sorted(overrides.items())), *code)
+
+
+def find_file(start: Path, file: str | None, *, search: bool = False) -> Path:
+    """``config.load.find_file``: a flow file where it is named is returned without
+    importing the loader (it is imported to search above, or to say what is wrong)."""
+    path = (start / file) if file else start / "flow.toml"
+    if path.is_file():
+        return path.resolve()
+    from flowmake.config.load import find_file as found
+
+    return found(start, file, search=search)
 
 
 def _read_besides(project: Project) -> tuple[Any, ...]:
@@ -63,7 +66,11 @@ def _read_besides(project: Project) -> tuple[Any, ...]:
             found.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
         except OSError:
             found.append((rel, -1, -1, -1))
-    return (*found, *flowfiles.listing(project.root, project.globs))
+    if not project.globs:
+        return tuple(found)
+    from flowmake.config.flowfiles import listing
+
+    return (*found, *listing(project.root, project.globs))
 
 
 def _settled(besides: tuple[Any, ...], saved_ns: int) -> bool:
@@ -89,6 +96,9 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
             return project, graph_, False
     except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
         pass
+    from flowmake.config.load import load
+    from flowmake.graph import build_graph
+
     project = load(path, overrides, kinds=_find_kind)
     graph_ = build_graph(project)
     besides = _read_besides(project)

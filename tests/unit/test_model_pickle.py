@@ -1,0 +1,62 @@
+"""flowmake.model's values pickle as ``tuple.__new__(cls, fields)``: every field kept,
+no Python ``__new__`` run while unpickling (flow.pickle holds 50,000 of them)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+
+from flowmake import model
+from flowmake.model import Call, Input, Output, PluginAction, Shell, Target
+
+
+def sample() -> Target:
+    return Target(
+        "sweep[lr=0.1]", Shell("fit --lr 0.1", "sub"),
+        inputs=(Input("data/*.csv"), Input("s3://b/x", "remote"), Input("plain.txt")),
+        outputs=(Output("models/m.pkl", "model"), Output("memory://o")),
+        deps=("clean",), params={"lr": 0.1}, env=("HOME",), timeout=5.0, line=7)
+
+
+def test_unpickled_inputs_and_outputs_keep_their_glob_and_url_flags():
+    clone = pickle.loads(pickle.dumps(sample(), protocol=5))
+    assert [(i.glob, i.url) for i in clone.inputs] == [(True, False), (False, True),
+                                                       (False, False)]
+    assert [o.url for o in clone.outputs] == [False, True]
+    assert clone == sample() and type(clone.inputs[0]) is Input
+    assert type(clone.outputs[0]) is Output and type(clone.action) is Shell
+
+
+def test_unpickling_recomputes_nothing(monkeypatch):
+    data = pickle.dumps(sample(), protocol=5)
+
+    def refuse(path: str) -> bool:
+        raise AssertionError(f"recomputed for {path}")
+
+    monkeypatch.setattr(model, "is_glob", refuse)
+    monkeypatch.setattr(model, "is_url", refuse)
+    clone = pickle.loads(data)  # Input.__new__ and Output.__new__ would call them
+    assert clone.inputs[0].glob is True and clone.outputs[1].url is True
+
+
+def test_empty_dicts_unpickle_as_one_shared_dict_and_full_ones_as_they_were():
+    targets = [sample(), Target("b", Shell("true")), Target("c", Shell("x"), params={})]
+    clones = pickle.loads(pickle.dumps(targets, protocol=5))
+    assert clones == targets
+    empties = {id(d) for t in clones for d in (t.project_params, t.resources)}
+    empties |= {id(clones[1].params), id(clones[2].params)}
+    assert len(empties) == 1  # one dict, not one per field
+    assert clones[0].params == {"lr": 0.1}
+
+
+@pytest.mark.parametrize("value", [
+    Call("m:f", "v1"), Call("m:f"), Shell("make"),
+    PluginAction("notebook", "nb.ipynb", "r:run", {"function": "f"}, "2", True),
+])
+def test_actions_round_trip_through_pickle_and_copy(value):
+    assert pickle.loads(pickle.dumps(value, protocol=5)) == value
+    assert type(pickle.loads(pickle.dumps(value))) is type(value)
+    assert copy.deepcopy(value) == value and copy.copy(value) == value
+
