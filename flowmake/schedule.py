@@ -2,7 +2,10 @@
 
 A target is checked when its upstream is done (so early cutoff falls out: a rebuilt
 target whose outputs hash as before leaves its dependents' keys unchanged). Fresh targets
-take no job slot. A record is written after each success, in its own transaction.
+take no job slot. A record is written after each success, with the target's line in the
+run: queued, and committed with the rows of other targets (store/sqlite.py: one
+transaction per 256 rows or half a second), when the scheduler has nothing to start until
+a job ends (its wait may be long), and before the build's end is reported.
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ class Scheduler:
         if result is RunResult.SUCCESS and any(o.status is OutcomeStatus.FAILED
                                                for o in self.outcomes.values()):
             result = RunResult.FAILED
+        self.store.commit()  # every record of the build, before it says it is done
         ordered = {n: self.outcomes[n] for n in self.order}
         summary = Summary(self.run_id if self.kept else None, result, ordered,
                           time.monotonic() - start)
@@ -144,6 +148,8 @@ class Scheduler:
             self._fill()
             if not self.running:
                 return
+            if self.stopping or not (self.ready or self.runnable):
+                self.store.commit()  # nothing to start until a job ends, maybe in hours
             done = self._wait()
             with self.gate:  # off the running list and onto finishing together
                 finished = self.finishing = [(handle.result(), *self.running.pop(handle))
@@ -288,7 +294,7 @@ class Scheduler:
         self.store.finish_target(self.run_id, outcome.name, outcome.status, outcome.duration,
                                  outcome.reasons, outcome.output, record,
                                  started=outcome.started, finished=outcome.finished,
-                                 error=outcome.error)
+                                 error=outcome.error, commit=False)
         if record is not None:  # a dependent's ``deps`` part reads it
             self.checker.records[step.name] = record
             self.recorded[step.name] = record
@@ -308,7 +314,7 @@ class Scheduler:
         record = Record(step.name, entry.key, entry.parts_json, entry.outputs_json,
                         self.run_id, time.time(), entry.duration)
         with self.gate:  # recorded is in `recorded` (flow.lock)
-            self.store.put_record(record)
+            self.store.put_record(record, commit=False)
             self.checker.records[step.name] = record
             self.recorded[step.name] = record
 

@@ -1,7 +1,10 @@
 """State under ``.flowmake/``: a SQLite database (WAL) of records, runs and the stat cache.
 
-A record is written after each successful target in its own transaction (like ninja's
-build log), so an interrupted build keeps the work it finished and nothing else.
+A record is written after each successful target (like ninja's build log), so an
+interrupted build keeps the work it finished and nothing else. The scheduler queues a
+target's line and record (``commit=False``): they are committed together with the rows
+queued with them (sqlite.py: at most WRITE_SECONDS later), never before the target's
+outputs are complete; a record committed late only means the target is built again.
 Deleting ``.flowmake/`` is always safe: everything becomes stale. The file's schema and
 opening are in sqlite.py, the run history in runs.py, the project lock in mutex.py.
 """
@@ -13,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from flowmake.store import paths
 from flowmake.store.runs import RunHistory
-from flowmake.store.sqlite import guard, guarded, open_memory, open_state
+from flowmake.store.sqlite import guard, guarded, open_memory, open_state, queueing
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,6 +65,7 @@ class Store(RunHistory):
 
     def __init__(self, state_dir: Path, *, memory: bool = False,
                  on_change: Callable[[], None] | None = None) -> None:
+        super().__init__()
         self.dir = state_dir
         self.path = state_dir / paths.STATE_DB
         self._on_change = on_change
@@ -71,7 +75,7 @@ class Store(RunHistory):
         else:
             self.db, self.readonly = guard(self.path, lambda: open_state(state_dir, self.path))
 
-    @guarded
+    @queueing
     def data_version(self) -> int:
         """Changes whenever another connection (another flowmake) commits to the store."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
@@ -96,8 +100,12 @@ class Store(RunHistory):
             found.update((r[0], Record(*r)) for r in rows)
         return found
 
-    @guarded
+    @queueing
     def record(self, name: str) -> Record | None:
+        """One record (a queued one as it will be committed)."""
+        queued = self.pending.get(name)  # a queued record, as it will be committed
+        if queued is not None:
+            return cast("Record", queued)
         row = self.db.execute(
             "SELECT target, key, parts, outputs, run_id, built_at, duration FROM records"
             " WHERE target = ?", (name,)).fetchone()
@@ -109,13 +117,12 @@ class Store(RunHistory):
             on_change, self._on_change = self._on_change, None
             on_change()
 
-    @guarded
-    def put_record(self, record: Record) -> None:
+    @queueing
+    def put_record(self, record: Record, *, commit: bool = True) -> None:
+        """Write a record; ``commit=False`` queues it (committed with the next rows)."""
         self._records_change()
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (record.target, record.key, record.parts_json, record.outputs_json,
-                        record.run_id, record.built_at, record.duration))
+        self.pending[record.target] = record
+        self.queue(_record_row(record), commit=commit)
 
     @guarded
     def forget(self, names: Iterable[str]) -> None:
@@ -123,27 +130,27 @@ class Store(RunHistory):
         with self.transaction() as db:
             db.executemany("DELETE FROM records WHERE target = ?", ((n,) for n in names))
 
-    @guarded
+    @queueing
     def finish_target(self, run_id: int, target: str, status: str, duration: float,
                       reasons: list[str], output: str, record: Record | None, *,
                       started: float | None = None, finished: float | None = None,
-                      error: str | None = None) -> None:
-        """A target's line in the run and, after a success, its record: one transaction.
-        ``started`` and ``finished`` are wall-clock times (``time.time()``)."""
+                      error: str | None = None, commit: bool = True) -> None:
+        """A target's line in the run and, after a success, its record, in one
+        transaction; ``commit=False`` queues them (committed with the rows queued with
+        them, see sqlite.py). ``started`` and ``finished`` are wall-clock times."""
         import json
 
         if record is not None:
             self._records_change()
-        with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO run_targets (run_id, target, status, duration,"
-                       " reasons, output, started, finished, error)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (run_id, target, status, duration, json.dumps(reasons), output,
-                        started, finished, error))
-            if record is not None:
-                db.execute("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (record.target, record.key, record.parts_json, record.outputs_json,
-                            record.run_id, record.built_at, record.duration))
+        line = ("INSERT OR REPLACE INTO run_targets (run_id, target, status, duration,"
+                " reasons, output, started, finished, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, target, status, duration, json.dumps(reasons), output,
+                 started, finished, error))
+        if record is None:
+            self.queue(line, commit=commit)
+        else:
+            self.pending[record.target] = record
+            self.queue(line, _record_row(record), commit=commit)
 
     # -- stat cache -------------------------------------------------------------------
 
@@ -156,7 +163,7 @@ class Store(RunHistory):
         make = StatEntry._make
         return {r[0]: make(r[1:]) for r in rows}
 
-    @guarded
+    @queueing
     def stat_entry(self, path: str) -> StatEntry | None:
         """One path's stat-cache entry (a cone build reads a few, not all of them)."""
         from flowmake.model import StatEntry
@@ -177,3 +184,9 @@ class Store(RunHistory):
                 ((p, *e) for p, e in entries.items() if e is not None))
             db.executemany("DELETE FROM stat_cache WHERE path = ?",
                            ((p,) for p, e in entries.items() if e is None))
+
+
+def _record_row(record: Record) -> tuple[str, tuple[Any, ...]]:
+    return ("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (record.target, record.key, record.parts_json, record.outputs_json,
+             record.run_id, record.built_at, record.duration))
