@@ -35,8 +35,8 @@ from run import SETTLE_SECONDS, run_once
 MEASURES = ("edit", "touch", "noop")
 
 
-def timed(argv: list[str], root: Path) -> float:
-    run = run_once(argv, root)
+def timed(argv: list[str], root: Path, env: dict[str, str] | None = None) -> float:
+    run = run_once(argv, root, env)
     if not run.ok:
         raise SystemExit(f"{argv[0]} failed in {root} (exit {run.returncode}): {run.stderr}")
     return run.seconds
@@ -50,10 +50,10 @@ def change(root: Path, measure: str, i: int) -> None:
         os.utime(source)  # now, same content
 
 
-def settle(argv: list[str], root: Path) -> None:
+def settle(argv: list[str], root: Path, env: dict[str, str] | None = None) -> None:
     time.sleep(SETTLE_SECONDS + 0.2)
     for _ in range(2):
-        timed(argv, root)
+        timed(argv, root, env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,27 +63,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=10000, help="targets (default 10000)")
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("-j", "--jobs", type=int, default=2)
+    p.add_argument("--in-process", action="store_true",
+                   help="also NEW with FLOWMAKE_RESIDENT=0 (every command in-process, as a "
+                        "one-shot CI job or hook runs it)")
     args = p.parse_args(argv)
     sides = [install(args.old), install(args.new)]
-    tools = {f"flowmake {s.rev} ({s.sha[:7]})": [s.exe, "-q", "build", f"-j{args.jobs}"]
-             for s in sides}
-    tools["make"] = ["make", "-s", f"-j{args.jobs}"]
+    tools: dict[str, tuple[list[str], dict[str, str] | None]] = {
+        f"flowmake {s.rev} ({s.sha[:7]})": ([s.exe, "-q", "build", f"-j{args.jobs}"], None)
+        for s in sides}
+    if args.in_process:
+        new = sides[1]
+        tools[f"flowmake {new.rev} ({new.sha[:7]}), in-process"] = (
+            [new.exe, "-q", "build", f"-j{args.jobs}"], {"FLOWMAKE_RESIDENT": "0"})
+    tools["make"] = (["make", "-s", f"-j{args.jobs}"], None)
     tmp = Path(tempfile.mkdtemp(prefix="flowmake-edit-one-"))
     times: dict[tuple[str, str], list[float]] = {}
     try:
         roots = {}
-        for k, (name, cmd) in enumerate(tools.items()):
+        for k, (name, (cmd, env)) in enumerate(tools.items()):
             roots[name] = write_layered_project(tmp / f"p{k}", args.n).root
             print(f"- {name}: full build of {args.n}", file=sys.stderr)
-            timed(cmd, roots[name])
-            settle(cmd, roots[name])
+            timed(cmd, roots[name], env)
+            settle(cmd, roots[name], env)
         width = max(2, args.n // 10)
         for r in range(args.repeat):
             for measure in MEASURES:
-                for name, cmd in tools.items():
+                for name, (cmd, env) in tools.items():
                     change(roots[name], measure, (r * 7 + 3) % width)
-                    times.setdefault((name, measure), []).append(timed(cmd, roots[name]))
-                    settle(cmd, roots[name])
+                    times.setdefault((name, measure), []).append(timed(cmd, roots[name], env))
+                    settle(cmd, roots[name], env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()

@@ -154,6 +154,8 @@ def run_once(
     ``ru_maxrss``, so ``os.wait4`` on a child of this (large) Python process would report
     at least this process's RSS. A child forked by the small ``time`` binary does not.
     """
+    if rss:  # a whole flowmake process's memory: a resident command's is its server's fork
+        env = {**(env or {}), "FLOWMAKE_RESIDENT": "0"}
     full_env = {**os.environ, **env} if env else None
     with (
         tempfile.TemporaryFile() as out,

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from flowmake.errors import (
-    BuildFailed,
-    ConfigError,
-    CycleError,
-    FlowmakeError,
-    PluginError,
-    StaleError,
-    UnknownTargetError,
-)
-
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports it on demand
+# Nothing is imported here at run time: every `flowmake` command imports this package
+# first (the resident client needs only the version), and typing alone costs ~10 ms.
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports them on demand
     from flowmake.api import BuildResult as BuildResult
     from flowmake.api import StatusResult as StatusResult
     from flowmake.api import TargetResult as TargetResult
@@ -24,12 +15,19 @@ if TYPE_CHECKING:  # for type checkers; at run time __getattr__ imports it on de
     from flowmake.api import build as build
     from flowmake.api import load as load
     from flowmake.api import status as status
+    from flowmake.errors import BuildFailed as BuildFailed
+    from flowmake.errors import ConfigError as ConfigError
+    from flowmake.errors import CycleError as CycleError
+    from flowmake.errors import FlowmakeError as FlowmakeError
+    from flowmake.errors import PluginError as PluginError
+    from flowmake.errors import StaleError as StaleError
+    from flowmake.errors import UnknownTargetError as UnknownTargetError
     from flowmake.hookspecs import hookimpl as hookimpl
-
-
 
 _API = ("build", "status", "load", "BuildResult", "StatusResult", "TargetResult",
         "TargetState")
+_ERRORS = ("BuildFailed", "ConfigError", "CycleError", "FlowmakeError", "PluginError",
+           "StaleError", "UnknownTargetError")
 
 
 def __getattr__(name: str) -> object:
@@ -43,6 +41,10 @@ def __getattr__(name: str) -> object:
         from flowmake import api
 
         return getattr(api, name)
+    if name in _ERRORS:
+        from flowmake import errors
+
+        return getattr(errors, name)
     raise AttributeError(f"module 'flowmake' has no attribute {name!r}")
 
 

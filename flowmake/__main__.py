@@ -1,3 +1,3 @@
-from flowmake.cli.main import run
+from flowmake.resident.client import run
 
 run()

@@ -11,9 +11,11 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -255,6 +257,30 @@ class Project:
                     os.killpg(pid, signal.SIGKILL)
             except (OSError, ValueError, IndexError):
                 continue
+
+
+@pytest.fixture(scope="session", autouse=True)
+def resident_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's commands go through resident servers as a user's do (docs/resident.md),
+    but servers of this session only: their sockets in a folder of its own, a short idle
+    time, and each one stopped at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="fmr-"))  # short: a socket path holds 108 bytes
+    os.environ["FLOWMAKE_RESIDENT_DIR"] = str(folder)
+    os.environ["FLOWMAKE_RESIDENT_IDLE"] = "30"
+    try:
+        yield folder
+    finally:
+        stop_servers(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_servers(folder: Path) -> None:
+    """SIGTERM to every server whose lock file is in ``folder``."""
+    for lock in folder.glob("*.lock"):
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(lock.read_text().strip())
+            if pid > 0:
+                os.kill(pid, signal.SIGTERM)
 
 
 @pytest.fixture

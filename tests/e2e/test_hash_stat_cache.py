@@ -30,8 +30,10 @@ def run_counting(project: Project, *args: str) -> list[str]:
     """Run ``flowmake ARGS`` and return the data/ files it opened."""
     log = project.root / ".opened.log"
     log.unlink(missing_ok=True)
+    # In-process: the hook sees this process's opens, not a resident server's fork's.
     result = subprocess.run([sys.executable, "-c", OPEN_LOG, str(log), *args], cwd=project.root,
-                            env=base_env(), text=True, capture_output=True, check=False)
+                            env=base_env({"FLOWMAKE_RESIDENT": "0"}), text=True,
+                            capture_output=True, check=False)
     assert result.returncode == 0, describe(result)
     return log.read_text().splitlines() if log.exists() else []
 

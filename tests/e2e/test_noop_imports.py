@@ -14,7 +14,8 @@ import time
 # (fastpath), the state's layout (store.paths), the lock (store.mutex) and the run a no-op
 # build records (store.db, store.runs, store.sqlite). With -q no summary line is printed:
 # report.live is not imported.
-NOOP_MODULES = {"flowmake", "flowmake.cli", "flowmake.cli.main", "flowmake.cli.parser",
+NOOP_MODULES = {"flowmake", "flowmake.resident", "flowmake.resident.client",  # the entry
+                "flowmake.cli", "flowmake.cli.main", "flowmake.cli.parser",
                 "flowmake.errors",
                 "flowmake.cli.noop", "flowmake.fastpath", "flowmake.store", "flowmake.store.db",
                 "flowmake.store.mutex", "flowmake.store.paths", "flowmake.store.runs",

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("schedule", "testing", "outcome", "signalgate", "jobs"),
     ("report",),
     ("cli",),
+    ("resident",),  # the command's entry: a client, a server holding cli's imports
     ("api", "__init__", "__main__"),
 ]
 LAYER = {part: i for i, parts in enumerate(LAYERS) for part in parts}

@@ -1,0 +1,126 @@
+"""A forked child of the resident process: becomes the client's command, runs it, ends.
+
+It takes the client's descriptors as 0, 1 and 2, its working folder, environment, umask,
+argv, first import-path entry and ignored signals, so the command runs as it would in the
+client's own process; then tells the client its exit code (first to the server, through
+the pipe whose end also tells it the child ended) and exits without tearing down.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any, NoReturn
+
+from flowmake.resident.client import EXIT, PID, REFUSED
+
+_STANDARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
+
+
+def run(request: Any, fds: list[int], conn: socket.socket, death: int) -> NoReturn:
+    try:
+        argv = adopt(request, fds)
+    except Exception:  # a folder gone, a malformed request: the client runs it itself
+        with contextlib.suppress(OSError):
+            conn.sendall(REFUSED + bytes(4))
+        os._exit(0)
+    try:
+        conn.sendall(PID + os.getpid().to_bytes(4, "little", signed=True))
+    except OSError:
+        os._exit(1)  # the client is gone before it started
+    finish(command(argv), conn, death)
+
+
+def adopt(request: Any, fds: list[int]) -> list[str]:
+    _parts, argv, cwd, env, first_path, umask, targets, ignored, limits = request
+    for resource_id, soft, hard in limits:  # can fail (a hard limit above ours): refused
+        resource.setrlimit(resource_id, (soft, hard))
+    for fd, target in zip(fds, targets, strict=True):
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+        else:
+            os.set_inheritable(fd, True)
+    for target in {0, 1, 2} - set(targets):
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, target)
+        os.close(null)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    time.tzset()
+    os.umask(umask)
+    sys.argv[:] = argv
+    sys.path.insert(0, first_path)
+    importlib.invalidate_caches()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for signum in _STANDARD:
+        signal.signal(signum, signal.SIG_DFL)
+    for signum in ignored:
+        signal.signal(signum, signal.SIG_IGN)
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))  # type: ignore[union-attr]
+    return list(argv)
+
+
+def command(argv: list[str]) -> int:
+    """The command as ``flowmake.cli.main.run`` runs it, its exit code."""
+    from flowmake.cli.main import main
+
+    try:
+        return main(argv[1:])
+    except SystemExit as stop:
+        return exit_code(stop)
+    except KeyboardInterrupt:  # outside the command's own handling: as Python ends on it
+        _flush()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise
+    except BaseException:
+        traceback.print_exc()
+        return 1
+
+
+def exit_code(stop: SystemExit) -> int:
+    if stop.code is None:
+        return 0
+    if isinstance(stop.code, int):
+        return stop.code & 0xFF
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
+def finish(code: int, conn: socket.socket, death: int) -> NoReturn:
+    """Python's exit without the teardown: threads joined, atexit run, output flushed;
+    then the code, to the server first (it then knows the client has it coming)."""
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    if not _flush():
+        code = 120  # as Python's exit when flushing stdout fails
+    with contextlib.suppress(OSError):
+        os.write(death, code.to_bytes(4, "little", signed=True))
+    with contextlib.suppress(OSError):
+        conn.sendall(EXIT + code.to_bytes(4, "little", signed=True))
+    os._exit(code)
+
+
+def _flush() -> bool:
+    ok = True
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            ok = False
+    return ok

@@ -1,0 +1,314 @@
+"""The resident process: flowmake imported once per environment, a forked child per command.
+
+Started by a client that found none (``client.start_server``), in a session of its own.
+It holds nothing of any project, only imported code, so a child is the command run in a
+fresh process minus the imports: it cannot give a stale answer about a project. It does
+check its own code: a module file changed since it was imported (an upgrade, an edit of
+an editable install) and it refuses the command (the client runs it) and retires.
+
+It exits after ``FLOWMAKE_RESIDENT_IDLE`` seconds without a command (default 1,200), on
+SIGTERM, or when retired, once its running children have ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import os
+import pkgutil
+import selectors
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowmake.resident import child as child_process
+from flowmake.resident.client import ENV_IDLE, PID, REFUSED, SIGNALED, key_parts
+
+DEFAULT_IDLE = 1200.0
+SKIPPED = ("flowmake.api", "flowmake.testing", "flowmake.resident", "flowmake.__main__")
+THIRD_PARTY = ("rich.console", "rich.live", "rich.progress_bar", "rich.table", "rich.text")
+REQUEST_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass
+class Running:
+    pid: int
+    conn: socket.socket
+    death: int  # the pipe's read end: EOF when the child has ended; it writes its code first
+    code: bytes = b""
+
+
+@dataclass
+class State:
+    path: str
+    listener: socket.socket | None
+    lock: int | None
+    inode: int  # the socket file's, to remove it only while it is still this server's
+    files: list[tuple[str, int, int]]
+    idle: float
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    running: dict[int, Running] = field(default_factory=dict)  # by death fd
+    last: float = field(default_factory=time.monotonic)
+
+
+def main(path: str) -> None:
+    lock = _take_lock(path)
+    if lock is None:
+        return  # another server for this environment is starting or running
+    os.chdir("/")
+    preload()
+    files = module_files()
+    listener = _listen(path)
+    state = State(path, listener, lock, os.stat(path).st_ino, files, _idle())
+    signal.signal(signal.SIGTERM, lambda *_: _stop(state))
+    try:
+        serve(state)
+    finally:
+        _retire(state)
+
+
+def _stop(state: State) -> None:
+    _retire(state)
+    if not state.running:
+        raise SystemExit(0)
+
+
+def _idle() -> float:
+    try:
+        return max(0.1, float(os.environ.get(ENV_IDLE, DEFAULT_IDLE)))
+    except ValueError:
+        return DEFAULT_IDLE
+
+
+def _take_lock(path: str) -> int | None:
+    fd = os.open(path[:-len(".sock")] + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def preload() -> None:
+    """Import what any command may need: every flowmake module but the API's and this
+    package's, and the parts of rich the terminal display uses."""
+    import flowmake
+
+    for found in pkgutil.walk_packages(flowmake.__path__, "flowmake."):
+        if not found.name.startswith(SKIPPED):
+            with contextlib.suppress(Exception):
+                importlib.import_module(found.name)
+    for name in THIRD_PARTY:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
+def module_files() -> list[tuple[str, int, int]]:
+    found = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                found.append((path, st.st_mtime_ns, st.st_size))
+    return found
+
+
+def _changed(files: list[tuple[str, int, int]]) -> bool:
+    for path, mtime, size in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        if st.st_mtime_ns != mtime or st.st_size != size:
+            return True
+    return False
+
+
+def _listen(path: str) -> socket.socket:
+    """Bound under a temporary name and renamed into place: a client never finds a
+    socket that does not accept yet."""
+    temp = f"{path}.{os.getpid()}"
+    with contextlib.suppress(OSError):
+        os.unlink(temp)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(temp)
+    listener.listen(64)
+    os.rename(temp, path)
+    return listener
+
+
+def _retire(state: State) -> None:
+    """Take no more commands: the socket goes (if it is still ours), the lock is let go
+    (a new server may start), the running children are still seen to the end."""
+    if state.listener is not None:
+        with contextlib.suppress(OSError):
+            if os.stat(state.path).st_ino == state.inode:
+                os.unlink(state.path)
+        with contextlib.suppress(KeyError, ValueError):
+            state.selector.unregister(state.listener)
+        state.listener.close()
+        state.listener = None
+    if state.lock is not None:
+        os.close(state.lock)
+        state.lock = None
+
+
+def serve(state: State) -> None:
+    selector = state.selector
+    assert state.listener is not None
+    selector.register(state.listener, selectors.EVENT_READ, None)
+    while state.listener is not None or state.running:
+        timeout = 1.0 if state.running else state.last + state.idle - time.monotonic()
+        if timeout <= 0 and not state.running:
+            break
+        for key, _ in selector.select(timeout):
+            if key.data is None:
+                if state.listener is not None:
+                    _accept(state, selector)
+            else:
+                _event(state, selector, *key.data)
+        _reap_quietly(state, selector)
+
+
+def _accept(state: State, selector: selectors.BaseSelector) -> None:
+    assert state.listener is not None
+    try:
+        conn, _ = state.listener.accept()
+    except OSError:
+        return
+    state.last = time.monotonic()
+    try:
+        request, fds = _receive(conn)
+    except (OSError, ValueError, EOFError, TypeError):
+        conn.close()
+        return
+    if not _acceptable(state, conn, request):
+        if _changed(state.files) or threading.active_count() > 1:
+            _retire(state)  # its code is not what a client would import: a new one starts
+        _close_all(fds)
+        with contextlib.suppress(OSError):
+            conn.sendall(REFUSED + bytes(4))
+        conn.close()
+        return
+    _fork(state, selector, conn, request, fds)
+
+
+def _acceptable(state: State, conn: socket.socket, request: Any) -> bool:
+    if not isinstance(request, tuple) or not request:
+        return False
+    with contextlib.suppress(OSError, AttributeError):
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid():
+            return False
+    return (request[0] == key_parts(sys.path) and threading.active_count() == 1
+            and not _changed(state.files))
+
+
+def _receive(conn: socket.socket) -> tuple[Any, list[int]]:
+    import marshal
+
+    conn.settimeout(10.0)
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    if len(data) < 4:
+        raise EOFError
+    size = int.from_bytes(data[:4], "little")
+    if size > REQUEST_LIMIT:
+        raise ValueError("request too large")
+    while len(data) < 4 + size:
+        more = conn.recv(min(1 << 20, 4 + size - len(data)))
+        if not more:
+            raise EOFError
+        data += more
+    conn.settimeout(None)
+    return marshal.loads(data[4:4 + size]), list(fds)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _fork(state: State, selector: selectors.BaseSelector, conn: socket.socket,
+          request: Any, fds: list[int]) -> None:
+    death_read, death_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: this server's descriptors go, the command runs
+        try:
+            selector.close()
+            os.close(death_read)
+            if state.listener is not None:
+                state.listener.close()
+            if state.lock is not None:
+                os.close(state.lock)
+            for other in state.running.values():
+                other.conn.close()
+                os.close(other.death)
+        finally:
+            child_process.run(request, fds, conn, death_write)
+    os.close(death_write)
+    _close_all(fds)
+    os.set_blocking(death_read, False)
+    running = Running(pid, conn, death_read)
+    state.running[death_read] = running
+    selector.register(conn, selectors.EVENT_READ, ("conn", death_read))
+    selector.register(death_read, selectors.EVENT_READ, ("death", death_read))
+
+
+def _event(state: State, selector: selectors.BaseSelector, kind: str, death: int) -> None:
+    running = state.running.get(death)
+    if running is None:
+        return
+    _read_code(running)
+    if kind == "conn":
+        # The client sends nothing after its request: this is its end. Gone before the
+        # child said how it ended (kill -9): the child ends as abruptly.
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            selector.unregister(running.conn)
+        if not running.code:
+            with contextlib.suppress(OSError):
+                os.kill(running.pid, signal.SIGKILL)
+        return
+    _finish(state, selector, running, os.waitpid(running.pid, 0)[1])
+
+
+def _read_code(running: Running) -> None:
+    with contextlib.suppress(BlockingIOError, OSError):
+        running.code += os.read(running.death, 16)
+
+
+def _reap_quietly(state: State, selector: selectors.BaseSelector) -> None:
+    """A child whose pipe is still held (by a process it forked) is reaped here."""
+    for running in list(state.running.values()):
+        with contextlib.suppress(ChildProcessError):
+            pid, status = os.waitpid(running.pid, os.WNOHANG)
+            if pid:
+                _read_code(running)
+                _finish(state, selector, running, status)
+
+
+def _finish(state: State, selector: selectors.BaseSelector, running: Running,
+            status: int) -> None:
+    if os.WIFSIGNALED(status) and not running.code:
+        with contextlib.suppress(OSError):
+            running.conn.sendall(SIGNALED + os.WTERMSIG(status).to_bytes(4, "little"))
+    for fileobj in (running.conn, running.death):
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(fileobj)
+    running.conn.close()
+    os.close(running.death)
+    del state.running[running.death]
+    state.last = time.monotonic()
+
+
+__all__ = ["PID", "main", "module_files", "preload"]

@@ -1,0 +1,225 @@
+"""The resident process (docs/resident.md): a command is run by a fork of a server that
+holds flowmake's imports, and is the same command as one run in-process — its folder,
+environment, output, exit code, signals — through real servers, sockets and signals.
+
+The suite runs every command this way (tests/conftest.py gives it a folder of sockets of
+its own); these tests check that it really happens, and the ways it must not go wrong."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import flowmake
+from tests.conftest import FLOWMAKE, Project, base_env, describe, pid_alive, wait_for
+
+# The command's parent (the flowmake process running the build) and that one's parent.
+WHO = ("echo $PPID > ${outputs}; awk '/^PPid/ {print $2}' /proc/$PPID/status >> ${outputs}; "
+       "echo \"$MYVAR\" >> ${outputs}; pwd >> ${outputs}; umask >> ${outputs}")
+FLOW = f"[targets.who]\ncmd = '''{WHO}'''\noutputs = [\"who.txt\"]\nalways = true\n"
+SLOW = ('[targets.slow]\ncmd = "echo $PPID > pid.txt; sleep 30; echo done > ${outputs}"\n'
+        'outputs = ["slow.txt"]\n')
+
+
+def sockets(folder: Path | None = None) -> list[Path]:
+    return sorted((folder or Path(os.environ["FLOWMAKE_RESIDENT_DIR"])).glob("*.sock"))
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def start_server(project: Project, env: dict[str, str | None] | None = None) -> None:
+    """A first command starts a server in the background; wait until it listens."""
+    folder = Path((env or {}).get("FLOWMAKE_RESIDENT_DIR") or os.environ["FLOWMAKE_RESIDENT_DIR"])
+    before = set(sockets(folder))
+    project.run("--version", check=True, env=env)
+    if not before:
+        wait_for(lambda: sockets(folder), what="a server's socket")
+    project.run("--version", check=True, env=env)
+
+
+def who(project: Project, env: dict[str, str | None] | None = None) -> tuple[int, list[str]]:
+    """Build ``who`` in a process of our own: (the client's pid, what the command saw)."""
+    proc = project.popen("build", "-q", env=env)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    return proc.pid, project.read("who.txt").splitlines()
+
+
+def test_a_command_runs_in_a_fork_of_the_resident_server(project: Project) -> None:
+    project.flow(FLOW)
+    start_server(project)
+    client, (runner, parent, *_) = who(project)
+    assert int(runner) != client  # not the process the user started
+    assert "flowmake.resident.server" in cmdline(int(parent))
+
+
+def test_off_the_command_runs_in_the_process_started(project: Project) -> None:
+    project.flow(FLOW)
+    start_server(project)
+    client, (runner, *_) = who(project, env={"FLOWMAKE_RESIDENT": "0"})
+    assert int(runner) == client
+
+
+def test_the_command_sees_the_clients_folder_environment_and_umask(project: Project) -> None:
+    project.flow(FLOW)
+    (project.root / "sub").mkdir()
+    start_server(project)
+    seen = {}
+    for mode in ("1", "0"):
+        proc = subprocess.Popen(
+            ["sh", "-c", f"umask 027; exec {' '.join(FLOWMAKE)} build -q"],
+            cwd=project.root / "sub", env=base_env({"MYVAR": "from the client",
+                                                   "FLOWMAKE_RESIDENT": mode}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        runner, _parent, *rest = project.read("who.txt").splitlines()
+        seen[mode] = rest
+        assert (int(runner) == proc.pid) == (mode == "0")
+    assert seen["1"] == seen["0"] == ["from the client", str(project.root), "0027"]
+
+
+def test_output_and_exit_codes_are_the_commands(make_project: Any) -> None:
+    flow = ('[targets.bad]\ncmd = "echo oops >&2; exit 3"\noutputs = ["b.txt"]\n'
+            '[targets.good]\ncmd = "echo fine > ${outputs}"\noutputs = ["g.txt"]\n')
+    runs = {}
+    for mode in ("1", "0"):
+        project = make_project(f"p{mode}")
+        project.flow(flow)
+        start_server(project)
+        env = {"FLOWMAKE_RESIDENT": mode}
+        runs[mode] = [project.run(*args, env=env) for args in (
+            ("build", "-k", "-q"), ("build", "nosuch"), ("status",), ("--version",),
+            ("build", "-j", "x"), ("list", "--json"), ("build", "--help"))]
+    for resident, here in zip(runs["1"], runs["0"], strict=True):
+        assert (resident.returncode, timeless(resident.stdout), resident.stderr) == (
+            here.returncode, timeless(here.stdout), here.stderr), describe(resident)
+    assert [r.returncode for r in runs["1"]] == [1, 2, 0, 0, 2, 0, 0]
+    assert "nosuch" in runs["1"][1].stderr and "Traceback" not in runs["1"][1].stderr
+
+
+def timeless(text: str) -> str:
+    return re.sub(r"\d+\.\d+s", "N.NNs", text)
+
+
+def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
+    project.flow(SLOW)
+    start_server(project)
+    proc = project.popen("build")
+    wait_for(lambda: project.exists("pid.txt") and project.read("pid.txt").strip(),
+             what="the slow command")
+    runner = int(project.read("pid.txt"))
+    assert runner != proc.pid
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted" in out + err
+    wait_for(lambda: not pid_alive(runner), what="the build process to end")
+    assert project.states()["slow"]["state"] != "fresh"
+
+
+def test_kill_9_of_the_client_kills_its_build_abruptly(project: Project) -> None:
+    project.flow(SLOW)
+    start_server(project)
+    proc = project.popen("build")
+    wait_for(lambda: project.exists("pid.txt") and project.read("pid.txt").strip(),
+             what="the slow command")
+    runner = int(project.read("pid.txt"))
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(lambda: not pid_alive(runner), what="the build process to be killed")
+    assert not project.exists("slow.txt")
+    assert project.states()["slow"]["state"] != "fresh"
+
+
+def test_a_server_stopped_mid_build_still_gives_the_exit_code(project: Project) -> None:
+    project.flow('[targets.wait]\ncmd = "echo $PPID > pid.txt; sleep 1.5; echo ok > ${outputs}"\n'
+                 'outputs = ["w.txt"]\n')
+    start_server(project)
+    proc = project.popen("build", "-q")
+    wait_for(lambda: project.exists("pid.txt") and project.read("pid.txt").strip(),
+             what="the command")
+    server = int(Path(f"/proc/{int(project.read('pid.txt'))}/status").read_text()
+                 .split("PPid:")[1].split()[0])
+    assert "flowmake.resident.server" in cmdline(server)
+    os.kill(server, signal.SIGKILL)
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert project.read("w.txt") == "ok\n"
+
+
+def test_a_changed_module_is_never_served_stale(project: Project, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(Path(flowmake.__file__).parent, site / "flowmake",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    folder = tmp_path / "r"
+    env: dict[str, str | None] = {"PYTHONPATH": str(site), "FLOWMAKE_RESIDENT_DIR": str(folder)}
+    project.flow(FLOW)
+    start_server(project, env)
+    [first] = sockets(folder)
+    main = site / "flowmake/cli/main.py"
+    main.write_text(main.read_text().replace('print(f"flowmake {__version__}")',
+                                             'print(f"flowmake {__version__} (edited)")'))
+    assert "(edited)" in project.run("--version", check=True, env=env).stdout
+    wait_for(lambda: sockets(folder), what="a new server")
+    assert "(edited)" in project.run("--version", check=True, env=env).stdout
+    assert sockets(folder) == [first]  # the same environment: the same name, a new server
+
+
+def test_an_idle_server_exits(project: Project, tmp_path: Path) -> None:
+    folder = tmp_path / "r"
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(folder),
+                                  "FLOWMAKE_RESIDENT_IDLE": "1"}
+    project.flow(FLOW)
+    start_server(project, env)
+    pid = int(next(folder.glob("*.lock")).read_text())
+    assert pid_alive(pid)
+    wait_for(lambda: not sockets(folder) and not pid_alive(pid), timeout=20,
+             what="the idle server to exit")
+
+
+def test_a_folder_others_can_write_is_not_used(project: Project, tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(folder)}
+    project.flow(FLOW)
+    project.run("--version", check=True, env=env)
+    time.sleep(0.5)
+    client, (runner, *_) = who(project, env=env)
+    assert int(runner) == client
+    assert not sockets(folder)
+
+
+def test_concurrent_commands_each_get_their_own_process(make_project: Any) -> None:
+    one, two = make_project("one"), make_project("two")
+    for p in (one, two):
+        p.flow(FLOW.replace("always = true", 'always = true\n[targets.nap]\ncmd = "sleep 1"'))
+    start_server(one)
+    procs = [p.popen("build", "-q") for p in (one, two)]
+    for p, proc in zip((one, two), procs, strict=True):
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        runner, parent, *_ = p.read("who.txt").splitlines()
+        assert int(runner) != proc.pid and "flowmake.resident.server" in cmdline(int(parent))
+    assert one.read("who.txt").split()[0] != two.read("who.txt").split()[0]
+
+
+def test_the_client_imports_only_the_standard_librarys_c_parts() -> None:
+    code = ("import sys; before = set(sys.modules); import flowmake.resident.client; "
+            "print(sorted(set(sys.modules) - before))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert eval(out) == ["flowmake", "flowmake.resident", "flowmake.resident.client"]
