@@ -260,15 +260,22 @@ class Workspace:
         return flowlock.LockFile(self.root / flowlock.NAME, self.project.state_dir)
 
     def lock_records(self) -> dict[str, Record]:
-        """flow.lock's entries as records (none without it, or with ``[flow] lock = false``).
+        """flow.lock's entries as records (none without it, or with ``[flow] lock = false``),
+        each read when first asked for (a cone build needs a few of 10,000).
 
         Raises:
             ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
         """
         if not self.project.settings.lock:
             return {}
-        return {name: Record(name, c.key, c.parts_json, c.outputs_json, None, 0.0, 0.0)
-                for name, c in self.lockfile.entries().items()}
+        from flowmake.cli.cone import Lazy
+
+        return Lazy(self._lock_record)
+
+    def _lock_record(self, name: str) -> Record | None:
+        c = self.lockfile.entry(name)
+        return None if c is None else Record(name, c.key, c.parts_json, c.outputs_json, None,
+                                             0.0, 0.0)
 
     def validate_lock(self) -> None:
         """A broken flow.lock is exit 2 before anything runs (read only if it changed)."""
@@ -352,5 +359,7 @@ class Workspace:
             self.code.save()  # the analyses of source files not analysed before
 
     def close(self) -> None:
+        if "lockfile" in self.__dict__:
+            self.lockfile.close()
         if "store" in self.__dict__:
             self.store.close()

@@ -14,17 +14,16 @@ a build that changed no record leaves it untouched, mtime included.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import time
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowmake.errors import ConfigError
-from flowmake.store import paths
+from flowmake.store import lockindex, paths
 
 NAME = "flow.lock"
 FORMAT = 1
@@ -39,7 +38,6 @@ _MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.M)
 # The parts of a key kept in an entry, in this order (a record's "outputs" part, the
 # declared paths, is the entry's outputs table itself).
 _PARTS = ("action", "code", "params", "project_params", "env", "deps", "inputs", "globs")
-_JOURNAL_MAX = 500  # entries changed since lock.cache was written whole
 
 
 class LockEntry(NamedTuple):
@@ -73,12 +71,22 @@ def read(path: Path) -> dict[str, LockEntry] | None:
         ConfigError: naming ``flow.lock:LINE`` for conflict markers, bad syntax or an
             unknown format version, with what to do.
     """
+    text = read_text(path)
+    return None if text is None else parse(text)
+
+
+def read_text(path: Path) -> str | None:
+    """The file's text; None when there is no such file (ConfigError if unreadable)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot be read ({exc})", file=NAME, hint=RESOLVE) from None
+
+
+def parse(text: str) -> dict[str, LockEntry]:
+    """The entries of flow.lock's ``text`` (ConfigError as ``read`` says)."""
     marker = _MARKER.search(text)
     if marker:
         line = text.count("\n", 0, marker.start()) + 1
@@ -139,9 +147,12 @@ def block(name: str, e: LockEntry) -> str:
     return tomli_w.dumps({"targets": {name: table}})
 
 
+PREFIX = HEADER + f"\nversion = {FORMAT}\n\n"  # the text before the first entry's block
+
+
 def compose(blocks: Mapping[str, str]) -> str:
     """The file's text from its entries' blocks, sorted by name."""
-    return HEADER + f"\nversion = {FORMAT}\n\n" + "\n".join(blocks[n] for n in sorted(blocks))
+    return PREFIX + "\n".join(blocks[n] for n in sorted(blocks))
 
 
 def render(entries: Mapping[str, LockEntry]) -> str:
@@ -189,33 +200,58 @@ def _cached(name: str, e: LockEntry) -> Cached:
 
 
 class LockFile:
-    """One project's flow.lock, with its entries parsed and rendered kept in ``.flowmake/``
-    (keyed by the file's size, mtime and inode), so that a build neither parses the file
-    nor renders the entries it did not change: at 10,000 targets both cost most of a
-    second. The file itself stays the truth: a changed stat means it is parsed again.
+    """One project's flow.lock, with its entries kept in ``.flowmake/lock.cache``
+    (store/lockindex.py: SQLite, keyed by the file's size, mtime and inode), so that a
+    build neither parses the file nor loads the entries it does not need: at 10,000
+    targets the entries are ~6 MB. The file itself stays the truth: a changed stat means
+    it is parsed again.
 
-    The kept entries are a base (``lock.cache``, written whole) and a journal of the
-    entries changed since (``lock.cache-delta``, the base's token): a build that changed a
-    few entries writes the journal, not 10,000 entries; past ``_JOURNAL_MAX`` the base is
-    written again. After its own write the file is known to be the entries' rendering,
-    so it is not read back to compare."""
+    A build reads the entries its stale targets need one by one (``entry``), and a build
+    that changed a few entries rewrites the file from its own text: the changed blocks
+    replaced, the others copied (their offsets follow from the kept lengths), so neither
+    the other entries nor their blocks are loaded."""
 
     def __init__(self, path: Path, state_dir: Path) -> None:
         self.path = path
-        self._cache = state_dir / paths.LOCK_CACHE
-        self._journal = state_dir / (paths.LOCK_CACHE + "-delta")
-        self._sig = state_dir / paths.LOCK_SIG
-        self._entries: dict[str, Cached] | None = None
-        self._token: int | None = None  # the base's, when the entries came from it
-        self._changes: dict[str, tuple[str, ...] | None] = {}  # since that base
-        self._rendered: tuple[int, int, int] | None = None  # the file is ours at this stat
+        self._index = lockindex.Index(state_dir / paths.LOCK_CACHE)
+        self._entries: dict[str, Cached] | None = None  # every entry, once all are read
+        self._rows: dict[str, Cached | None] = {}  # the entries read one by one
+        self._kept: lockindex.Kept | None = None  # the index, when it holds for the file
+        self._looked = False
+
+    def _current(self) -> lockindex.Kept | None:
+        """The kept index if it was taken from the file as it is now (looked up once)."""
+        if not self._looked:
+            self._looked = True
+            now = signature(self.path)
+            kept = self._index.kept() if now is not None else None
+            self._kept = kept if kept is not None and kept.sig == now else None
+        return self._kept
 
     def validate(self) -> None:
-        """Parse the file now if it changed since this clone last read or wrote it (one
-        stat otherwise), so that a broken lock is exit 2 before anything runs."""
-        now = signature(self.path)
-        if now is not None and repr(now) != self._read(self._sig, text=True):
+        """Parse the file now if it changed since this clone last read or wrote it (a stat
+        and one row otherwise), so that a broken lock is exit 2 before anything runs."""
+        if self._entries is None and self._current() is None:
             self.entries()
+
+    def entry(self, name: str) -> Cached | None:
+        """One entry (None: not in the file, or no file), read alone when it is kept.
+
+        Raises:
+            ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
+        """
+        if self._entries is not None:
+            return self._entries.get(name)
+        if name not in self._rows:
+            if self._current() is None or len(self._rows) >= _ONE_BY_ONE:
+                return self.entries().get(name)  # parsed (and kept), or all of them
+            try:
+                row = self._index.row(name)
+            except sqlite3.Error:
+                self._kept = None  # not readable now: the file is the truth
+                return self.entries().get(name)
+            self._rows[name] = None if row is None else Cached(*row)
+        return self._rows[name]
 
     def entries(self) -> dict[str, Cached]:
         """Every entry, by target name (none without the file).
@@ -224,114 +260,138 @@ class LockFile:
             ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
         """
         if self._entries is None:
-            now = signature(self.path)
-            found: dict[str, Cached] = {}
-            if now is not None:
-                kept = self._kept(now)
-                if kept is not None:
-                    found = kept
-                else:
-                    found = {n: _cached(n, e) for n, e in (read(self.path) or {}).items()}
-                    self._remember_base(now, found, rendered=False)
-            self._entries = found
+            rows = self._index.rows() if self._current() is not None else None
+            if rows is not None:
+                self._entries = {n: Cached(*r) for n, r in rows.items()}
+            else:
+                self._entries = self._parsed()
         return self._entries
 
-    def _kept(self, now: tuple[int, int, int]) -> dict[str, Cached] | None:
-        """The kept entries (base and journal) if they were taken from the file as it is
-        ``now``, else None."""
-        base = self._read(self._cache)
-        if not (isinstance(base, tuple) and len(base) == 5 and base[0] == FORMAT):
-            return None
-        _, token, sig, rendered, stored = base
-        journal = self._read(self._journal)
-        changes: dict[str, Any] = {}
-        if isinstance(journal, tuple) and len(journal) == 5 and journal[:2] == (FORMAT, token):
-            _, _, sig, rendered, changes = journal
-        if sig != now:
-            return None
-        found = {n: Cached(*c) for n, c in stored.items()}
-        for name, c in changes.items():
-            if c is None:
-                found.pop(name, None)
-            else:
-                found[name] = Cached(*c)
-        self._token, self._changes = token, dict(changes)
-        self._rendered = now if rendered else None
+    def _parsed(self) -> dict[str, Cached]:
+        """The file parsed and its entries rendered, kept for the next command."""
+        now = signature(self.path)
+        text = read_text(self.path) if now is not None else None
+        if text is None:
+            return {}
+        found = {n: _cached(n, e) for n, e in parse(text).items()}
+        layout = _layout(found)
+        rendered = _joined(found, layout) == text  # written by flowmake: later edits splice
+        self._keep(now, rendered, layout, found, None)  # the stat before the read
         return found
 
     def update(self, changed: Mapping[str, Any], targets: Iterable[str]) -> bool:
         """Apply ``changed`` (name → a record, or None to remove its entry), keep only
         ``targets``, and write the file if its text changes; True if written."""
+        wanted = targets if isinstance(targets, (set, frozenset, dict)) else set(targets)
+        kept = self._current() if self._entries is None else None
+        if kept is not None and kept.rendered:
+            layout = self._index.layout()
+            if layout is not None and layout.names:
+                done = self._spliced(layout, changed, wanted)
+                if done is not None:
+                    return done
+        return self._rewritten(changed, wanted)
+
+    def _touched(self, changed: Mapping[str, Any], wanted: Any,
+                 old: Callable[[str], Cached | None]) -> dict[str, Cached]:
+        """The entries ``changed`` adds or changes (their blocks rendered anew)."""
+        touched: dict[str, Cached] = {}
+        for name, record in changed.items():
+            if record is None or name not in wanted:
+                continue
+            before = old(name)
+            if before is None or (before.key, before.outputs_json) != (record.key,
+                                                                       record.outputs_json):
+                new = _cached(name, entry(record.key, record.parts, record.outputs))
+                if before is None or new.block != before.block:
+                    touched[name] = new
+        return touched
+
+    def _spliced(self, layout: lockindex.Layout, changed: Mapping[str, Any],
+                 wanted: Any) -> bool | None:
+        """The update written from the file's own text (its other blocks copied); None
+        when the text is not the one kept (then it is parsed again)."""
+        present = set(layout.names)
+        removed = present.difference(wanted)
+        removed.update(n for n, r in changed.items() if r is None and n in present)
+        touched = self._touched(changed, wanted, self.entry)
+        if not touched and not removed:
+            return False
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            data = b""
+        spliced = lockindex.splice(
+            data, PREFIX.encode(), layout, {n: c.block.encode() for n, c in touched.items()},
+            removed, {n: c.block.encode() for n, c in self._rows.items() if c is not None})
+        if spliced is None:
+            self._kept, self._rows = None, {}
+            return None
+        new_data, new_layout = spliced
+        _write_lock(self.path, new_data)
+        self._keep(signature(self.path), True, new_layout, touched, removed)
+        return True
+
+    def _rewritten(self, changed: Mapping[str, Any], wanted: Any) -> bool:
+        """The update with every entry in hand (the file parsed, or all entries read)."""
         current = self.entries()
-        wanted = set(targets)
         new = {n: c for n, c in current.items() if n in wanted}
-        touched: set[str] = set()  # entries new or changed
+        touched = self._touched(changed, wanted, current.get)
+        new.update(touched)
         for name, record in changed.items():
             if record is None:
                 new.pop(name, None)
-            elif name in wanted:
-                old = new.get(name)
-                if old is None or (old.key, old.outputs_json) != (record.key,
-                                                                 record.outputs_json):
-                    new[name] = _cached(name, entry(record.key, record.parts, record.outputs))
-                    touched.add(name)
         exists = self.path.exists()
         if not new and not exists:
             return False  # nothing to say, and no file to change
-        if exists and len(new) == len(current) and all(
-                n in current and new[n].block == current[n].block for n in touched):
+        if exists and len(new) == len(current) and not touched:
             return False  # no entry added, removed or changed (no sort of 10,000 entries)
-        text = HEADER + f"\nversion = {FORMAT}\n\n" + "\n".join(
-            new[n].block for n in sorted(new))  # compose(), without a dict of the blocks
-        if self._rendered is not None and self._rendered == signature(self.path):
-            from flowmake.fsutil import atomic_write  # ours: its text is not this one
-
-            atomic_write(self.path, text.encode("utf-8"))
-            written = True
-        else:
-            written = write_text(self.path, text)
-        self._remember(new, touched, current.keys() - new.keys())
+        layout = _layout(new)
+        written = write_text(self.path, _joined(new, layout))
+        valid = self._kept is not None  # the index holds every entry of the file before
+        self._entries = new
+        removed = current.keys() - new.keys()
+        self._keep(signature(self.path), True, layout, touched if valid else new,
+                   removed if valid else None)
         return written
 
-    def _remember(self, new: dict[str, Cached], touched: set[str], removed: set[str]) -> None:
-        """The entries kept after a write: the journal of what changed, or a new base."""
-        self._entries = new
-        sig = signature(self.path)
-        self._changes.update((n, tuple(new[n])) for n in touched)
-        self._changes.update(dict.fromkeys(removed))
-        if self._token is None or len(self._changes) > _JOURNAL_MAX:
-            self._remember_base(sig, new, rendered=True)
+    def _keep(self, sig: tuple[int, int, int] | None, rendered: bool,
+              layout: lockindex.Layout, rows: Mapping[str, Cached],
+              removed: Iterable[str] | None) -> None:
+        """The index after a read or write of the file at stat ``sig`` (``rendered``: its
+        text is the blocks'): ``rows`` changed and ``removed`` gone, or (``removed``
+        None) ``rows`` every entry."""
+        if sig is None:
             return
-        self._rendered = sig
-        self._keep(self._journal, (FORMAT, self._token, sig, True, self._changes), sig)
+        kept = lockindex.Kept(sig, rendered)
+        if removed is None:
+            self._index.replace(kept, layout, rows)
+        else:
+            self._index.apply(kept, layout, rows, removed)
+        self._kept, self._looked = kept, True
+        for name in removed or ():
+            self._rows[name] = None
+        self._rows.update(rows)
 
-    def _remember_base(self, sig: tuple[int, int, int] | None, entries: dict[str, Cached],
-                       *, rendered: bool) -> None:
-        self._token, self._changes = time.time_ns(), {}
-        self._rendered = sig if rendered else None
-        stored = {n: tuple(c) for n, c in entries.items()}
-        self._keep(self._cache, (FORMAT, self._token, sig, rendered, stored), sig)
-        with contextlib.suppress(OSError):
-            self._journal.unlink(missing_ok=True)
+    def close(self) -> None:
+        self._index.close()
 
-    def _keep(self, path: Path, value: tuple[Any, ...],
-              sig: tuple[int, int, int] | None) -> None:
-        import marshal
 
-        from flowmake.fsutil import atomic_write
+_ONE_BY_ONE = 500  # entries read one by one before all are read at once
 
-        try:
-            atomic_write(path, marshal.dumps(value), fsync=False)
-            atomic_write(self._sig, repr(sig).encode(), fsync=False)
-        except OSError:
-            pass  # a read-only state: parsed again next time
 
-    @staticmethod
-    def _read(path: Path, *, text: bool = False) -> Any:
-        import marshal
+def _layout(entries: Mapping[str, Cached]) -> lockindex.Layout:
+    """The entries' names in the file's order, with their blocks' lengths in UTF-8."""
+    names = sorted(entries)
+    return lockindex.Layout(names, [len(entries[n].block.encode()) for n in names])
 
-        try:
-            data = path.read_bytes()
-            return data.decode() if text else marshal.loads(data)
-        except (OSError, ValueError, EOFError, TypeError, UnicodeDecodeError):
-            return None
+
+def _joined(entries: Mapping[str, Cached], layout: lockindex.Layout) -> str:
+    """compose(), from the entries in the layout's order (no dict of the blocks)."""
+    return PREFIX + "\n".join(entries[n].block for n in layout.names)
+
+
+def _write_lock(path: Path, data: bytes) -> None:
+    from flowmake.fsutil import atomic_write
+
+    atomic_write(path, data)
