@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from flowmake import __version__, config, graph, model
+from flowmake import __version__, config, graph, model, warm
 from flowmake.errors import ConfigError
 from flowmake.fsutil import atomic_write
 from flowmake.graph import Graph
@@ -88,8 +88,9 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
     cache = path.parent / layout.STATE_DIR / layout.COMPILED_FLOW
     signature = _signature(path, overrides)
     try:
-        with open(cache, "rb") as f:
-            saved, saved_ns, project, graph_, besides = _unpickled(f.read())
+        # Decoded once by a resident server for its forks when this very file was
+        # (flowmake/warm.py); read and unpickled here otherwise.
+        saved, saved_ns, project, graph_, besides = warm.read(str(cache), COMPILED)
         if saved == signature and signature is not None and signature[4] < saved_ns - RACY_NS \
                 and (not besides or (_read_besides(project) == besides
                                      and _settled(besides, saved_ns))):
@@ -107,6 +108,7 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
             cache.parent.mkdir(exist_ok=True)
             atomic_write(cache, pickle.dumps((signature, time.time_ns(), project, graph_,
                                               besides), protocol=5), fsync=False)
+            warm.note(str(cache), COMPILED)
         except OSError:
             pass  # a read-only project still works, just slower
     return project, graph_, True
@@ -124,6 +126,10 @@ def _unpickled(data: bytes) -> Any:
     finally:
         if enabled:
             gc.enable()
+
+
+COMPILED = "compiled-flow"
+warm.LOADERS[COMPILED] = _unpickled
 
 
 def _find_kind(key: str, modules: tuple[str, ...], root: str) -> Any:

@@ -3,7 +3,8 @@
 It takes the client's descriptors as 0, 1 and 2, its working folder, environment, umask,
 argv, first import-path entry and ignored signals, so the command runs as it would in the
 client's own process; then tells the client its exit code (first to the server, through
-the pipe whose end also tells it the child ended) and exits without tearing down.
+the pipe whose end also tells it the child ended, with the files the command read whole,
+which the server then keeps decoded: flowmake/warm.py) and exits without tearing down.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib
+import marshal
 import os
 import resource
 import signal
@@ -20,6 +22,7 @@ import time
 import traceback
 from typing import Any, NoReturn
 
+from flowmake import warm
 from flowmake.resident.client import EXIT, PID, REFUSED
 
 _STANDARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
@@ -109,8 +112,8 @@ def finish(code: int, conn: socket.socket, death: int) -> NoReturn:
         atexit._run_exitfuncs()
     if not _flush():
         code = 120  # as Python's exit when flushing stdout fails
-    with contextlib.suppress(OSError):
-        os.write(death, code.to_bytes(4, "little", signed=True))
+    with contextlib.suppress(OSError):  # and the files it read, for the server to keep
+        os.write(death, marshal.dumps((code, warm.read_here)))
     with contextlib.suppress(OSError):
         conn.sendall(EXIT + code.to_bytes(4, "little", signed=True))
     os._exit(code)

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowmake import warm
 from flowmake.resident import child as child_process
 from flowmake.resident.client import ENV_IDLE, PID, REFUSED, SIGNALED, key_parts
 
@@ -283,8 +284,10 @@ def _event(state: State, selector: selectors.BaseSelector, kind: str, death: int
 
 
 def _read_code(running: Running) -> None:
+    """What the child wrote in its pipe so far: its report, once it has finished."""
     with contextlib.suppress(BlockingIOError, OSError):
-        running.code += os.read(running.death, 16)
+        while chunk := os.read(running.death, 1 << 16):
+            running.code += chunk
 
 
 def _reap_quietly(state: State, selector: selectors.BaseSelector) -> None:
@@ -308,7 +311,24 @@ def _finish(state: State, selector: selectors.BaseSelector, running: Running,
     running.conn.close()
     os.close(running.death)
     del state.running[running.death]
+    _keep_what_was_read(running.code)
     state.last = time.monotonic()
+
+
+def _keep_what_was_read(report: bytes) -> None:
+    """Decode the files the child read whole (its report: exit code, [(path, kind)]) so
+    the next fork finds them decoded; then freeze them out of the cyclic collector's
+    passes (a fork's collections would touch, hence copy, every page they are on)."""
+    import gc
+    import marshal
+
+    try:
+        _code, read = marshal.loads(report)
+        for path, kind in read:
+            warm.keep(path, kind)
+    except (EOFError, ValueError, TypeError):
+        return
+    gc.freeze()
 
 
 __all__ = ["PID", "main", "module_files", "preload"]

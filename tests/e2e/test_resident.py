@@ -28,6 +28,11 @@ SLOW = ('[targets.slow]\ncmd = "echo $PPID > pid.txt; sleep 30; echo done > ${ou
         'outputs = ["slow.txt"]\n')
 
 
+def age(path: Path) -> None:
+    old = time.time() - 60
+    os.utime(path, (old, old))
+
+
 def sockets(folder: Path | None = None) -> list[Path]:
     return sorted((folder or Path(os.environ["FLOWMAKE_RESIDENT_DIR"])).glob("*.sock"))
 
@@ -223,3 +228,21 @@ def test_the_client_imports_only_the_standard_librarys_c_parts() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert eval(out) == ["flowmake", "flowmake.resident", "flowmake.resident.client"]
+
+
+def test_a_fork_gets_the_compiled_flow_decoded_and_still_sees_an_edit(project: Project
+                                                                      ) -> None:
+    project.flow('[targets.a]\ncmd = "echo one > ${outputs}"\noutputs = ["a.txt"]\n')
+    age(project.root / "flow.toml")  # past the racy window: the compiled flow is used
+    start_server(project)
+    trace = {"FLOWMAKE_TRACE": "resident"}
+    project.run("build", check=True)  # its fork writes flow.pickle; the server keeps it
+    result = project.run("build", "-B", check=True, env=trace)
+    assert "flow.pickle as the server decoded it" in result.stderr
+    project.edit_flow("echo one", "echo two")
+    age(project.root / "flow.toml")
+    project.run("build", check=True)  # the kept flow is the old one: its signature says so
+    assert project.read("a.txt") == "two\n"
+    result = project.run("build", "-B", check=True, env=trace)
+    assert "flow.pickle as the server decoded it" in result.stderr
+    assert project.read("a.txt") == "two\n"

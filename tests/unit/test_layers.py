@@ -18,7 +18,7 @@ PACKAGE = Path(flowmake.__file__).parent
 
 # From the bottom: a module may import its own layer and those below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "model", "fsutil", "digest", "graph", "fastpath", "options"),  # the kernel
+    ("errors", "model", "fsutil", "digest", "graph", "fastpath", "options", "warm"),  # kernel
     ("hookspecs", "executor", "backends", "formats", "kinds"),  # the plugin contract
     ("config",),
     ("store",),

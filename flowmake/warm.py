@@ -1,0 +1,73 @@
+"""Files read whole and decoded (the compiled flow), kept decoded by a resident server for
+its forks.
+
+``read(path, kind)`` is ``LOADERS[kind](bytes of path)``, except that in a fork of a
+resident server (docs/resident.md) that decoded this very file before, it is the object
+the server kept. "This very file" is its identity (device, inode, size, mtime, ctime) as
+the open descriptor has it: the state files are replaced by rename, never rewritten in
+place, so an equal identity is the same bytes, and the answer is the one reading them
+would give. A process keeps a list of what it read or wrote, which a resident child hands to its
+server, which then reads those files itself between commands.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+LOADERS: dict[str, Callable[[bytes], Any]] = {}  # kind -> decoder, registered at import
+KEEP = 4  # files a server keeps decoded (the latest read)
+MAX_BYTES = 64 << 20  # larger ones are read by each fork
+
+Identity = tuple[int, int, int, int, int]
+_kept: dict[str, tuple[Identity, Any]] = {}
+read_here: list[tuple[str, str]] = []  # (path, kind) this process read or wrote
+
+
+def _identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read(path: str, kind: str) -> Any:
+    """The decoded content of ``path`` (OSError as ``open`` raises it; the loader's errors
+    as it raises them)."""
+    with open(path, "rb") as f:
+        identity = _identity(os.fstat(f.fileno()))
+        kept = _kept.get(path)
+        if kept is not None and kept[0] == identity:
+            if "resident" in os.environ.get("FLOWMAKE_TRACE", ""):
+                os.write(2, f"flowmake: resident: {path} as the server decoded it\n".encode(
+                    errors="replace"))
+            return kept[1]
+        data = f.read()
+    read_here.append((path, kind))
+    return LOADERS[kind](data)
+
+
+def note(path: str, kind: str) -> None:
+    """``path`` was just written: a resident server may decode it for the next command."""
+    read_here.append((path, kind))
+
+
+def keep(path: str, kind: str) -> None:
+    """In a resident server, between commands: decode ``path`` and keep it for the forks
+    (a file gone or undecodable is dropped: a fork then reads it as usual)."""
+    loader = LOADERS.get(kind)
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            kept = _kept.pop(path, None)
+            if kept is not None and kept[0] == _identity(st):
+                _kept[path] = kept  # the latest again
+                return
+            if loader is None or st.st_size > MAX_BYTES:
+                return
+            value = loader(f.read())
+    except Exception:  # whatever the loader raises, the fork meets it again and reports it
+        _kept.pop(path, None)
+        return
+    identity = _identity(st)
+    _kept[path] = (identity, value)
+    while len(_kept) > KEEP:
+        _kept.pop(next(iter(_kept)))
