@@ -64,10 +64,9 @@ class Index:
             con = sqlite3.connect(self.path, timeout=2.0, isolation_level=None,
                                   check_same_thread=False)
             try:
-                # a cache: a lost write is parsed again; a rollback journal still keeps
+                # a cache: a lost write is parsed again; the rollback journal still keeps
                 # a killed process from leaving half a transaction
                 con.execute("PRAGMA synchronous = OFF")
-                con.execute("PRAGMA journal_mode = TRUNCATE")
                 con.executescript(_SCHEMA)
             except sqlite3.Error:
                 con.close()
