@@ -329,7 +329,8 @@ class LockFile:
             return None
         new_data, new_layout = spliced
         _write_lock(self.path, new_data)
-        self._keep(signature(self.path), True, new_layout, touched, removed)
+        self._keep(signature(self.path), True, None if new_layout == layout else new_layout,
+                   touched, removed)
         return True
 
     def _rewritten(self, changed: Mapping[str, Any], wanted: Any) -> bool:
@@ -356,15 +357,16 @@ class LockFile:
         return written
 
     def _keep(self, sig: tuple[int, int, int] | None, rendered: bool,
-              layout: lockindex.Layout, rows: Mapping[str, Cached],
+              layout: lockindex.Layout | None, rows: Mapping[str, Cached],
               removed: Iterable[str] | None) -> None:
         """The index after a read or write of the file at stat ``sig`` (``rendered``: its
         text is the blocks'): ``rows`` changed and ``removed`` gone, or (``removed``
-        None) ``rows`` every entry."""
+        None) ``rows`` every entry; ``layout`` None: the kept layout still holds."""
         if sig is None:
             return
         kept = lockindex.Kept(sig, rendered)
         if removed is None:
+            assert layout is not None
             self._index.replace(kept, layout, rows)
         else:
             self._index.apply(kept, layout, rows, removed)

@@ -121,15 +121,16 @@ class Index:
         """Every row anew (the file was parsed, or written whole without a valid cache)."""
         self._write(kept, layout, rows.items(), None)
 
-    def apply(self, kept: Kept, layout: Layout, changed: Mapping[str, Row],
+    def apply(self, kept: Kept, layout: Layout | None, changed: Mapping[str, Row],
               removed: Iterable[str]) -> None:
-        """The rows a write of the file changed (the others hold for the new file too)."""
+        """The rows a write of the file changed (the others hold for the new file too);
+        ``layout`` None: the kept one still holds (the same names, each block as long)."""
         self._write(kept, layout, changed.items(), list(removed))
 
-    def _write(self, kept: Kept, layout: Layout, rows: Iterable[tuple[str, Row]],
+    def _write(self, kept: Kept, layout: Layout | None, rows: Iterable[tuple[str, Row]],
                removed: list[str] | None) -> None:
         sig = " ".join(str(v) for v in kept.sig)
-        blob = marshal.dumps((layout.names, layout.sizes))
+        blob = None if layout is None else marshal.dumps((layout.names, layout.sizes))
         try:
             con = self._db()
             with _transaction(con):
@@ -140,8 +141,12 @@ class Index:
                                     [(n,) for n in removed])
                 con.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
                                 [(n, *r) for n, r in rows])
-                con.execute("INSERT OR REPLACE INTO meta VALUES (0, ?, ?, ?, ?)",
-                            (FORMAT, sig, int(kept.rendered), blob))
+                if blob is None:  # no row: nothing is kept, the next reader parses
+                    con.execute("UPDATE meta SET format = ?, sig = ?, rendered = ?",
+                                (FORMAT, sig, int(kept.rendered)))
+                else:
+                    con.execute("INSERT OR REPLACE INTO meta VALUES (0, ?, ?, ?, ?)",
+                                (FORMAT, sig, int(kept.rendered), blob))
         except sqlite3.Error:
             self.forget()  # no stale meta may survive a failed write
 
