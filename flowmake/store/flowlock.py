@@ -362,15 +362,17 @@ class LockFile:
         """The index after a read or write of the file at stat ``sig`` (``rendered``: its
         text is the blocks'): ``rows`` changed and ``removed`` gone, or (``removed``
         None) ``rows`` every entry; ``layout`` None: the kept layout still holds."""
-        if sig is None:
+        if sig is None:  # gone meanwhile
+            self._kept, self._looked = None, True
             return
         kept = lockindex.Kept(sig, rendered)
         if removed is None:
             assert layout is not None
-            self._index.replace(kept, layout, rows)
+            written = self._index.replace(kept, layout, rows)
         else:
-            self._index.apply(kept, layout, rows, removed)
-        self._kept, self._looked = kept, True
+            written = self._index.apply(kept, layout, rows, removed)
+        # not written (a read-only .flowmake, a busy cache): the file is the truth
+        self._kept, self._looked = (kept if written else None), True
         for name in removed or ():
             self._rows[name] = None
         self._rows.update(rows)

@@ -117,18 +117,20 @@ class Index:
         except sqlite3.Error:
             return None
 
-    def replace(self, kept: Kept, layout: Layout, rows: Mapping[str, Row]) -> None:
-        """Every row anew (the file was parsed, or written whole without a valid cache)."""
-        self._write(kept, layout, rows.items(), None)
+    def replace(self, kept: Kept, layout: Layout, rows: Mapping[str, Row]) -> bool:
+        """Every row anew (the file was parsed, or written whole without a valid cache);
+        False if not written (then nothing is kept)."""
+        return self._write(kept, layout, rows.items(), None)
 
     def apply(self, kept: Kept, layout: Layout | None, changed: Mapping[str, Row],
-              removed: Iterable[str]) -> None:
+              removed: Iterable[str]) -> bool:
         """The rows a write of the file changed (the others hold for the new file too);
-        ``layout`` None: the kept one still holds (the same names, each block as long)."""
-        self._write(kept, layout, changed.items(), list(removed))
+        ``layout`` None: the kept one still holds (the same names, each block as long).
+        False if not written (then nothing is kept)."""
+        return self._write(kept, layout, changed.items(), list(removed))
 
     def _write(self, kept: Kept, layout: Layout | None, rows: Iterable[tuple[str, Row]],
-               removed: list[str] | None) -> None:
+               removed: list[str] | None) -> bool:
         sig = " ".join(str(v) for v in kept.sig)
         blob = None if layout is None else marshal.dumps((layout.names, layout.sizes))
         try:
@@ -149,6 +151,8 @@ class Index:
                                 (FORMAT, sig, int(kept.rendered), blob))
         except sqlite3.Error:
             self.forget()  # no stale meta may survive a failed write
+            return False
+        return True
 
     def forget(self) -> None:
         """Nothing kept: the next reader parses the file."""

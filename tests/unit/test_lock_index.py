@@ -8,6 +8,7 @@ from __future__ import annotations
 import marshal
 import os
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,31 @@ def test_an_edit_the_stat_does_not_show_is_caught_by_the_splice(tmp_path, lock):
     lf = fresh(tmp_path)
     assert lf.update({"t0": record("t0", 1)}, NAMES)
     assert check_file(tmp_path)["t0"].key == "key-t0-1"
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_file_the_truth(tmp_path, lock,
+                                                                   monkeypatch):
+    lf = fresh(tmp_path)
+    assert lf.entry("t1").key == "key-t1-0"
+    real = lockindex.Index._db
+
+    def busy(self: lockindex.Index) -> sqlite3.Connection:
+        con = real(self)
+        con.execute("PRAGMA query_only = ON")  # every write fails, as a busy or read-only one
+        return con
+
+    monkeypatch.setattr(lockindex.Index, "_db", busy)
+    lf._index.close()
+    assert lf.update({"t1": record("t1", 1), "new": record("new", 1)}, [*NAMES, "new"])
+    assert lf.entry("t3").key == "key-t3-0" and lf.entry("new").key == "key-new-1"
+    assert lf.entries()["t1"].key == "key-t1-1"  # not the rows the cache still holds
+    assert lf.update({"t2": record("t2", 1)}, NAMES)  # "new" gone from flow.toml
+    assert lf.update({"t3": record("t3", 1)}, NAMES)  # the same LockFile, the file re-read
+    assert "new" not in flowlock.read(tmp_path / "flow.lock")
+    assert fresh(tmp_path).update({"t4": record("t4", 1)}, NAMES)
+    monkeypatch.undo()
+    entries = check_file(tmp_path)
+    assert [entries[f"t{i}"].key for i in range(1, 5)] == [f"key-t{i}-1" for i in range(1, 5)]
 
 
 def test_no_change_leaves_the_file_untouched(tmp_path, lock):
