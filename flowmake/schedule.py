@@ -2,10 +2,8 @@
 
 A target is checked when its upstream is done (so early cutoff falls out: a rebuilt
 target whose outputs hash as before leaves its dependents' keys unchanged). Fresh targets
-take no job slot. A record is written after each success, with the target's line in the
-run: queued, and committed with the rows of other targets (store/sqlite.py: one
-transaction per 256 rows or half a second), when the scheduler has nothing to start until
-a job ends (its wait may be long), and before the build's end is reported.
+take no job slot. A success's record and each target's line are queued (store/sqlite.py),
+committed when nothing can start until a job ends, and before the build's end is reported.
 """
 
 from __future__ import annotations
