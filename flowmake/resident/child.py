@@ -43,9 +43,14 @@ def run(request: Any, fds: list[int], conn: socket.socket, death: int) -> NoRetu
 
 
 def adopt(request: Any, fds: list[int]) -> list[str]:
-    _parts, argv, cwd, env, first_path, umask, targets, ignored, limits = request
-    for resource_id, soft, hard in limits:  # can fail (a hard limit above ours): refused
+    _parts, argv, cwd, env, first_path, umask, targets, ignored, limits, (nice, cpus) = request
+    # Each of these can fail (a hard limit above ours, a nice value below): refused then.
+    for resource_id, soft, hard in limits:
         resource.setrlimit(resource_id, (soft, hard))
+    if nice is not None and nice != os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    if cpus is not None and set(cpus) != os.sched_getaffinity(0):
+        os.sched_setaffinity(0, cpus)
     for fd, target in zip(fds, targets, strict=True):
         if fd != target:
             os.dup2(fd, target)

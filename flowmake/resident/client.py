@@ -82,14 +82,21 @@ def key_parts(import_path: list[str]) -> tuple[Any, ...]:
 
 
 def _namespaces() -> tuple[str, ...]:
-    """The Linux namespaces this process lives in: a server in another container that
-    shares /tmp with this one must not run its commands (empty elsewhere)."""
+    """The Linux namespaces and control groups this process lives in: a server in another
+    container that shares /tmp with this one must not run its commands, and a command
+    started in a cgroup (a CI job's, `systemd-run --scope -p MemoryMax=...`) runs in it
+    (empty elsewhere)."""
     found = []
     for kind in ("mnt", "pid", "net", "user"):
         try:
             found.append(os.readlink(f"/proc/self/ns/{kind}"))
         except OSError:
             pass
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            found.append(f.read().decode(errors="replace"))
+    except OSError:
+        pass
     return tuple(found)
 
 
@@ -158,7 +165,7 @@ def _request(parts: tuple[Any, ...]) -> tuple[bytes, list[int]]:
     umask = os.umask(0o022)
     os.umask(umask)
     payload = marshal.dumps((parts, sys.argv, os.getcwd(), dict(os.environ), sys.path[0],
-                             umask, fds, _ignored(), _limits()))
+                             umask, fds, _ignored(), _limits(), _scheduling()))
     return len(payload).to_bytes(4, "little") + payload, fds
 
 
@@ -168,6 +175,19 @@ def _limits() -> list[tuple[int, int, int]]:
 
     found = [getattr(resource, name) for name in LIMITS if hasattr(resource, name)]
     return [(r, *resource.getrlimit(r)) for r in found]
+
+
+def _scheduling() -> tuple[int | None, list[int] | None]:
+    """This process's nice value and the CPUs it may run on (`nice`, `taskset`)."""
+    try:
+        nice: int | None = os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        nice = None
+    try:
+        cpus: list[int] | None = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = None
+    return nice, cpus
 
 
 def _ignored() -> list[int]:

@@ -246,3 +246,18 @@ def test_a_fork_gets_the_compiled_flow_decoded_and_still_sees_an_edit(project: P
     result = project.run("build", "-B", check=True, env=trace)
     assert "flow.pickle as the server decoded it" in result.stderr
     assert project.read("a.txt") == "two\n"
+
+
+def test_the_command_runs_with_the_clients_nice_value_and_cpus(project: Project) -> None:
+    project.flow('[targets.n]\ncmd = "nice > ${outputs}; '
+                 'awk \'/Cpus_allowed_list/ {print $2}\' /proc/self/status >> ${outputs}"\n'
+                 'outputs = ["n.txt"]\nalways = true\n')
+    start_server(project)
+    seen = {}
+    for mode in ("1", "0"):
+        proc = subprocess.run(["nice", "-n", "7", "taskset", "-c", "0", *FLOWMAKE, "build", "-q"],
+                              cwd=project.root, env=base_env({"FLOWMAKE_RESIDENT": mode}),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        seen[mode] = project.read("n.txt").split()
+    assert seen["1"] == seen["0"] == ["7", "0"]
