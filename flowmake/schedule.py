@@ -241,6 +241,7 @@ class Scheduler:
         self.on_event("target_start", step)
         self.checker.hasher.forget(o.path for o in step.target.outputs)
         job = make_job(self.project, step.target)
+        self.store.commit_before(self.graph.upstream[step.name])  # kept if killed while it runs
         line = self.reporter.line if self.stream else None
         self.running[executor.submit(job, line)] = (step, time.time())
 

@@ -124,6 +124,12 @@ class Store(RunHistory):
         self.pending[record.target] = record
         self.queue(_record_row(record), commit=commit)
 
+    def commit_before(self, upstream: Iterable[str]) -> None:
+        """Commit now if a record of ``upstream`` is queued: a job built from their outputs
+        is about to start, and a kill while it runs must not lose what it was built from."""
+        if self.pending and any(name in self.pending for name in upstream):
+            self.commit()
+
     @guarded
     def forget(self, names: Iterable[str]) -> None:
         self._records_change()

@@ -24,7 +24,7 @@ from flowmake.report.live import make_reporter
 from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig
 from flowmake.store.db import Record, Store
 from flowmake.store.sqlite import WRITE_BATCH, WRITE_SECONDS
-from flowmake.testing import FakeExecutor
+from flowmake.testing import FakeExecutor, Script
 
 
 def record(name: str, run_id: int = 1) -> Record:
@@ -173,5 +173,51 @@ def test_a_wide_build_commits_in_a_few_transactions_and_all_before_it_ends(tmp_p
         # was one transaction per target (600); now one per WRITE_BATCH rows or timer tick
         assert len(begins) <= 10, len(begins)
         assert reporter.at_finish == (set(graph.targets), set(graph.targets))
+    finally:
+        store.close()
+
+
+CHAIN = "".join(f'[targets.c{i}]\ncmd = "x"\noutputs = ["c{i}.txt"]\n'
+                + (f'inputs = ["c{i - 1}.txt"]\n' if i else "") + "\n" for i in range(5))
+
+
+def test_a_job_starts_only_once_its_upstreams_records_are_committed(tmp_path: Path):
+    """A kill -9 while a job runs keeps the records of what it is built from (the queue
+    alone would lose up to WRITE_SECONDS of them: tests/e2e/test_e2e_interrupt.py's kill -9
+    saw `quick` stale after its dependent started)."""
+    project, graph = make(tmp_path, CHAIN)
+    store = Store(tmp_path / ".flowmake")
+    committed_at_submit: dict[str, set[str]] = {}
+
+    def looking(job):  # called as the job is submitted (and again as it finishes)
+        committed_at_submit.setdefault(job.name, seen(store)[0])
+        return Script()
+
+    try:
+        reporter = make_reporter(io.StringIO(), no_color=True)
+        checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+        executor = FakeExecutor(2, script=dict.fromkeys(graph.targets, looking))
+        parts = Collaborators(checker, store, lambda: executor, reporter)
+        config = SchedulerConfig(store.start_run("test"), jobs=2)
+        summary = Scheduler(project, graph, list(graph.targets), config, parts).run()
+        assert summary.result == "success"
+        for i in range(1, 5):
+            assert f"c{i - 1}" in committed_at_submit[f"c{i}"], committed_at_submit
+    finally:
+        store.close()
+
+
+def test_independent_jobs_still_share_transactions(tmp_path: Path):
+    project, graph = make(tmp_path, WIDE)
+    store = Store(tmp_path / ".flowmake")
+    begins: list[str] = []
+    store.db.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
+    try:
+        reporter = make_reporter(io.StringIO(), no_color=True)
+        checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+        parts = Collaborators(checker, store, lambda: FakeExecutor(2), reporter)
+        config = SchedulerConfig(store.start_run("test"), jobs=2)
+        Scheduler(project, graph, list(graph.targets), config, parts).run()
+        assert len(begins) <= 10, len(begins)
     finally:
         store.close()
