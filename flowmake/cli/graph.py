@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
-from flowmake.model import OutcomeStatus, TargetStatus
+from flowmake.model import OutcomeStatus, Target, TargetStatus
 from flowmake.plan.check import Step
 from flowmake.report import jsonout
 from flowmake.report.history import iso
@@ -33,8 +34,13 @@ def graph_command(ws: Workspace, args: argparse.Namespace) -> int:
         names = ws.graph.order(ws.graph.closure(ws.graph.select(args.targets)
                                                 if args.targets else ws.graph.targets))
         fmt = args.format
+        if fmt == "json" and not args.output:  # written as it is made: one node at a time
+            jsonout.dump(graph_json(ws, names, plan_states(ws, args, names)), sys.stdout.write)
+            sys.stdout.write("\n")
+            return 0
         if fmt in ("json", "html"):
-            doc = graph_json(ws, names)
+            doc = graph_json(ws, names, plan_states(ws, args, names))
+            doc["nodes"], doc["edges"] = list(doc["nodes"]), list(doc["edges"])
             text = render_html(doc) if fmt == "html" else jsonout.dumps(doc) + "\n"
         else:
             render = {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[fmt]
@@ -143,40 +149,80 @@ def render_dot(graph: Graph, names: list[str]) -> str:
 
 # -- JSON (with states) -----------------------------------------------------------------
 
+# Each target's state and reasons, by name (the Checker's plan); None when the no-op fast
+# path vouches that every target is fresh, with no reason (cli/noop.py, as `status`).
+States = dict[str, Step] | None
 
-def graph_json(ws: Workspace, names: list[str]) -> dict[str, Any]:
-    """Nodes with their state, reasons and last durations; edges upstream → downstream."""
-    graph = ws.graph
+
+def plan_states(ws: Workspace, args: argparse.Namespace, names: list[str]) -> States:
+    """None if nothing changed since an all-fresh build or status of these very targets
+    (the fast path's stats say so: no fingerprint is computed), else the Checker's plan."""
+    from flowmake.cli.noop import fresh_status
+
+    fresh = fresh_status(str(ws.path), args.param, args.targets)
+    if fresh is not None and len(fresh[0]) == len(names) and set(fresh[0]) == set(names):
+        return None
     steps = {s.name: s for s in ws.checker().plan(names).steps}
     ws.save_stats()
+    return steps
+
+
+def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any]:
+    """Nodes with their state, reasons and last durations; edges upstream → downstream.
+    The nodes come as a generator, made one by one as the document is written."""
+    counts = dict.fromkeys(TargetStatus, 0)
+    if states is None:
+        counts[TargetStatus.FRESH] = len(names)
+    else:
+        for step in states.values():
+            counts[step.state] += 1
+    return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
+            "nodes": _nodes(ws, names, states),
+            "edges": ({"from": a, "to": b} for a, b in _edges(ws.graph, names))}
+
+
+def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[dict[str, Any]]:
+    graph = ws.graph
     records = ws.store.records(names)
     last = ws.store.last_runs()
-    chosen = set(names)
+    # Every target chosen (no selection): upstream and downstream are taken as they are.
+    chosen = None if len(names) == len(graph.targets) else set(names)
     depth: dict[str, int] = {}
     for name in names:  # topological order: every upstream's depth is known already
-        depth[name] = 1 + max((depth[u] for u in graph.upstream[name] if u in chosen), default=-1)
-    nodes = [_node(graph, steps[n], depth[n], records.get(n), last.get(n), chosen) for n in names]
-    for node in nodes:
+        depth[name] = 1 + max((depth[u] for u in _within(graph.upstream[name], chosen)),
+                              default=-1)
+    for name in names:
+        target = graph.targets[name]
+        run = last.get(name)
+        step = None if states is None else states[name]
+        if step is None:
+            state: tuple[str, list[str], str] = (
+                "fresh", [], "always" if target.always else "fresh")
+        else:
+            state = (step.state.value, [str(r) for r in step.reasons], _display(step, run))
+        node = _node(graph, target, depth[name], state, run, records.get(name), chosen)
         if node["display"] == "failed":
-            node["last_failure"] = _last_failure(ws, node["name"])
-    counts = {state: sum(1 for n in nodes if n["state"] == state)
-              for state in TargetStatus}
-    return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
-            "nodes": nodes, "edges": [{"from": a, "to": b} for a, b in _edges(graph, names)]}
+            node["last_failure"] = _last_failure(ws, name)
+        yield node
 
 
-def _node(graph: Graph, step: Step, depth: int, record: Any, last: tuple[int, str, float] | None,
-          chosen: set[str]) -> dict[str, Any]:
-    target = step.target
+def _within(names: tuple[str, ...], chosen: set[str] | None) -> Iterable[str]:
+    return names if chosen is None else [n for n in names if n in chosen]
+
+
+def _node(graph: Graph, target: Target, depth: int, state: tuple[str, list[str], str],
+          last: tuple[int, str, float] | None, record: Any, chosen: set[str] | None
+          ) -> dict[str, Any]:
+    project = target.project_params
     return {
         "name": target.name, "kind": target.kind, "matrix": target.matrix, "help": target.help,
-        "action": target.action.text, "params": {**target.params, **{
-            f"params.{k}": v for k, v in target.project_params.items()}},
+        "action": target.action.text, "params": target.params if not project else {
+            **target.params, **{f"params.{k}": v for k, v in project.items()}},
         "inputs": [i.path for i in target.inputs], "outputs": [o.path for o in target.outputs],
-        "upstream": [u for u in graph.upstream[target.name] if u in chosen],
-        "downstream": [d for d in graph.downstream[target.name] if d in chosen],
-        "depth": depth, "state": step.state.value, "reasons": [str(r) for r in step.reasons],
-        "always": target.always, "display": _display(step, last),
+        "upstream": _within(graph.upstream[target.name], chosen),
+        "downstream": _within(graph.downstream[target.name], chosen),
+        "depth": depth, "state": state[0], "reasons": state[1], "always": target.always,
+        "display": state[2],
         "last_run": None if last is None else {
             "run_id": last[0], "status": last[1], "duration": round(last[2] or 0.0, 4)},
         "last_built": None if record is None else {

@@ -10,36 +10,66 @@ status prints one target per line, as fast as compact JSON and as easy to grep o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from types import GeneratorType
 from typing import Any
 
 
 def dumps(doc: Any, *, depth: int = 2, default: Callable[[Any], Any] | None = None) -> str:
     """``doc`` as JSON: containers at the first ``depth`` levels one entry per line."""
-    compact = json.JSONEncoder(default=default).encode
     parts: list[str] = []
-    _render(doc, 0, depth, compact, parts)
+    dump(doc, parts.append, depth=depth, default=default)
     return "".join(parts)
 
 
+def dump(doc: Any, write: Callable[[str], Any], *, depth: int = 2,
+         default: Callable[[Any], Any] | None = None) -> None:
+    """``doc`` as :func:`dumps` writes it, handed to ``write`` in pieces of some KB as it is
+    made. A generator at the first ``depth`` levels is written as a list, one item at a
+    time: a document of 100,000 targets need not be held whole, neither as text nor as
+    objects."""
+    out = _Out(write)
+    _render(doc, 0, depth, json.JSONEncoder(default=default).encode, out)
+    out.flush()
+
+
+class _Out(list[str]):
+    """The pieces not written yet; handed on every FLUSH_AT of them."""
+
+    FLUSH_AT = 512
+
+    def __init__(self, write: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.write = write
+
+    def flush(self) -> None:
+        if self:
+            self.write("".join(self))
+            self.clear()
+
+
 def _render(value: Any, level: int, depth: int, compact: Callable[[Any], str],
-            out: list[str]) -> None:
-    if level >= depth or not isinstance(value, dict | list | tuple) or not value:
+            out: _Out) -> None:
+    if level >= depth or not isinstance(value, dict | list | tuple | GeneratorType):
         out.append(compact(value))
         return
     pad = "  " * (level + 1)
     if isinstance(value, dict):
-        out.append("{")
-        for i, (key, item) in enumerate(value.items()):
-            out.append(("\n" if i == 0 else ",\n") + pad + compact(_key(key, compact)) + ": ")
-            _render(item, level + 1, depth, compact, out)
-        out.append("\n" + "  " * level + "}")
-        return
-    out.append("[")
-    for i, item in enumerate(value):
-        out.append(("\n" if i == 0 else ",\n") + pad)
+        items: Iterable[Any] = value.items()
+        opening, closing = "{", "}"
+    else:
+        items, opening, closing = value, "[", "]"
+    empty = True
+    for item in items:
+        out.append((opening + "\n" if empty else ",\n") + pad)
+        empty = False
+        if opening == "{":
+            out.append(compact(_key(item[0], compact)) + ": ")
+            item = item[1]
         _render(item, level + 1, depth, compact, out)
-    out.append("\n" + "  " * level + "]")
+        if len(out) >= out.FLUSH_AT:
+            out.flush()
+    out.append(opening + closing if empty else "\n" + "  " * level + closing)
 
 
 def _key(key: Any, compact: Callable[[Any], str]) -> str:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flowmake.model import TargetStatus
-from flowmake.report.jsonout import dumps
+from flowmake.report.jsonout import _Out, dump, dumps
 
 scalars = st.none() | st.booleans() | st.integers() | st.text() | st.floats(allow_nan=False)
 docs = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
@@ -41,3 +42,28 @@ def test_empty_containers_scalars_keys_and_default() -> None:
     assert dumps({"s": TargetStatus.FRESH}) == '{\n  "s": "fresh"\n}'
     assert json.loads(dumps({"p": {1, 2}.__class__}, default=str)) == {"p": "<class 'set'>"}
     assert dumps([math.inf]) == "[\n  Infinity\n]"  # as json.dumps writes it
+
+
+@given(docs)
+def test_dump_in_pieces_is_dumps(doc: object) -> None:
+    pieces: list[str] = []
+    dump(doc, pieces.append)
+    assert "".join(pieces) == dumps(doc)
+
+
+def test_a_generator_is_written_as_a_list_while_it_is_made() -> None:
+    count = 3 * _Out.FLUSH_AT
+    made: list[int] = []
+    pieces: list[tuple[str, int]] = []  # each piece written, and how many items were made
+
+    def items() -> Iterator[dict[str, int]]:
+        for i in range(count):
+            made.append(i)
+            yield {"i": i}
+
+    dump({"none": (x for x in ()), "items": items()},
+         lambda text: pieces.append((text, len(made))))
+    text = "".join(piece for piece, _ in pieces)
+    assert text == dumps({"none": [], "items": [{"i": i} for i in range(count)]})
+    assert text.startswith('{\n  "none": [],\n  "items": [\n    {"i": 0},\n')
+    assert pieces[0][1] < count // 2  # the first piece went out long before the last item

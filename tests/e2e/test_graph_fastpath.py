@@ -1,0 +1,137 @@
+"""`graph --format json` of an all-fresh project answers from the no-op fast path's
+stats (as `status` does), with the very document the Checker's plan gives; any change,
+a target the snapshot does not cover, or another selection takes the full check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FLOW = """
+[flow]
+cache = false
+
+[targets.a]
+help = "first"
+cmd = "cat ${inputs} > ${outputs}"
+inputs = ["src/a.txt"]
+outputs = ["out/a.txt"]
+
+[targets.fit]
+matrix = { k = [1, 2] }
+cmd = "cat ${inputs} > ${outputs} && echo ${k} >> ${outputs}"
+inputs = ["out/a.txt"]
+outputs = ["out/fit-${k}.txt"]
+
+[targets.b]
+cmd = "cat ${inputs} > ${outputs}"
+inputs = ["out/fit-1.txt", "out/fit-2.txt"]
+outputs = ["out/b.txt"]
+"""
+
+# Runs `flowmake graph` in this process with Checker.plan counted (not replaced), and
+# prints the count on stderr's last line.
+COUNTED = textwrap.dedent("""
+    import sys
+    from flowmake.plan import check
+    calls = []
+    plan = check.Checker.plan
+    check.Checker.plan = lambda self, *a, **k: calls.append(1) or plan(self, *a, **k)
+    from flowmake.cli.main import main
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    print(f"plans: {len(calls)}", file=sys.stderr)
+    sys.exit(code)
+""")
+
+
+def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "FLOWMAKE_RESIDENT": "0"}
+    return subprocess.run([sys.executable, "-m", "flowmake", "-C", str(root), *args],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def graph_json(root: Path, *args: str) -> tuple[dict[str, Any], int]:
+    """The document, and how many plans the Checker made for it."""
+    env = {**os.environ, "NO_COLOR": "1", "FLOWMAKE_RESIDENT": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", COUNTED, "-C", str(root), "graph", "--format", "json", *args],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    plans = int(result.stderr.strip().splitlines()[-1].removeprefix("plans: "))
+    return json.loads(result.stdout), plans
+
+
+def settle(root: Path) -> None:
+    """Build, move every mtime out of the racy window, build again: the fast path holds."""
+    assert run(root, "build").returncode == 0
+    past = time.time() - 10
+    for path in [root / "flow.toml", *root.rglob("*")]:
+        if ".flowmake" not in path.parts:
+            os.utime(path, (past, past))
+    assert run(root, "build").returncode == 0
+    assert (root / ".flowmake" / "noop.marshal").exists()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("hello\n")
+    (tmp_path / "flow.toml").write_text(FLOW)
+    return tmp_path
+
+
+def test_all_fresh_json_comes_from_the_fast_path_and_is_the_checked_one(root: Path) -> None:
+    settle(root)
+    fast, plans = graph_json(root)
+    assert plans == 0  # no fingerprint computed (was 1 before)
+    assert fast["counts"] == {"fresh": 4, "stale": 0, "restorable": 0}
+    assert {n["name"]: (n["state"], n["reasons"], n["display"]) for n in fast["nodes"]} == {
+        n: ("fresh", [], "fresh") for n in ("a", "fit[k=1]", "fit[k=2]", "b")}
+    (root / ".flowmake" / "noop.marshal").unlink()  # no snapshot: the full check
+    checked, plans = graph_json(root)
+    assert plans == 1
+    assert fast == checked  # every key, state, record and last run alike
+    page = run(root, "graph", "--format", "html", "-o", "g.html")
+    assert page.returncode == 0 and '"name": "fit[k=2]"' in (root / "g.html").read_text()
+
+
+def test_a_changed_input_is_seen(root: Path) -> None:
+    settle(root)
+    (root / "src" / "a.txt").write_text("changed\n")
+    doc, plans = graph_json(root)
+    assert plans == 1
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    assert nodes["a"]["state"] == "stale" and nodes["a"]["reasons"] == [
+        "input changed: src/a.txt"]
+    assert doc["counts"]["fresh"] < 4
+
+
+def test_targets_the_snapshot_does_not_cover_are_checked(root: Path) -> None:
+    # [flow] default = a: the builds (and their snapshot) cover a only; graph shows all.
+    (root / "flow.toml").write_text(FLOW.replace("cache = false", 'cache = false\ndefault = ["a"]',
+                                                 1))
+    settle(root)
+    doc, plans = graph_json(root)
+    assert plans == 1
+    states = {n["name"]: (n["state"], n["reasons"]) for n in doc["nodes"]}
+    assert states["a"] == ("fresh", [])
+    assert states["fit[k=1]"] == ("stale", ["never built"])  # "fresh" if the snapshot answered
+    assert states["b"][0] == "stale"
+
+
+def test_a_selection_answers_with_its_own_closure(root: Path) -> None:
+    settle(root)
+    doc, _ = graph_json(root, "fit[k=1]")
+    assert [n["name"] for n in doc["nodes"]] == ["a", "fit[k=1]"]
+    assert doc["nodes"][0]["downstream"] == ["fit[k=1]"]  # only the chosen ones
+    assert doc["edges"] == [{"from": "a", "to": "fit[k=1]"}]
+    assert {n["state"] for n in doc["nodes"]} == {"fresh"}
