@@ -98,8 +98,10 @@ class Graph:
 
     def closure(self, names: Iterable[str]) -> set[str]:
         """``names`` and everything upstream of them."""
-        seen: set[str] = set()
         stack = list(names)
+        if len(stack) == len(self.upstream) and set(stack) == self.upstream.keys():
+            return set(stack)  # every target: nothing to walk
+        seen: set[str] = set()
         while stack:
             name = stack.pop()
             if name not in seen:

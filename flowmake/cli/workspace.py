@@ -304,7 +304,9 @@ class Workspace:
     def select(self, patterns: list[str]) -> list[str]:
         """The named targets; with none, ``[flow] default`` or every target."""
         if not patterns:
-            patterns = list(self.project.settings.default) or list(self.graph.targets)
+            if not self.project.settings.default:
+                return list(self.graph.targets)  # every target, in declared order
+            patterns = list(self.project.settings.default)
         return self.graph.select(patterns)
 
     def code_files(self, target: Any) -> list[str]:
