@@ -15,6 +15,26 @@ from types import GeneratorType
 from typing import Any
 
 
+class Raw(str):
+    """Text already written as JSON (by :func:`string` and friends, say): put out as it is."""
+
+    __slots__ = ()
+
+
+# A str as json.dumps writes it (the C encoder's own function): '"a\\"b\\u00e9"'.
+string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+def strings(items: Iterable[str]) -> str:
+    """A list of str as the compact encoder writes it: '["a", "b"]'."""
+    return "[" + ", ".join(map(string, items)) + "]"
+
+
+def number(value: float | None) -> str:
+    """An int, a finite float or None as the compact encoder writes it (not a bool)."""
+    return "null" if value is None else repr(value)
+
+
 def dumps(doc: Any, *, depth: int = 2, default: Callable[[Any], Any] | None = None) -> str:
     """``doc`` as JSON: containers at the first ``depth`` levels one entry per line."""
     parts: list[str] = []
@@ -50,8 +70,9 @@ class _Out(list[str]):
 
 def _render(value: Any, level: int, depth: int, compact: Callable[[Any], str],
             out: _Out) -> None:
-    if level >= depth or not isinstance(value, dict | list | tuple | GeneratorType):
-        out.append(compact(value))
+    if isinstance(value, Raw) or level >= depth or not isinstance(
+            value, dict | list | tuple | GeneratorType):
+        out.append(value if isinstance(value, Raw) else compact(value))
         return
     pad = "  " * (level + 1)
     if isinstance(value, dict):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -135,3 +136,57 @@ def test_a_selection_answers_with_its_own_closure(root: Path) -> None:
     assert doc["nodes"][0]["downstream"] == ["fit[k=1]"]  # only the chosen ones
     assert doc["edges"] == [{"from": "a", "to": "fit[k=1]"}]
     assert {n["state"] for n in doc["nodes"]} == {"fresh"}
+
+
+ODD = r'''
+[params]
+rate = 0.5
+tags = ["x", "ü"]
+
+[targets.src]
+help = "naïve \"quoted\" \\ back\tslash </script> ✓"
+cmd = "printf 'ok' > ${outputs} && echo ${params.rate} ${params.tags} > /dev/null"
+outputs = ["out/ünïcode \"q\".txt"]
+
+[targets.sweep]
+matrix = { lr = [0.1, 1e-5], on = [true], n = [3] }
+cmd = "cat ${inputs} > ${outputs}"
+inputs = ["out/ünïcode \"q\".txt"]
+outputs = ["out/sweep-${lr}-${on}-${n}.txt"]
+
+[targets.bad]
+help = ""
+cmd = "echo 'it broke: ü' && exit 3"
+inputs = ["out/sweep-0.1-true-3.txt"]
+outputs = ["out/bad.txt"]
+'''
+
+
+def test_each_node_is_the_text_json_dumps_writes(tmp_path: Path) -> None:
+    (tmp_path / "flow.toml").write_text(ODD)
+    assert run(tmp_path, "build", "-k").returncode == 1  # bad fails, the rest is built
+    for args in ((), ("bad",)):
+        result = run(tmp_path, "graph", "--format", "json", *args)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        nodes = lines[lines.index('  "nodes": [') + 1:lines.index('  ],')]
+        assert nodes
+        for line in nodes:
+            text = line.strip().removesuffix(",")
+            assert text == json.dumps(json.loads(text))  # keys, spacing, escapes, floats
+        doc = json.loads(result.stdout)
+        by_name = {n["name"]: n for n in doc["nodes"]}
+        assert by_name["src"]["help"] == 'naïve "quoted" \\ back\tslash </script> ✓'
+        assert by_name["src"]["params"] == {"params.rate": 0.5, "params.tags": ["x", "ü"]}
+        assert by_name["sweep[lr=0.1,n=3,on=true]"]["params"] == {"lr": 0.1, "on": True, "n": 3}
+        assert by_name["bad"]["display"] == "failed"
+        assert "it broke: ü" in by_name["bad"]["last_failure"]["output"]
+        assert by_name["bad"]["last_built"] is None and by_name["src"]["last_built"]["at"] > 0
+        assert {(e["from"], e["to"]) for e in doc["edges"]} >= {
+            ("src", "sweep[lr=0.1,n=3,on=true]"), ("sweep[lr=0.1,n=3,on=true]", "bad")}
+    page = run(tmp_path, "graph", "--format", "html", "-o", "g.html")
+    assert page.returncode == 0, page.stderr
+    m = re.search(r'<script id="flowmake-data" type="application/json">(.*?)</script>',
+                  (tmp_path / "g.html").read_text(), re.S)
+    assert m and json.loads(m.group(1))["nodes"] == json.loads(
+        run(tmp_path, "graph", "--format", "json").stdout)["nodes"]

@@ -1,0 +1,59 @@
+"""cli/graph.py's JSON text helpers: each is what json.dumps writes for the same value."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from flowmake.cli.graph import _ISO_SECONDS, _iso
+from flowmake.report import jsonout
+from flowmake.report.history import iso
+
+
+@pytest.fixture(autouse=True, scope="module")
+def paris() -> Iterator[None]:
+    """A zone with summer time, so that the offset differs between timestamps."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Paris"
+    time.tzset()
+    _ISO_SECONDS.clear()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+    _ISO_SECONDS.clear()
+
+
+@given(st.floats(min_value=0, max_value=4e9) | st.integers(0, 4_000_000_000).map(
+    lambda s: s + 0.9999995))
+@example(1711846799.9999996)  # rounds up to the next second, which is summer time
+@example(1711846800.0)  # 2024-03-31 02:00 CET: summer time begins
+@example(1729990799.999)
+@example(0.0)
+def test_iso_is_history_iso_as_json(ts: float) -> None:
+    assert _iso(ts) == json.dumps(iso(ts))
+
+
+def test_iso_of_none() -> None:
+    assert _iso(None) == "null"
+
+
+@given(st.lists(st.text()), st.none() | st.integers() | st.floats(allow_nan=False,
+                                                                     allow_infinity=False))
+def test_strings_and_number_are_the_encoders(items: list[str], value: float | None) -> None:
+    assert jsonout.strings(items) == json.dumps(items)
+    assert jsonout.number(value) == json.dumps(value)
+    assert all(jsonout.string(s) == json.dumps(s) for s in items)
+
+
+def test_raw_text_is_put_out_as_it_is() -> None:
+    doc = {"a": [jsonout.Raw('{"x": 1}')], "b": jsonout.Raw("[1, 2]")}
+    assert jsonout.dumps(doc) == '{\n  "a": [\n    {"x": 1}\n  ],\n  "b": [1, 2]\n}'
