@@ -14,14 +14,14 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
-from flowmake.model import OutcomeStatus, Target, TargetStatus
+from flowmake.model import Input, OutcomeStatus, Output, Target, TargetStatus
 from flowmake.plan.check import Step
 from flowmake.report import jsonout
 from flowmake.report.history import iso
@@ -42,7 +42,7 @@ def graph_command(ws: Workspace, args: argparse.Namespace) -> int:
             return 0
         if fmt in ("json", "html"):
             doc = graph_json(ws, names, plan_states(ws, args, names))
-            doc["nodes"], doc["edges"] = (json.loads("[" + ",".join(doc[k]) + "]")
+            doc["nodes"], doc["edges"] = (json.loads("[" + ",".join(doc[k].items) + "]")
                                           for k in ("nodes", "edges"))
             text = render_html(doc) if fmt == "html" else jsonout.dumps(doc) + "\n"
         else:
@@ -181,12 +181,12 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
         for step in states.values():
             counts[step.state] += 1
     return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
-            "nodes": _nodes(ws, names, states),
-            "edges": (jsonout.Raw(f'{{"from": {jsonout.string(a)}, "to": {jsonout.string(b)}}}')
-                      for a, b in _edges(ws.graph, names))}
+            "nodes": jsonout.Texts(_nodes(ws, names, states)),
+            "edges": jsonout.Texts(f'{{"from": {jsonout.string(a)}, "to": {jsonout.string(b)}}}'
+                                   for a, b in _edges(ws.graph, names))}
 
 
-def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[jsonout.Raw]:
+def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[str]:
     """Each node's JSON text, made as it is written."""
     graph = ws.graph
     records = ws.store.records(names)
@@ -198,52 +198,60 @@ def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[jsonout.
         depth[name] = 1 + max((depth[u] for u in _within(graph.upstream[name], chosen)),
                               default=-1)
     compact = json.JSONEncoder().encode
+    fresh = ('"fresh"', "[]", '"fresh"')
     for name in names:
         target = graph.targets[name]
         run = last.get(name)
         step = None if states is None else states[name]
         if step is None:
-            state: tuple[str, list[str], str] = (
-                "fresh", [], "always" if target.always else "fresh")
+            state = (fresh if not target.always else ('"fresh"', "[]", '"always"'))
         else:
-            state = (step.state.value, [str(r) for r in step.reasons], _display(step, run))
+            state = (jsonout.string(step.state.value),
+                     jsonout.strings([str(r) for r in step.reasons]),
+                     jsonout.string(_display(step, run)))
         text = _node(graph, target, depth[name], state, run, records.get(name), chosen, compact)
-        if state[2] == "failed":
+        if state[2] == '"failed"':
             text = text[:-1] + ', "last_failure": ' + compact(_last_failure(ws, name)) + "}"
-        yield jsonout.Raw(text)
+        yield text
 
 
-def _within(names: tuple[str, ...], chosen: set[str] | None) -> Iterable[str]:
+def _within(names: tuple[str, ...], chosen: set[str] | None) -> Sequence[str]:
     return names if chosen is None else [n for n in names if n in chosen]
 
 
-def _node(graph: Graph, target: Target, depth: int, state: tuple[str, list[str], str],
+def _node(graph: Graph, target: Target, depth: int, state: tuple[str, str, str],
           last: tuple[int, str, float] | None, record: Any, chosen: set[str] | None,
           compact: Callable[[Any], str]) -> str:
-    """One node as the compact JSON encoder writes its object, without making the object:
-    at 100,000 targets, building each dict and encoding it took most of the command."""
+    """One node as the compact JSON encoder writes its object, without making the object
+    (at 100,000 targets, making each dict and encoding it took most of the command);
+    ``state``: the state, reasons and display, as JSON text."""
     string, strings, number = jsonout.string, jsonout.strings, jsonout.number
-    project = target.project_params
+    name, project = target.name, target.project_params
     params = compact({**target.params, **{f"params.{k}": v for k, v in project.items()}}
-                     if project else target.params)
+                     if project else target.params) if project or target.params else "{}"
     lr = "null" if last is None else (
         f'{{"run_id": {number(last[0])}, "status": {string(last[1])}, '
-        f'"duration": {number(round(last[2] or 0.0, 4))}}}')
+        f'"duration": {round(last[2] or 0.0, 4)!r}}}')
     lb = "null" if record is None else (
         f'{{"run_id": {number(record.run_id)}, "at": {number(record.built_at)}, '
-        f'"built": {_iso(record.built_at)}, '
-        f'"duration": {number(round(record.duration or 0.0, 4))}}}')
+        f'"built": {_iso(record.built_at)}, "duration": {round(record.duration or 0.0, 4)!r}}}')
     return (
-        f'{{"name": {string(target.name)}, "kind": {string(target.kind)}, '
+        f'{{"name": {string(name)}, "kind": {string(target.kind)}, '
         f'"matrix": {"null" if target.matrix is None else string(target.matrix)}, '
         f'"help": {string(target.help)}, "action": {string(target.action.text)}, '
-        f'"params": {params}, "inputs": {strings(i.path for i in target.inputs)}, '
-        f'"outputs": {strings(o.path for o in target.outputs)}, '
-        f'"upstream": {strings(_within(graph.upstream[target.name], chosen))}, '
-        f'"downstream": {strings(_within(graph.downstream[target.name], chosen))}, '
-        f'"depth": {depth}, "state": {string(state[0])}, "reasons": {strings(state[1])}, '
-        f'"always": {"true" if target.always else "false"}, "display": {string(state[2])}, '
+        f'"params": {params}, "inputs": {_paths(target.inputs)}, '
+        f'"outputs": {_paths(target.outputs)}, '
+        f'"upstream": {strings(_within(graph.upstream[name], chosen))}, '
+        f'"downstream": {strings(_within(graph.downstream[name], chosen))}, '
+        f'"depth": {depth}, "state": {state[0]}, "reasons": {state[1]}, '
+        f'"always": {"true" if target.always else "false"}, "display": {state[2]}, '
         f'"last_run": {lr}, "last_built": {lb}}}')
+
+
+def _paths(items: Sequence[Input | Output]) -> str:
+    if len(items) == 1:
+        return "[" + jsonout.string(items[0].path) + "]"
+    return jsonout.strings([i.path for i in items])
 
 
 _ISO_SECONDS: dict[int, tuple[str, str]] = {}  # a whole second: its text, its UTC offset

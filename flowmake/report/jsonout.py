@@ -10,24 +10,30 @@ status prints one target per line, as fast as compact JSON and as easy to grep o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import GeneratorType
 from typing import Any
 
 
-class Raw(str):
-    """Text already written as JSON (by :func:`string` and friends, say): put out as it is."""
+class Texts:
+    """A list whose items are already JSON text (made by :func:`string` and friends, say),
+    each put out as it is, one a line; ``items`` may be a generator, read as it is written."""
 
-    __slots__ = ()
+    __slots__ = ("items",)
+
+    def __init__(self, items: Iterable[str]) -> None:
+        self.items = items
 
 
 # A str as json.dumps writes it (the C encoder's own function): '"a\\"b\\u00e9"'.
 string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
-def strings(items: Iterable[str]) -> str:
+def strings(items: Sequence[str]) -> str:
     """A list of str as the compact encoder writes it: '["a", "b"]'."""
-    return "[" + ", ".join(map(string, items)) + "]"
+    if len(items) == 1:  # the usual input or output
+        return "[" + string(items[0]) + "]"
+    return "[" + ", ".join(map(string, items)) + "]" if items else "[]"
 
 
 def number(value: float | None) -> str:
@@ -70,24 +76,27 @@ class _Out(list[str]):
 
 def _render(value: Any, level: int, depth: int, compact: Callable[[Any], str],
             out: _Out) -> None:
-    if isinstance(value, Raw) or level >= depth or not isinstance(
-            value, dict | list | tuple | GeneratorType):
-        out.append(value if isinstance(value, Raw) else compact(value))
+    if isinstance(value, Texts) and level >= depth:
+        out.append("[" + ", ".join(value.items) + "]")
+        return
+    if level >= depth or not isinstance(value, dict | list | tuple | GeneratorType | Texts):
+        out.append(compact(value))
         return
     pad = "  " * (level + 1)
-    if isinstance(value, dict):
-        items: Iterable[Any] = value.items()
-        opening, closing = "{", "}"
-    else:
-        items, opening, closing = value, "[", "]"
+    opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
+    items: Iterable[Any] = value.items() if isinstance(value, dict) else (
+        value.items if isinstance(value, Texts) else value)
     empty = True
     for item in items:
         out.append((opening + "\n" if empty else ",\n") + pad)
         empty = False
-        if opening == "{":
+        if isinstance(value, Texts):
+            out.append(item)
+        elif opening == "{":
             out.append(compact(_key(item[0], compact)) + ": ")
-            item = item[1]
-        _render(item, level + 1, depth, compact, out)
+            _render(item[1], level + 1, depth, compact, out)
+        else:
+            _render(item, level + 1, depth, compact, out)
         if len(out) >= out.FLUSH_AT:
             out.flush()
     out.append(opening + closing if empty else "\n" + "  " * level + closing)

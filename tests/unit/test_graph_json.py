@@ -54,6 +54,10 @@ def test_strings_and_number_are_the_encoders(items: list[str], value: float | No
     assert all(jsonout.string(s) == json.dumps(s) for s in items)
 
 
-def test_raw_text_is_put_out_as_it_is() -> None:
-    doc = {"a": [jsonout.Raw('{"x": 1}')], "b": jsonout.Raw("[1, 2]")}
-    assert jsonout.dumps(doc) == '{\n  "a": [\n    {"x": 1}\n  ],\n  "b": [1, 2]\n}'
+def test_texts_are_put_out_as_they_are_one_a_line() -> None:
+    made = (text for text in ['{"x": 1}', "[1, 2]"])
+    doc = {"a": jsonout.Texts(made), "b": jsonout.Texts([]), "c": [jsonout.Texts(["1", "2"])]}
+    text = jsonout.dumps(doc)
+    assert text == (
+        '{\n  "a": [\n    {"x": 1},\n    [1, 2]\n  ],\n  "b": [],\n  "c": [\n    [1, 2]\n  ]\n}')
+    assert json.loads(text) == {"a": [{"x": 1}, [1, 2]], "b": [], "c": [[1, 2]]}
