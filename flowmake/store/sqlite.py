@@ -67,7 +67,7 @@ class Database:
         self.lock = _thread.RLock()  # not threading: the no-op path never imports it
         self._queued: list[tuple[str, tuple[Any, ...]]] = []
         self.pending: dict[str, Any] = {}  # what lookups answer for queued rows (db.py)
-        self._timer: Any = None  # a threading.Timer while rows are queued
+        self._deadline: Any = None  # a Deadline (its thread commits due rows), once queued
 
     def close(self) -> None:
         """Commit what is queued (a StateError if it cannot be), and close."""
@@ -102,12 +102,12 @@ class Database:
         self._queued.extend(rows)
         if commit or len(self._queued) >= WRITE_BATCH:
             self._commit_queued()
-        elif self._timer is None:
-            import threading
+        else:
+            if self._deadline is None:
+                from flowmake.deadline import Deadline
 
-            self._timer = threading.Timer(WRITE_SECONDS, self._commit_due)
-            self._timer.daemon = True  # never holds the exit up: close commits the rest
-            self._timer.start()
+                self._deadline = Deadline(WRITE_SECONDS, self._commit_due)
+            self._deadline.arm()  # one thread for the whole build, not one per commit
 
     def commit(self) -> None:
         """Commit the queued rows now (a StateError if they cannot be: they stay queued)."""
@@ -132,17 +132,12 @@ class Database:
     def _commit_due(self) -> None:
         """The timer's: commit the queue. A failure leaves the rows queued for the next
         commit on the database's own thread, which raises it."""
-        with self.lock:
-            if self._timer is not _current_thread():
-                return  # cancelled, or a newer timer is armed
-            self._timer = None
-            with contextlib.suppress(sqlite3.Error):
-                self._commit_queued()
+        with self.lock, contextlib.suppress(sqlite3.Error):
+            self._commit_queued()  # nothing, when a commit came first
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline is not None:
+            self._deadline.cancel()
 
 
 P = ParamSpec("P")
@@ -182,12 +177,6 @@ def queueing(method: Callable[Concatenate[D, P], R]) -> Callable[Concatenate[D, 
                 raise state_error(self.path, exc) from None
 
     return cast("Callable[Concatenate[D, P], R]", wrapper)
-
-
-def _current_thread() -> Any:
-    import threading
-
-    return threading.current_thread()
 
 
 def guard(path: Path, action: Callable[[], R]) -> R:

@@ -18,7 +18,8 @@ PACKAGE = Path(flowmake.__file__).parent
 
 # From the bottom: a module may import its own layer and those below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "model", "fsutil", "digest", "graph", "fastpath", "options", "warm"),  # kernel
+    ("errors", "model", "fsutil", "digest", "graph", "fastpath", "options", "warm",
+     "deadline"),  # the kernel
     ("hookspecs", "executor", "backends", "formats", "kinds"),  # the plugin contract
     ("config",),
     ("store",),
