@@ -8,7 +8,8 @@ layers, one source reaching 55 targets), on a generated project: the full build 
 (once), the no-op build, ``status``, ``graph --format json``, and edit-one-file (one
 source's content changed, then ``build``: 1 target rebuilt when wide, 55 when layered).
 Each command runs under ``/usr/bin/time`` for its peak RSS. Prints a table and the growth
-exponent between sizes, log(t2/t1) / log(n2/n1): 1.0 is linear.
+exponent between sizes, log(t2/t1) / log(n2/n1): 1.0 is linear, and status and graph json
+over the no-op (issue 17's bar at 100,000: 3x).
 """
 
 from __future__ import annotations
@@ -108,7 +109,23 @@ def markdown(results: list[Series], sizes: tuple[int, ...],
                     for (a, b), (n1, n2) in zip(itertools.pairwise(found), itertools.pairwise(sizes),
                                                 strict=True)]
             rows.append(f"| {shape} | {m} | " + " | ".join(cells + exps) + " |")
+        rows += [ratio_row(results, shape, m, sizes) for m in ("status", "graph-json")]
     return "\n".join(rows)
+
+
+def ratio_row(results: list[Series], shape: str, measure: str, sizes: tuple[int, ...]) -> str:
+    """``measure``'s median over the no-op's at each size (the issue's bar: 3x)."""
+    def median(m: str, n: int) -> float | None:
+        found = next((s for s in results if s.bench == f"scale-{shape}-{m}" and s.size == n),
+                     None)
+        return found.median if found else None
+
+    cells = []
+    for n in sizes:
+        top, noop = median(measure, n), median("noop", n)
+        cells.append(f"{top / noop:.1f}x" if top and noop else "—")
+    return (f"| {shape} | {measure} / no-op | " + " | ".join(cells)
+            + " |" * len(list(itertools.pairwise(sizes))) + " |")
 
 
 def main() -> None:
