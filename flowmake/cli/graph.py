@@ -160,10 +160,16 @@ States = dict[str, Step] | None
 def plan_states(ws: Workspace, args: argparse.Namespace, names: list[str]) -> States:
     """None if nothing changed since an all-fresh build or status of these very targets
     (the fast path's stats say so: no fingerprint is computed), else the Checker's plan."""
-    from flowmake.cli.noop import fresh_status
+    from flowmake import fastpath
+    from flowmake.cli.noop import saved_in
+    from flowmake.store import paths
 
-    fresh = fresh_status(str(ws.path), args.param, args.targets)
-    if fresh is not None and len(fresh[0]) == len(names) and set(fresh[0]) == set(names):
+    state_dir = saved_in(str(ws.path))
+    found = None if state_dir is None else fastpath.still_fresh(
+        paths.snapshot(state_dir), str(ws.path), args.param, args.targets)
+    # (names joined, count, ...): the snapshot's targets must be these very ones
+    if found is not None and found[1] == len(names) and (
+            not names or set(found[0].split(fastpath.SEP)) == set(names)):
         return None
     steps = {s.name: s for s in ws.checker().plan(names).steps}
     ws.save_stats()
