@@ -137,6 +137,17 @@ def distributions(state_dir: Path, root: Path | None = None) -> list[str]:
     return found
 
 
+def _in_work_tree(root: Path) -> bool:
+    """A ``.git`` (folder or file: a worktree, a submodule) in ``root`` or a folder above
+    it, or a ``GIT_DIR``/``GIT_WORK_TREE`` that may point git elsewhere: as git searches,
+    but a few stats instead of two processes (most of a small build's path to its first
+    command when there is no repository)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return True
+    folder = root.resolve()
+    return any(os.path.lexists(candidate / ".git") for candidate in (folder, *folder.parents))
+
+
 def _start_git(root: Path, *args: str) -> subprocess.Popen[str] | None:
     try:
         return subprocess.Popen(["git", *args], cwd=root, stdout=subprocess.PIPE,
@@ -159,7 +170,10 @@ def _answer(proc: subprocess.Popen[str] | None, deadline: float) -> str | None:
 
 def git_state(root: Path) -> dict[str, Any] | None:
     """``{"commit", "dirty"}`` when the project is in a git work tree with a commit. The
-    two git commands run at once (the build waits for the slower, not for both)."""
+    two git commands run at once (the build waits for the slower, not for both); none
+    runs outside a work tree (no ``.git`` here or above, no ``GIT_DIR``)."""
+    if not _in_work_tree(root):
+        return None
     deadline = time.monotonic() + GIT_TIMEOUT
     head = _start_git(root, "rev-parse", "HEAD")
     # Uncommitted changes to tracked files; untracked ones (outputs, .flowmake) do not count.

@@ -153,3 +153,30 @@ def test_the_script_and_python_m_share_the_distributions_cache(project):
         project.write("src.txt", f"m{i}\n")
         project.build()
     assert cache.stat().st_mtime_ns == before
+
+
+def spy_git(tmp_path) -> tuple[str, object]:
+    """A `git` first on PATH that notes each call and then runs the real one."""
+    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    bin_dir = tmp_path / "spy"
+    bin_dir.mkdir()
+    log = tmp_path / "git-calls.txt"
+    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec {real} "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    return f"{bin_dir}:{os.environ['PATH']}", log
+
+
+def test_outside_a_work_tree_no_git_process_is_started(project, tmp_path):
+    path, log = spy_git(tmp_path)
+    project.flow(FLOW, {"src.txt": "a\n"})
+    project.build(env={"PATH": path})
+    assert not log.exists()
+    assert project.json("log", "1")["runs"][0]["environment"]["git"] is None
+    git(project.root, "init", "-q")  # now a work tree: git is asked
+    git(project.root, "add", "flow.toml", "src.txt")
+    git(project.root, "commit", "-q", "-m", "first")
+    project.build("-B", env={"PATH": path})
+    assert "rev-parse HEAD" in log.read_text()
+    assert project.json("log", "2")["runs"][0]["environment"]["git"]["commit"] == git(
+        project.root, "rev-parse", "HEAD")
