@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,12 +47,26 @@ def timed(series: Series, project: Project, fm: Tool) -> bool:
     return True
 
 
-def one_size(root: Path, shape: str, n: int, fm: Tool, jobs: int, repeat: int) -> list[Series]:
+def accepted(project: Project, fm: Tool, jobs: int) -> bool:
+    """The outputs made by the project's Makefile and recorded by ``flowmake accept``: the
+    state of a full build without paying for one (``--accept``; no full-build row)."""
+    for output in project.outputs:  # clean_tree left out/ only; make makes no folder
+        (project.root / output).parent.mkdir(parents=True, exist_ok=True)
+    made = subprocess.run(["make", f"-j{jobs}", "-s"], cwd=project.root, capture_output=True)
+    run = run_once([*fm.exe, "-q", "accept", "*"], project.root, fm.env)  # every target
+    if made.returncode != 0 or not run.ok:
+        print(f"  accept failed: make exit {made.returncode}, accept exit {run.returncode}")
+        return False
+    return True
+
+
+def one_size(root: Path, shape: str, n: int, fm: Tool, jobs: int, repeat: int,
+             accept: bool = False) -> list[Series]:
     project = SHAPES[shape](root / f"scale-{shape}-{n}", n)
     argv = commands(fm, jobs)
     got = {m: Series(f"scale-{shape}-{m}", n, "flowmake", argv[m]) for m in MEASURES}
     clean_tree(project, [fm])
-    if timed(got["full"], project, fm):
+    if accepted(project, fm, jobs) if accept else timed(got["full"], project, fm):
         time.sleep(SETTLE_SECONDS)  # outputs past the "racy" window, as the no-op bench does
         run_once(argv["noop"], project.root, fm.env)  # warm-up: saves the no-op fast path
         source = project.root / "src" / "in0.txt"
@@ -72,12 +87,13 @@ def one_size(root: Path, shape: str, n: int, fm: Tool, jobs: int, repeat: int) -
 
 
 def bench_scale(root: Path, fm: Tool, sizes: tuple[int, ...], jobs: int = 2,
-                repeat: int = 3, shapes: tuple[str, ...] = tuple(SHAPES)) -> list[Series]:
+                repeat: int = 3, shapes: tuple[str, ...] = tuple(SHAPES),
+                accept: bool = False) -> list[Series]:
     results: list[Series] = []
     for shape in shapes:
         for n in sizes:
             print(f"\n## scale: {shape}, N={n} (load {load()})")
-            results += one_size(root, shape, n, fm, jobs, repeat)
+            results += one_size(root, shape, n, fm, jobs, repeat, accept)
     print("\n" + markdown(results, sizes, shapes))
     return results
 
@@ -138,6 +154,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--install", choices=["release", "here"], default="here")
+    parser.add_argument("--accept", action="store_true",
+                        help="make the outputs with make and record them with `flowmake "
+                             "accept` instead of a timed full build (minutes at 100,000)")
     parser.add_argument("--flowmake", help='flowmake command, e.g. "python -m flowmake"')
     args = parser.parse_args()
     exe, env = find_flowmake(parse_args(["--install", args.install] + (
@@ -145,7 +164,7 @@ def main() -> None:
     fm = Tool("flowmake", exe, ("-q", "build", "-j{jobs}"), ("status",), env)
     with tempfile.TemporaryDirectory(prefix="flowmake-scale-") as root:
         bench_scale(Path(root), fm, tuple(args.sizes), repeat=args.repeat,
-                    shapes=tuple(args.shapes))
+                    shapes=tuple(args.shapes), accept=args.accept)
 
 
 if __name__ == "__main__":
