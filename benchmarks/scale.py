@@ -81,7 +81,7 @@ def one_size(root: Path, shape: str, n: int, fm: Tool, jobs: int, repeat: int,
     remove(project.root)
     for m, s in got.items():
         shown = (f"{s.median:8.3f} s  {s.peak_rss_mb:6.1f} MB" if s.median and s.peak_rss_mb
-                 else "FAILED")
+                 else "not run (--accept)" if accept and m == "full" else "FAILED")
         print(f"  {shape:<8} {n:>7} {m:<10} {shown}")
     return list(got.values())
 
