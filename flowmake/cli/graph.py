@@ -201,8 +201,8 @@ def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[str]:
     chosen = None if len(names) == len(graph.targets) else set(names)
     depth: dict[str, int] = {}
     for name in names:  # topological order: every upstream's depth is known already
-        depth[name] = 1 + max((depth[u] for u in _within(graph.upstream[name], chosen)),
-                              default=-1)
+        ups = _within(graph.upstream[name], chosen)
+        depth[name] = 1 + max([depth[u] for u in ups]) if ups else 0
     compact = json.JSONEncoder().encode
     fresh = ('"fresh"', "[]", '"fresh"')
     for name in names:
