@@ -40,7 +40,8 @@ def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
     names = joined.split(fastpath.SEP) if count else []
     ups = upstream.split(fastpath.SEP) if count else []
     return (names,
-            {n: [names[int(i)] for i in up.split(",") if i] for n, up in zip(names, ups, strict=True)},
+            {n: [names[int(i)] for i in up.split(",") if i] if up else []
+             for n, up in zip(names, ups, strict=True)},
             [names[int(i)] for i in roots.split(",") if i])
 
 

@@ -61,3 +61,4 @@ def test_texts_are_put_out_as_they_are_one_a_line() -> None:
     assert text == (
         '{\n  "a": [\n    {"x": 1},\n    [1, 2]\n  ],\n  "b": [],\n  "c": [\n    [1, 2]\n  ]\n}')
     assert json.loads(text) == {"a": [{"x": 1}, [1, 2]], "b": [], "c": [[1, 2]]}
+
