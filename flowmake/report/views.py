@@ -47,7 +47,7 @@ def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
         if ups and name in shown:
             lines.append(f"{prefix}{name}: {row[1]} (upstream shown above)")
             continue
-        lines.append(prefix + status_line(row))
+        lines.append(f"{prefix}{name}: {row[1]}" if not row[2] else prefix + status_line(row))
         if ups:
             shown.add(name)
             stack.extend([(up, depth + 1) for up in reversed(ups)])
