@@ -35,18 +35,21 @@ def status_tree(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
     """Each selected target with its upstream indented below it; repeats are elided."""
     by_name = {row[0]: row for row in rows}
     lines: list[str] = []
-    shown: set[str] = set()  # the targets with upstream drawn already
+    shown: set[str] = set()  # the targets drawn with their upstream already
     # Depth first with a stack, not recursion: a chain of 5,000 deps is 5,000 levels deep.
     stack = [(root, 0) for root in reversed(list(roots))]
+    prefixes = [""]  # by depth
     while stack:  # (a leaf costs no list, set entry or generator: 100,000 of them at scale)
         name, depth = stack.pop()
+        while len(prefixes) <= depth:
+            prefixes.append("  " * len(prefixes) + "└─ ")
+        prefix = prefixes[depth]
+        if name in shown:  # drawn above with its upstream
+            lines.append(f"{prefix}{name}: {by_name[name][1]} (upstream shown above)")
+            continue
         row = by_name[name]
-        prefix = "  " * depth + "└─ " if depth else ""
         found = upstream[name]
         ups = [u for u in found if u in by_name] if found else found
-        if ups and name in shown:
-            lines.append(f"{prefix}{name}: {row[1]} (upstream shown above)")
-            continue
         lines.append(f"{prefix}{name}: {row[1]}" if not row[2] else prefix + status_line(row))
         if ups:
             shown.add(name)
