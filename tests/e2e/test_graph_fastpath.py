@@ -184,6 +184,9 @@ def test_each_node_is_the_text_json_dumps_writes(tmp_path: Path) -> None:
         assert by_name["bad"]["last_built"] is None and by_name["src"]["last_built"]["at"] > 0
         assert {(e["from"], e["to"]) for e in doc["edges"]} >= {
             ("src", "sweep[lr=0.1,n=3,on=true]"), ("sweep[lr=0.1,n=3,on=true]", "bad")}
+    written = run(tmp_path, "graph", "--format", "json", "-o", "g.json")  # whole, not streamed
+    assert written.returncode == 0 and (tmp_path / "g.json").read_text() == run(
+        tmp_path, "graph", "--format", "json").stdout
     page = run(tmp_path, "graph", "--format", "html", "-o", "g.html")
     assert page.returncode == 0, page.stderr
     m = re.search(r'<script id="flowmake-data" type="application/json">(.*?)</script>',
