@@ -55,8 +55,10 @@ def hook_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str
     pytest.importorskip("pre_commit")
     home = tmp_path_factory.mktemp("pre-commit-home")
     bin_dir = str(Path(sys.executable).parent)
+    # The session's resident servers (tests/conftest.py) stay the ones the hooks use.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "FLOWMAKE_", "GITHUB_", "PRE_COMMIT"))}
+           if not k.startswith(("GIT_", "FLOWMAKE_", "GITHUB_", "PRE_COMMIT"))
+           or k in ("FLOWMAKE_RESIDENT_DIR", "FLOWMAKE_RESIDENT_IDLE")}
     env.update({"PRE_COMMIT_HOME": str(home), "PATH": bin_dir + os.pathsep + env["PATH"],
                 "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
                 "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",

@@ -58,8 +58,9 @@ def _run(commands: list[str], cwd: Path, env: dict[str, str]) -> list[int]:
 
 
 def _base_env(bucket, extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "FLOWMAKE_", "GITHUB_", "CI_"))}
+    env = {k: v for k, v in os.environ.items()  # the session's resident servers kept
+           if not k.startswith(("AWS_", "FLOWMAKE_", "GITHUB_", "CI_"))
+           or k in ("FLOWMAKE_RESIDENT_DIR", "FLOWMAKE_RESIDENT_IDLE")}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     env["NO_COLOR"] = "1"
     env.update({k: v for k, v in bucket.env.items() if v is not None and k not in
