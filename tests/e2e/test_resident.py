@@ -119,7 +119,8 @@ def timeless(text: str) -> str:
     return re.sub(r"\d+\.\d+s", "N.NNs", text)
 
 
-def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
+def slow_running(project: Project) -> tuple[subprocess.Popen[str], int]:
+    """A resident build of SLOW, once its command runs: the client, the build's process."""
     project.flow(SLOW)
     start_server(project)
     proc = project.popen("build")
@@ -127,6 +128,11 @@ def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
              what="the slow command")
     runner = int(project.read("pid.txt"))
     assert runner != proc.pid
+    return proc, runner
+
+
+def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
+    proc, runner = slow_running(project)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -136,12 +142,7 @@ def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
 
 
 def test_kill_9_of_the_client_kills_its_build_abruptly(project: Project) -> None:
-    project.flow(SLOW)
-    start_server(project)
-    proc = project.popen("build")
-    wait_for(lambda: project.exists("pid.txt") and project.read("pid.txt").strip(),
-             what="the slow command")
-    runner = int(project.read("pid.txt"))
+    proc, runner = slow_running(project)
     proc.kill()
     proc.wait(timeout=10)
     wait_for(lambda: not pid_alive(runner), what="the build process to be killed")

@@ -158,6 +158,15 @@ class CheckingReporter:
         self.inner.build_finish(summary)
 
 
+def schedule(project, graph, store: Store, executor: FakeExecutor, reporter=None):
+    """Every target built by ``executor`` at -j2, recorded in ``store``."""
+    reporter = reporter or make_reporter(io.StringIO(), no_color=True)
+    checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+    parts = Collaborators(checker, store, lambda: executor, reporter)
+    config = SchedulerConfig(store.start_run("test"), jobs=2)
+    return Scheduler(project, graph, list(graph.targets), config, parts).run()
+
+
 def test_a_wide_build_commits_in_a_few_transactions_and_all_before_it_ends(tmp_path: Path):
     project, graph = make(tmp_path, WIDE)
     store = Store(tmp_path / ".flowmake")
@@ -165,10 +174,7 @@ def test_a_wide_build_commits_in_a_few_transactions_and_all_before_it_ends(tmp_p
     store.db.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
     try:
         reporter = CheckingReporter(store)
-        checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
-        parts = Collaborators(checker, store, lambda: FakeExecutor(2), reporter)
-        config = SchedulerConfig(store.start_run("test"), jobs=2)
-        summary = Scheduler(project, graph, list(graph.targets), config, parts).run()
+        summary = schedule(project, graph, store, FakeExecutor(2), reporter)
         assert summary.result == "success"
         # was one transaction per target (600); now one per WRITE_BATCH rows or timer tick
         assert len(begins) <= 10, len(begins)
@@ -194,30 +200,11 @@ def test_a_job_starts_only_once_its_upstreams_records_are_committed(tmp_path: Pa
         return Script()
 
     try:
-        reporter = make_reporter(io.StringIO(), no_color=True)
-        checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
-        executor = FakeExecutor(2, script=dict.fromkeys(graph.targets, looking))
-        parts = Collaborators(checker, store, lambda: executor, reporter)
-        config = SchedulerConfig(store.start_run("test"), jobs=2)
-        summary = Scheduler(project, graph, list(graph.targets), config, parts).run()
+        summary = schedule(project, graph, store,
+                           FakeExecutor(2, script=dict.fromkeys(graph.targets, looking)))
         assert summary.result == "success"
         for i in range(1, 5):
             assert f"c{i - 1}" in committed_at_submit[f"c{i}"], committed_at_submit
     finally:
         store.close()
 
-
-def test_independent_jobs_still_share_transactions(tmp_path: Path):
-    project, graph = make(tmp_path, WIDE)
-    store = Store(tmp_path / ".flowmake")
-    begins: list[str] = []
-    store.db.set_trace_callback(lambda sql: begins.append(sql) if sql.startswith("BEGIN") else None)
-    try:
-        reporter = make_reporter(io.StringIO(), no_color=True)
-        checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
-        parts = Collaborators(checker, store, lambda: FakeExecutor(2), reporter)
-        config = SchedulerConfig(store.start_run("test"), jobs=2)
-        Scheduler(project, graph, list(graph.targets), config, parts).run()
-        assert len(begins) <= 10, len(begins)
-    finally:
-        store.close()
