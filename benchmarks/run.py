@@ -617,7 +617,10 @@ def find_flowmake(args: argparse.Namespace) -> tuple[tuple[str, ...], dict[str, 
     """``--flowmake``; else with ``--install here`` the script beside this Python (else on
     PATH, else ``python -m``); else (the default) a release install in a venv."""
     if args.flowmake:
-        return tuple(shlex.split(args.flowmake)), repo_pythonpath()
+        command = tuple(shlex.split(args.flowmake))
+        # An installed flowmake (a venv's bin/flowmake) runs its own code; only a bare
+        # `python -m flowmake` is pointed at this working tree.
+        return command, repo_pythonpath() if "-m" in command else None
     if args.install == "release":
         return (release_install(),), None
     _compile_flowmake()
