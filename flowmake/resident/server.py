@@ -172,17 +172,21 @@ def serve(state: State) -> None:
     selector = state.selector
     assert state.listener is not None
     selector.register(state.listener, selectors.EVENT_READ, None)
+    check = min(60.0, max(1.0, state.idle / 10))  # how often an idle server looks at its code
     while state.listener is not None or state.running:
-        timeout = 1.0 if state.running else state.last + state.idle - time.monotonic()
-        if timeout <= 0 and not state.running:
+        left = state.last + state.idle - time.monotonic()
+        if left <= 0 and not state.running:
             break
-        for key, _ in selector.select(timeout):
+        events = selector.select(1.0 if state.running else min(left, check))
+        for key, _ in events:
             if key.data is None:
                 if state.listener is not None:
                     _accept(state, selector)
             else:
                 _event(state, selector, *key.data)
         _reap_quietly(state, selector)
+        if not events and state.listener is not None and _changed(state.files):
+            _retire(state)  # upgraded, edited or removed under it: no client will be served
 
 
 def _accept(state: State, selector: selectors.BaseSelector) -> None:

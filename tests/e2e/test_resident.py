@@ -262,3 +262,19 @@ def test_the_command_runs_with_the_clients_nice_value_and_cpus(project: Project)
         assert proc.returncode == 0, proc.stderr
         seen[mode] = project.read("n.txt").split()
     assert seen["1"] == seen["0"] == ["7", "0"]
+
+
+def test_an_idle_server_whose_code_changed_exits_without_a_command(project: Project,
+                                                                   tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(Path(flowmake.__file__).parent, site / "flowmake",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    folder = tmp_path / "r"
+    env: dict[str, str | None] = {"PYTHONPATH": str(site), "FLOWMAKE_RESIDENT_DIR": str(folder),
+                                  "FLOWMAKE_RESIDENT_IDLE": "10"}  # looks every second
+    project.flow(FLOW)
+    start_server(project, env)
+    pid = int(next(folder.glob("*.lock")).read_text())
+    shutil.rmtree(site)  # the environment it serves is gone (a venv removed)
+    wait_for(lambda: not sockets(folder) and not pid_alive(pid), timeout=8,
+             what="the server to notice and exit")
