@@ -132,7 +132,9 @@ def test_bars_are_where_the_times_say(driver, pages, tmp_path):
     # Widths follow durations: pixels per second is one scale for every bar.
     scale = {n: b["width"] / (b["end"] - b["start"]) for n, b in drawn.items() if n != "bad"}
     assert max(scale.values()) / min(scale.values()) < 1.05, scale
-    assert drawn["c"]["width"] > 1.8 * drawn["a"]["width"]
+    # c sleeps twice as long as a; a recorded duration also holds the spawn and the
+    # scheduler's wake-up, which a loaded machine stretches (CI saw a 65 ms longer a: 1.72x).
+    assert drawn["c"]["width"] > 1.5 * drawn["a"]["width"]
     # Coloured by status; the hover title names the target, its times and reasons.
     assert drawn["a"]["fill"] == drawn["c"]["fill"] != drawn["bad"]["fill"]
     title = drawn["b"]["title"].split("\n")
