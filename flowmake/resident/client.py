@@ -29,7 +29,7 @@ ENV_SWITCH = "FLOWMAKE_RESIDENT"  # "0" (or off/no/false): run every command in-
 ENV_DIR = "FLOWMAKE_RESIDENT_DIR"  # where the sockets live (default: the user's runtime dir)
 ENV_IDLE = "FLOWMAKE_RESIDENT_IDLE"  # seconds a server waits for a command before it exits
 PROTOCOL = 1
-FORWARDED = (2, 15, 1, 3)  # SIGINT, SIGTERM, SIGHUP, SIGQUIT: as the command would get them
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT)  # to the child
 # Frames from the server or the child: one type byte and a signed 32-bit value.
 FRAME = 5
 PID, EXIT, SIGNALED, REFUSED = b"P", b"X", b"K", b"R"
@@ -142,14 +142,14 @@ def _delegate() -> int | None:
     except OSError as exc:
         conn.close()
         trace(f"no server at {path} ({exc.strerror}): in-process, starting one")
-        start_server(path, parts)
+        start_server(path)
         return None
     try:
         code = _converse(conn, parts)
     finally:
         conn.close()
     if code == REFUSED_CODE:  # a server retired (its code changed): start a fresh one
-        start_server(path, parts)
+        start_server(path)
         return None
     return code
 
@@ -270,7 +270,7 @@ def _lost(pid: int) -> NoReturn:
     os._exit(1)
 
 
-def start_server(path: str, parts: tuple[Any, ...]) -> None:
+def start_server(path: str) -> None:
     """Start a server for this environment, detached (its own session, stdio on
     /dev/null), for the next command; two starting at once leave one (a lock)."""
     boot = ("import marshal, os, sys; "

@@ -29,7 +29,7 @@ from typing import Any
 
 from flowmake import warm
 from flowmake.resident import child as child_process
-from flowmake.resident.client import ENV_IDLE, PID, REFUSED, SIGNALED, key_parts
+from flowmake.resident.client import ENV_IDLE, REFUSED, SIGNALED, key_parts
 
 DEFAULT_IDLE = 1200.0
 SKIPPED = ("flowmake.api", "flowmake.testing", "flowmake.resident", "flowmake.__main__")
@@ -45,8 +45,8 @@ REQUEST_LIMIT = 64 * 1024 * 1024
 class Running:
     pid: int
     conn: socket.socket
-    death: int  # the pipe's read end: EOF when the child has ended; it writes its code first
-    code: bytes = b""
+    death: int  # the pipe's read end: EOF when the child has ended, its report written first
+    report: bytes = b""  # marshal of (exit code, files read whole): the child has finished
 
 
 @dataclass
@@ -57,6 +57,7 @@ class State:
     inode: int  # the socket file's, to remove it only while it is still this server's
     files: list[tuple[str, int, int]]
     idle: float
+    key: tuple[Any, ...] = field(default_factory=lambda: key_parts(sys.path))  # clients
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     running: dict[int, Running] = field(default_factory=dict)  # by death fd
     last: float = field(default_factory=time.monotonic)
@@ -169,27 +170,26 @@ def _retire(state: State) -> None:
 
 
 def serve(state: State) -> None:
-    selector = state.selector
     assert state.listener is not None
-    selector.register(state.listener, selectors.EVENT_READ, None)
+    state.selector.register(state.listener, selectors.EVENT_READ, None)
     check = min(60.0, max(1.0, state.idle / 10))  # how often an idle server looks at its code
     while state.listener is not None or state.running:
         left = state.last + state.idle - time.monotonic()
         if left <= 0 and not state.running:
             break
-        events = selector.select(1.0 if state.running else min(left, check))
+        events = state.selector.select(1.0 if state.running else min(left, check))
         for key, _ in events:
             if key.data is None:
                 if state.listener is not None:
-                    _accept(state, selector)
+                    _accept(state)
             else:
-                _event(state, selector, *key.data)
-        _reap_quietly(state, selector)
+                _event(state, *key.data)
+        _reap_quietly(state)
         if not events and state.listener is not None and _changed(state.files):
             _retire(state)  # upgraded, edited or removed under it: no client will be served
 
 
-def _accept(state: State, selector: selectors.BaseSelector) -> None:
+def _accept(state: State) -> None:
     assert state.listener is not None
     try:
         conn, _ = state.listener.accept()
@@ -201,15 +201,16 @@ def _accept(state: State, selector: selectors.BaseSelector) -> None:
     except (OSError, ValueError, EOFError, TypeError):
         conn.close()
         return
-    if not _acceptable(state, conn, request):
-        if _changed(state.files) or threading.active_count() > 1:
-            _retire(state)  # its code is not what a client would import: a new one starts
+    stale = threading.active_count() > 1 or _changed(state.files)
+    if stale:
+        _retire(state)  # its code is not what a client would import: a new one starts
+    if stale or not _acceptable(state, conn, request):
         _close_all(fds)
         with contextlib.suppress(OSError):
             conn.sendall(REFUSED + bytes(4))
         conn.close()
         return
-    _fork(state, selector, conn, request, fds)
+    _fork(state, conn, request, fds)
 
 
 def _acceptable(state: State, conn: socket.socket, request: Any) -> bool:
@@ -219,8 +220,7 @@ def _acceptable(state: State, conn: socket.socket, request: Any) -> bool:
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         if struct.unpack("3i", creds)[1] != os.getuid():
             return False
-    return (request[0] == key_parts(sys.path) and threading.active_count() == 1
-            and not _changed(state.files))
+    return bool(request[0] == state.key)
 
 
 def _receive(conn: socket.socket) -> tuple[Any, list[int]]:
@@ -248,13 +248,12 @@ def _close_all(fds: list[int]) -> None:
             os.close(fd)
 
 
-def _fork(state: State, selector: selectors.BaseSelector, conn: socket.socket,
-          request: Any, fds: list[int]) -> None:
+def _fork(state: State, conn: socket.socket, request: Any, fds: list[int]) -> None:
     death_read, death_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: this server's descriptors go, the command runs
         try:
-            selector.close()
+            state.selector.close()
             os.close(death_read)
             if state.listener is not None:
                 state.listener.close()
@@ -270,56 +269,55 @@ def _fork(state: State, selector: selectors.BaseSelector, conn: socket.socket,
     os.set_blocking(death_read, False)
     running = Running(pid, conn, death_read)
     state.running[death_read] = running
-    selector.register(conn, selectors.EVENT_READ, ("conn", death_read))
-    selector.register(death_read, selectors.EVENT_READ, ("death", death_read))
+    state.selector.register(conn, selectors.EVENT_READ, ("conn", death_read))
+    state.selector.register(death_read, selectors.EVENT_READ, ("death", death_read))
 
 
-def _event(state: State, selector: selectors.BaseSelector, kind: str, death: int) -> None:
+def _event(state: State, kind: str, death: int) -> None:
     running = state.running.get(death)
     if running is None:
         return
-    _read_code(running)
+    _read_report(running)
     if kind == "conn":
         # The client sends nothing after its request: this is its end. Gone before the
         # child said how it ended (kill -9): the child ends as abruptly.
         with contextlib.suppress(OSError, KeyError, ValueError):
-            selector.unregister(running.conn)
-        if not running.code:
+            state.selector.unregister(running.conn)
+        if not running.report:
             with contextlib.suppress(OSError):
                 os.kill(running.pid, signal.SIGKILL)
         return
-    _finish(state, selector, running, os.waitpid(running.pid, 0)[1])
+    _finish(state, running, os.waitpid(running.pid, 0)[1])
 
 
-def _read_code(running: Running) -> None:
+def _read_report(running: Running) -> None:
     """What the child wrote in its pipe so far: its report, once it has finished."""
     with contextlib.suppress(BlockingIOError, OSError):
         while chunk := os.read(running.death, 1 << 16):
-            running.code += chunk
+            running.report += chunk
 
 
-def _reap_quietly(state: State, selector: selectors.BaseSelector) -> None:
+def _reap_quietly(state: State) -> None:
     """A child whose pipe is still held (by a process it forked) is reaped here."""
     for running in list(state.running.values()):
         with contextlib.suppress(ChildProcessError):
             pid, status = os.waitpid(running.pid, os.WNOHANG)
             if pid:
-                _read_code(running)
-                _finish(state, selector, running, status)
+                _read_report(running)
+                _finish(state, running, status)
 
 
-def _finish(state: State, selector: selectors.BaseSelector, running: Running,
-            status: int) -> None:
-    if os.WIFSIGNALED(status) and not running.code:
+def _finish(state: State, running: Running, status: int) -> None:
+    if os.WIFSIGNALED(status) and not running.report:
         with contextlib.suppress(OSError):
             running.conn.sendall(SIGNALED + os.WTERMSIG(status).to_bytes(4, "little"))
     for fileobj in (running.conn, running.death):
         with contextlib.suppress(KeyError, ValueError):
-            selector.unregister(fileobj)
+            state.selector.unregister(fileobj)
     running.conn.close()
     os.close(running.death)
     del state.running[running.death]
-    _keep_what_was_read(running.code)
+    _keep_what_was_read(running.report)
     state.last = time.monotonic()
 
 
@@ -339,4 +337,4 @@ def _keep_what_was_read(report: bytes) -> None:
     gc.freeze()
 
 
-__all__ = ["PID", "main", "module_files", "preload"]
+__all__ = ["main", "module_files", "preload"]
