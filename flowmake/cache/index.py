@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowmake.cache.records import ActionRecord
+from flowmake.deadline import Deadline
 from flowmake.errors import FlowmakeError
 
 INDEX = "index.db"
@@ -80,7 +81,7 @@ class Index:
         self._lock = threading.Lock()  # one connection for every thread, one use at a time
         self._touched: dict[str, float] = {}  # records used, not yet marked (see touch)
         self._queued: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet done (_write)
-        self._timer: threading.Timer | None = None  # writes the queue WRITE_SECONDS on
+        self._deadline = Deadline(WRITE_SECONDS, self._write_due)  # the queue's timer
         self._failed: IndexUnusable | None = None  # the timer's error, for the next write
         # what the queue holds, for lookups: record (dumps()) by key, inline blob by digest
         self._pending_actions: dict[str, bytes] = {}
@@ -134,10 +135,7 @@ class Index:
             if self._failed is not None:  # the timer could not write the last rows
                 failed, self._failed = self._failed, None
                 raise failed
-            if self._timer is None:
-                self._timer = threading.Timer(WRITE_SECONDS, self._write_due)
-                self._timer.daemon = True  # never holds the exit up: close writes the rest
-                self._timer.start()
+            self._deadline.arm()  # no-op while armed; close writes the rest
             self._queued.append((sql, params))
             if pending is not None:
                 table, key, value = pending
@@ -148,10 +146,7 @@ class Index:
     def _write_due(self) -> None:
         """The timer's: write the queue; an error is raised by the next write or close."""
         with self._lock:
-            if self._timer is not threading.current_thread():
-                return  # cancelled by close
-            self._timer = None  # a row queued from now on arms a new timer
-            if self._queued and self._db is not None:
+            if self._queued and self._db is not None:  # nothing, once close wrote it
                 try:
                     self._write_queued(self._db)
                 except sqlite3.Error as exc:
@@ -202,9 +197,7 @@ class Index:
         is used again). IndexUnusable when the queued writes fail (they are dropped)."""
         try:
             with self._index(create=False):  # the queued writes
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
+                self._deadline.cancel()
                 if self._failed is not None:
                     failed, self._failed = self._failed, None
                     raise failed
