@@ -7,10 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.test_cone import age, write
 
 N = 12  # chains a0 -> b0, a1 -> b1, ...
 
@@ -40,20 +41,6 @@ def build(root: Path, *pre: str) -> tuple[dict[str, str], str]:
     return {t["name"]: t["status"] for t in doc["targets"]}, done.stderr
 
 
-def age(root: Path, seconds: float = 10.0) -> None:
-    past = time.time() - seconds
-    for path in [root / "flow.toml", *root.rglob("*")]:
-        if ".flowmake" not in path.parts and path.exists():
-            os.utime(path, (past, past))
-
-
-def edit(root: Path, rel: str, text: str, ago: float = 5.0) -> None:
-    path = root / rel
-    path.write_text(text)
-    past = time.time() - ago
-    os.utime(path, (past, past))
-
-
 def imported(stderr: str) -> set[str]:
     return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
             if line.startswith("import time:") and "|" in line}
@@ -63,7 +50,7 @@ def imported(stderr: str) -> set[str]:
 def root(tmp_path: Path) -> Path:
     (tmp_path / "src").mkdir()
     for i in range(N):
-        edit(tmp_path, f"src/{i}.txt", f"{i}\n")
+        write(tmp_path, f"src/{i}.txt", f"{i}\n")
     (tmp_path / "flow.toml").write_text(flow())
     build(tmp_path)
     age(tmp_path)
@@ -73,7 +60,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_a_cone_build_from_the_compiled_flow_imports_no_loader_module(root: Path) -> None:
-    edit(root, "src/3.txt", "three\n")
+    write(root, "src/3.txt", "three\n")
     statuses, err = build(root, "-X", "importtime")
     assert {n for n, s in statuses.items() if s == "built"} == {"a3", "b3"}
     assert "cone: 1 changed paths, 2 of 24 targets checked" in err
