@@ -136,6 +136,7 @@ def _delegate() -> int | None:
     if path is None:
         trace("no private folder for sockets: in-process")
         return None
+    request = _request(parts)  # made before connecting: the server waits for it (2 s)
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         conn.connect(path)
@@ -145,7 +146,7 @@ def _delegate() -> int | None:
         start_server(path)
         return None
     try:
-        code = _converse(conn, parts)
+        code = _converse(conn, *request)
     finally:
         conn.close()
     if code == REFUSED_CODE:  # a server retired (its code changed): start a fresh one
@@ -196,11 +197,10 @@ def _ignored() -> list[int]:
     return [s for s in FORWARDED if _signal.getsignal(s) == _signal.SIG_IGN]
 
 
-def _converse(conn: Any, parts: tuple[Any, ...]) -> int | None:
+def _converse(conn: Any, data: bytes, fds: list[int]) -> int | None:
     import _socket
 
     try:
-        data, fds = _request(parts)
         fd_bytes = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
         sent = conn.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd_bytes)])
         if sent < len(data):

@@ -45,13 +45,16 @@ def cmdline(pid: int) -> str:
 
 
 def start_server(project: Project, env: dict[str, str | None] | None = None) -> None:
-    """A first command starts a server in the background; wait until it listens."""
-    folder = Path((env or {}).get("FLOWMAKE_RESIDENT_DIR") or os.environ["FLOWMAKE_RESIDENT_DIR"])
-    before = set(sockets(folder))
-    project.run("--version", check=True, env=env)
-    if not before:
-        wait_for(lambda: sockets(folder), what="a server's socket")
-    project.run("--version", check=True, env=env)
+    """A first command starts a server in the background: wait until one for this
+    environment runs a command (another test's socket in the folder says nothing of it,
+    and a server may be retiring, idle, as this test starts)."""
+    traced = {**(env or {}), "FLOWMAKE_TRACE": "resident"}
+
+    def served() -> bool:
+        result = project.run("--version", check=True, env=traced)
+        return "run by process" in result.stderr
+
+    wait_for(served, timeout=60, interval=0.1, what="a resident server running a command")
 
 
 def who(project: Project, env: dict[str, str | None] | None = None) -> tuple[int, list[str]]:
