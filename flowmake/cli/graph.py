@@ -195,7 +195,7 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
 def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[str]:
     """Each node's JSON text, made as it is written."""
     graph = ws.graph
-    records = ws.store.records(names)
+    built = ws.store.built()
     last = ws.store.last_runs()
     # Every target chosen (no selection): upstream and downstream are taken as they are.
     chosen = None if len(names) == len(graph.targets) else set(names)
@@ -215,7 +215,7 @@ def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[str]:
             state = (jsonout.string(step.state.value),
                      jsonout.strings([str(r) for r in step.reasons]),
                      jsonout.string(_display(step, run)))
-        text = _node(graph, target, depth[name], state, run, records.get(name), chosen, compact)
+        text = _node(graph, target, depth[name], state, run, built.get(name), chosen, compact)
         if state[2] == '"failed"':
             text = text[:-1] + ', "last_failure": ' + compact(_last_failure(ws, name)) + "}"
         yield text
@@ -226,7 +226,8 @@ def _within(names: tuple[str, ...], chosen: set[str] | None) -> Sequence[str]:
 
 
 def _node(graph: Graph, target: Target, depth: int, state: tuple[str, str, str],
-          last: tuple[int, str, float] | None, record: Any, chosen: set[str] | None,
+          last: tuple[int, str, float] | None, built: tuple[int, float, float | None] | None,
+          chosen: set[str] | None,
           compact: Callable[[Any], str]) -> str:
     """One node as the compact JSON encoder writes its object, without making the object
     (at 100,000 targets, making each dict and encoding it took most of the command);
@@ -238,9 +239,9 @@ def _node(graph: Graph, target: Target, depth: int, state: tuple[str, str, str],
     lr = "null" if last is None else (
         f'{{"run_id": {number(last[0])}, "status": {string(last[1])}, '
         f'"duration": {round(last[2] or 0.0, 4)!r}}}')
-    lb = "null" if record is None else (
-        f'{{"run_id": {number(record.run_id)}, "at": {number(record.built_at)}, '
-        f'"built": {_iso(record.built_at)}, "duration": {round(record.duration or 0.0, 4)!r}}}')
+    lb = "null" if built is None else (
+        f'{{"run_id": {number(built[0])}, "at": {number(built[1])}, '
+        f'"built": {_iso(built[1])}, "duration": {round(built[2] or 0.0, 4)!r}}}')
     return (
         f'{{"name": {string(name)}, "kind": {string(target.kind)}, '
         f'"matrix": {"null" if target.matrix is None else string(target.matrix)}, '
