@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from flowmake.executor import Executor, JobHandle, JobResult
 from flowmake.graph import Graph
 from flowmake.jobs import make_job
 from flowmake.model import OutcomeStatus, Project, RunResult, Target
-from flowmake.outcome import Outcome, Reporter, Restorer, Summary
+from flowmake.outcome import Outcome, Outcomes, Reporter, Restorer, Summary, fresh
 from flowmake.plan.check import Checker, State, Step
 from flowmake.plugin.urls import digest_url_outputs
 from flowmake.signalgate import SignalGate
@@ -70,18 +70,18 @@ class Scheduler:
         self.executor: Executor | None = None
         self.on_event = parts.on_event or (lambda name, payload: None)
         self.observed = parts.on_event is not None
-        self.order = graph.order(names)
-        trusted = parts.trusted
-        # the trusted targets are fresh from the start: the loop steps only through the rest
-        self.trusted = [Outcome(n, OutcomeStatus.FRESH) for n in self.order if n in trusted]
-        checked = [n for n in self.order if n not in trusted] if trusted else self.order
+        # The trusted targets (a subset of ``names``) are fresh from the start: the loop
+        # steps only through the rest, in ``order``; none of them is walked one by one.
+        self.names, self.trusted = names, parts.trusted
+        checked = [n for n in names if n not in self.trusted] if self.trusted else names
+        self.order = graph.order(checked)
         chosen = set(checked)
-        self.waiting = {n: sum(1 for u in graph.upstream[n] if u in chosen) for n in checked}
-        self.ready: deque[str] = deque(n for n in checked if self.waiting[n] == 0)
+        self.waiting = {n: sum(1 for u in graph.upstream[n] if u in chosen) for n in self.order}
+        self.ready: deque[str] = deque(n for n in self.order if self.waiting[n] == 0)
         self.runnable: deque[Step] = deque()
         self.running: dict[JobHandle, tuple[Step, float]] = {}
         self.finishing: list[tuple[JobResult, Step, float]] = []  # ended, not yet recorded
-        self.outcomes: dict[str, Outcome] = {o.name: o for o in self.trusted}
+        self.outcomes: dict[str, Outcome] = {}  # of the targets stepped through
         self.in_use: dict[str, float] = {}  # resource -> amount held by running jobs
         self.stopping = False
         self.held: list[Step] | None = None  # starts not yet reported (see _loop)
@@ -92,7 +92,7 @@ class Scheduler:
 
     def run(self) -> Summary:
         start = self.start = time.monotonic()
-        self.reporter.build_start(len(self.order), self.jobs)
+        self.reporter.build_start(len(self.names), self.jobs)
         self._report_trusted()
         result = RunResult.SUCCESS
         self.gate.install()
@@ -118,27 +118,36 @@ class Scheduler:
                                                for o in self.outcomes.values()):
             result = RunResult.FAILED
         self.store.commit()  # every record of the build, before it says it is done
-        ordered = {n: self.outcomes[n] for n in self.order}
-        summary = Summary(self.run_id if self.kept else None, result, ordered,
-                          time.monotonic() - start)
+        summary = Summary(self.run_id if self.kept else None, result,
+                          self._ordered(self.outcomes), time.monotonic() - start)
         self.reporter.build_finish(summary)
         return summary
 
     def _report_trusted(self) -> None:
-        """The trusted targets' outcomes (fresh), told as the loop would have told them."""
-        finish = self.reporter.target_finish
-        for outcome in self.trusted:
-            finish(outcome)
+        """The trusted targets' outcomes (fresh), told at once (observers one by one, in
+        build order, as the loop would have told them)."""
+        if not self.trusted:
+            return
+        self.reporter.targets_fresh(self.trusted)
         if self.observed:
-            for outcome in self.trusted:
-                self.on_event("target_finish", outcome)
+            for name in self.graph.order(self.trusted):
+                self.on_event("target_finish", fresh(name))
+
+    def _ordered(self, outcomes: dict[str, Outcome]) -> Mapping[str, Outcome]:
+        """``outcomes`` (one for each target stepped through) in build order, with the
+        trusted targets' (made on demand: outcome.Outcomes) when there are any."""
+        ordered = {n: outcomes[n] for n in self.order}
+        if not self.trusted:
+            return ordered
+        graph, names = self.graph, self.names
+        return Outcomes(lambda: graph.order(names), ordered, self.trusted)
 
     def partial(self, result: RunResult) -> Summary:
         """What this build did, when flowmake stopped outside the loop (every target not
         finished is skipped)."""
         outcomes = {n: self.outcomes.get(n) or Outcome(n, OutcomeStatus.SKIPPED)
                     for n in self.order}
-        return Summary(self.run_id if self.kept else None, result, outcomes,
+        return Summary(self.run_id if self.kept else None, result, self._ordered(outcomes),
                        time.monotonic() - self.start)
 
     def _loop(self) -> None:

@@ -16,6 +16,7 @@ from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
 from flowmake.model import OutcomeStatus, RunResult, TargetStatus
 from flowmake.options import BuildOptions
+from flowmake.outcome import stepped
 from flowmake.report import jsonout
 from flowmake.report.live import make_reporter
 from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
@@ -198,10 +199,12 @@ class _Build:
         if options.no_record:
             ws.store.forget_run(self.run_id)  # what it built stays recorded; the run leaves the log
         else:
-            if any(t.metrics for t in ws.graph.targets.values()):
+            # the targets stepped through: a trusted one was neither built nor restored
+            ran = stepped(summary.outcomes)
+            if any(ws.graph.targets[name].metrics for name in ran):
                 from flowmake.cli.metrics import record
 
-                record(ws, self.run_id, summary.outcomes)  # before finish_run prunes the history
+                record(ws, self.run_id, ran)  # before finish_run prunes the history
             ws.store.finish_run(self.run_id, summary.result, summary.counts(),
                                 ws.project.settings.history)
         ws.sync_lock(self.changed)

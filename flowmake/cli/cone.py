@@ -121,9 +121,10 @@ def resave(ws: Workspace, cone: Cone, summary: Summary) -> bool:
     """After a cone build in which every target ended fresh, built or restored: the
     snapshot again, with the cone's paths stat'ed anew. False if not saved."""
     from flowmake.model import OutcomeStatus
+    from flowmake.outcome import stepped
 
     ok = (OutcomeStatus.FRESH, OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
-    if not all(o.status in ok for o in summary.outcomes.values()):
+    if not all(o.status in ok for o in stepped(summary.outcomes).values()):
         return False
     if ws.plugins.has_observers():
         return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -61,7 +62,7 @@ def read_metrics(path: Path) -> dict[str, float]:
 _KEPT = (OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
 
 
-def record(ws: Any, run_id: int, outcomes: dict[str, Any]) -> None:
+def record(ws: Any, run_id: int, outcomes: Mapping[str, Any]) -> None:
     """Keep the metrics of the targets this build built or restored."""
     for name, outcome in outcomes.items():
         target = ws.graph.targets.get(name)

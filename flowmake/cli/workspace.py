@@ -193,10 +193,12 @@ class Workspace:
         from flowmake.errors import ConfigError, PluginError
         from flowmake.formats import extension
         self.plugins  # noqa: B018 - loads [flow] plugins: a missing module is exit 2 here
-        wanted = None if names is None else set(names)
-        for target in self.project.targets.values():  # in flow.toml's order: the first named
-            if wanted is not None and target.name not in wanted:
-                continue
+        targets = self.project.targets
+        chosen: Iterable[model.Target] = targets.values()  # in flow.toml's order: the first named
+        if names is not None:  # only these Targets are walked: a cone's few, not every one
+            wanted = names if isinstance(names, (set, frozenset)) else set(names)
+            chosen = [targets[n] for n in targets if n in wanted]
+        for target in chosen:
             where = f"targets.{target.matrix or target.name}"
             action = target.action
             if isinstance(action, model.PluginAction):

@@ -13,6 +13,8 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # keep the no-op fast path free of the scheduler's imports
+    from collections.abc import Collection
+
     from flowmake.plan.check import Step
     from flowmake.schedule import Outcome, Summary
 
@@ -53,7 +55,9 @@ def finish_line(outcome: Outcome) -> str:
 def unreported(summary: Summary, reported: set[str]) -> list[Outcome]:
     """Targets that ended without a line of their own: those stopped by Ctrl-C (status
     failed, error interrupted), named in the final lines."""
-    return [o for o in summary.outcomes.values()
+    from flowmake.outcome import stepped
+
+    return [o for o in stepped(summary.outcomes).values()
             if o.status == "failed" and o.name not in reported]
 
 
@@ -90,6 +94,13 @@ class PlainReporter:
         if block and not block.endswith("\n"):
             block += "\n"
         self.write(finish_line(outcome) + "\n" + block)
+
+    def targets_fresh(self, names: Collection[str]) -> None:
+        if self.verbose:  # each listed, as a target checked fresh is
+            from flowmake.outcome import fresh
+
+            for name in sorted(names):
+                self.target_finish(fresh(name))
 
     def line(self, name: str, text: str) -> None:
         self.write(f"[{name}] {text}" if text.endswith("\n") else f"[{name}] {text}\n")
@@ -146,6 +157,9 @@ class RichReporter(PlainReporter):
 
     def target_start(self, step: Step) -> None:
         self.running[step.name] = time.monotonic()
+
+    def targets_fresh(self, names: Collection[str]) -> None:
+        self.done += len(names)
 
     def target_finish(self, outcome: Outcome) -> None:
         self.reported.add(outcome.name)

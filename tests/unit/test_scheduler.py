@@ -16,9 +16,11 @@ import pytest
 from flowmake.config import load as config
 from flowmake.errors import StateError
 from flowmake.graph import build_graph
+from flowmake.model import OutcomeStatus
+from flowmake.outcome import Outcome, Outcomes
 from flowmake.plan.check import Checker
 from flowmake.plan.fingerprint import Hasher
-from flowmake.report.live import make_reporter
+from flowmake.report.live import RichReporter, make_reporter
 from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
 from flowmake.store.db import Store
 from flowmake.testing import FakeExecutor, Script, interrupt_now, memory_store
@@ -341,3 +343,45 @@ def test_trusted_targets_are_fresh_without_a_check_and_keep_their_place(tmp_path
     assert statuses(summary) == {n: "built" if n == "c" else "fresh" for n in graph.targets}
     assert sorted(n for e, n in events if e == "target_finish") == sorted(graph.targets)
     assert summary.counts()["fresh"] == len(trusted)
+
+
+def test_trusted_outcomes_are_made_only_when_asked_for(tmp_path):
+    # at 10,000 targets an Outcome each for the trusted ones cost more than the cone's
+    # check: the summary holds the stepped ones, and answers for the rest on demand
+    project, graph = make(tmp_path, CHAIN + WIDE)
+    store = memory_store()
+    run(project, graph, FakeExecutor(), store, jobs=2)
+    checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+    (tmp_path / "b.txt").write_text("changed")
+    out = io.StringIO()
+    trusted = frozenset(graph.targets) - {"c"}
+    parts = Collaborators(checker, store, FakeExecutor, make_reporter(out, no_color=True),
+                          trusted=trusted)
+    summary = Scheduler(project, graph, list(graph.targets),
+                        SchedulerConfig(store.start_run("test"), jobs=2), parts).run()
+    outcomes = summary.outcomes
+    assert isinstance(outcomes, Outcomes)
+    assert list(outcomes.stepped) == ["c"]  # no Outcome made for a trusted target
+    assert len(outcomes) == len(graph.targets) and "a" in outcomes and "nope" not in outcomes
+    assert outcomes["a"] == Outcome("a", OutcomeStatus.FRESH)
+    with pytest.raises(KeyError):
+        outcomes["nope"]
+    assert [t["name"] for t in summary.to_json()["targets"]] == graph.order()
+    assert summary.counts() == {**dict.fromkeys(map(str, OutcomeStatus), 0),
+                                "built": 1, "fresh": len(trusted)}
+    assert "FAILED" not in out.getvalue()
+
+
+def test_the_live_view_counts_the_trusted_targets_done() -> None:
+    reporter = RichReporter(io.StringIO())
+    reporter.build_start(5, 2)
+    reporter.targets_fresh(frozenset({"a", "b", "c"}))
+    assert (reporter.done, reporter.total) == (3, 5)
+    reporter.live.stop()
+
+
+def test_verbose_plain_lines_list_each_trusted_target() -> None:
+    out = io.StringIO()
+    reporter = make_reporter(out, no_color=True, verbose=True)
+    reporter.targets_fresh(frozenset({"b", "a"}))
+    assert out.getvalue().splitlines() == ["fresh    a", "fresh    b"]
