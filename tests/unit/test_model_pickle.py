@@ -60,3 +60,21 @@ def test_actions_round_trip_through_pickle_and_copy(value):
     assert type(pickle.loads(pickle.dumps(value))) is type(value)
     assert copy.deepcopy(value) == value and copy.copy(value) == value
 
+
+
+def test_flow_pickle_unpickles_the_names_first_as_the_very_keys(tmp_path):
+    # A resident fork that walks the names writes their reference counts, copying the
+    # pages they are on: unpickled first, one after another, they share few pages. That
+    # holds only if the names walked (the targets' keys, each Target's name, the graph's
+    # keys) are those very objects.
+    from flowmake.cli.workspace import load_compiled
+    from flowmake.store import paths
+
+    flow = tmp_path / "flow.toml"
+    flow.write_text("".join(f'[targets.t{i}]\ncmd = "true"\n' for i in range(50)))
+    load_compiled(flow, {})  # parsed, and flow.pickle written
+    saved = pickle.loads((tmp_path / paths.STATE_DIR / paths.COMPILED_FLOW).read_bytes())
+    _, _, names, project, graph, _ = saved
+    assert names == tuple(f"t{i}" for i in range(50))
+    for name, key, graph_key in zip(names, project.targets, graph.targets, strict=True):
+        assert name is key is graph_key is project.targets[key].name
