@@ -24,21 +24,24 @@ from flowmake.deadline import Deadline
 from flowmake.errors import FlowmakeError
 
 INDEX = "index.db"
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: rowid tables (1: WITHOUT ROWID, dropped when met)
 # Blobs up to this size are rows of index.db rather than files: a new file costs far more
 # than a row (see local.py's docstring); larger ones are copied (reflinked) as files.
 INLINE_BLOB = 128 << 10
 TOUCH_BATCH = 500
 WRITE_BATCH = 256  # queued rows (blobs, records) written in one transaction
 WRITE_SECONDS = 1.0  # ... or fewer, once the first of them has waited this long
-# The big column last: reading the others never touches its overflow pages.
+# The big column last: reading the others never touches its overflow pages. Rowid
+# tables, each with its key's index: a new row is appended to its table and only the
+# small index entry lands at a random place. (WITHOUT ROWID, which keeps the rows
+# themselves in key order, made each of a build's saves write a random page of the big
+# rows: 55 saves 5.2 -> 2.5 ms a transaction, its checkpoint at close 7.9 -> 4.3 ms, the
+# file 17% smaller, on a 40 MB index of 15,000 blobs.)
 _SCHEMA = """
-CREATE TABLE actions (
-    key TEXT PRIMARY KEY, used REAL NOT NULL, record BLOB NOT NULL
-) WITHOUT ROWID;
+CREATE TABLE actions (key TEXT PRIMARY KEY, used REAL NOT NULL, record BLOB NOT NULL);
 CREATE TABLE blobs (
     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, added REAL NOT NULL, data BLOB NOT NULL
-) WITHOUT ROWID;
+);
 """
 
 
@@ -303,13 +306,21 @@ def _open_index(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous = NORMAL")
         if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
             db.execute("BEGIN IMMEDIATE")  # several processes may open a new cache at once
-            if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
-                # Another layout (a newer flowmake's?) is dropped: the cache is safe to lose.
-                db.execute("DROP TABLE IF EXISTS actions")
-                db.execute("DROP TABLE IF EXISTS blobs")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version != INDEX_VERSION:
+                # Version 1's rows are moved to the new tables; another layout (a newer
+                # flowmake's?) is dropped: the cache is safe to lose.
+                for table in ("actions", "blobs"):
+                    if version == 1:
+                        db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+                    db.execute(f"DROP TABLE IF EXISTS {table}")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                if version == 1:
+                    for table in ("actions", "blobs"):
+                        db.execute(f"INSERT INTO {table} SELECT * FROM {table}_v1")
+                        db.execute(f"DROP TABLE {table}_v1")
                 db.execute(f"PRAGMA user_version = {INDEX_VERSION}")
             db.execute("COMMIT")
     except BaseException:

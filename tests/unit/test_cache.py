@@ -607,6 +607,41 @@ def test_the_layout_before_index_db_is_ignored_and_collected(cache: LocalCache,
     assert not legacy.exists() and old_blob.exists()  # a young orphan, kept for now
 
 
+V1_SCHEMA = """
+CREATE TABLE actions (key TEXT PRIMARY KEY, used REAL NOT NULL, record BLOB NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL, added REAL NOT NULL,
+    data BLOB NOT NULL) WITHOUT ROWID;
+PRAGMA user_version = 1;
+"""
+
+
+def test_an_index_of_version_1_keeps_its_entries_in_the_new_layout(tmp_path: Path) -> None:
+    # version 1 kept rows in WITHOUT ROWID tables (a random big page written per save)
+    record = ActionRecord(hash_bytes("k"), "t", {"out/a.txt": Entry(FILE, hash_bytes(b"x"))},
+                          log="built t\n")
+    (tmp_path / "cache").mkdir()
+    old = sqlite3.connect(tmp_path / "cache" / "index.db")
+    old.executescript(V1_SCHEMA)
+    old.execute("INSERT INTO actions VALUES (?, ?, ?)", (record.key, 5.0, record.dumps()))
+    old.execute("INSERT INTO blobs VALUES (?, 1, 5.0, ?)", (hash_bytes(b"x"), b"x"))
+    old.commit()
+    old.close()
+    cache = LocalCache(tmp_path / "cache")
+    try:
+        assert cache.read_action(record.key) == record
+        assert cache.read_blob(hash_bytes(b"x")) == b"x"
+        saved = saved_record(cache, tmp_path)  # and it takes new entries
+        assert cache.read_action(saved.key) == saved
+    finally:
+        cache.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "cache" / "index.db")) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == cache_index.INDEX_VERSION
+        sql = " ".join(r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
+        assert "WITHOUT ROWID" not in sql and "_v1" not in sql
+        assert db.execute("SELECT count(*) FROM blobs").fetchone()[0] == 2
+
+
 @pytest.mark.parametrize(("text", "size"), [("1024", 1024), ("2K", 2048), ("1.5m", 1572864),
                                             ("2G", 2 << 30), ("3GiB", 3 << 30), ("10 MB", 10 << 20)])
 def test_parse_size(text: str, size: int) -> None:
