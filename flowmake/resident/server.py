@@ -116,6 +116,10 @@ def preload() -> None:
     for name in OTHERS:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+    with contextlib.suppress(Exception):  # a build's environment (store/provenance.py):
+        import platform  # cached once here, no `uname -p` process in each build's thread
+
+        platform.platform()
 
 
 def module_files() -> list[tuple[str, int, int]]:
