@@ -1,0 +1,168 @@
+"""Where a resident command's time goes, phase by phase (issue 17).
+
+    python benchmarks/phases.py [--flowmake EXE] [-n 10000] [--repeat 7] [--keep DIR]
+
+Makes a layered project (``gen.py layered -n N``, one source reaches 55 targets), builds
+it, then times ``flowmake -q build -j2`` after an edit of one source, ``--repeat`` times.
+Each command is run as users run it, by a fork of a resident server, but a server of its
+own (a private ``FLOWMAKE_RESIDENT_DIR``) started with a ``sitecustomize`` that wraps the
+functions in PHASES with a timer: the fork prints, at its exit, when each phase started
+(ms after ``cli.main.main`` was entered) and how long it took. The table gives each
+phase's median start and duration over the repeats; a phase an older commit does not have
+is left out. Wrapping costs ~1 us a call: the phases called once a build are timed
+faithfully, the per-target ones (``Checker.check``, ``Attempt``) say how often they ran.
+
+``--flowmake`` is any installed ``flowmake`` (a commit's, from ``commits.py``); the
+default is the one beside this Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from gen import write_layered_project
+from run import SETTLE_SECONDS
+
+PHASES = [  # (module, qualified name): what a cone build goes through, in order
+    ("flowmake.cli.noop", "run_noop"), ("flowmake.fastpath", "check"),
+    ("flowmake.cli.workspace", "load_compiled"), ("flowmake.cli.workspace", "Workspace.select"),
+    ("flowmake.cli.cone", "plan"), ("flowmake.cli.workspace", "Workspace.check_plugins"),
+    ("flowmake.plugin.manager", "Plugins.__init__"), ("flowmake.store.db", "Store.start_run"),
+    ("flowmake.schedule", "Scheduler.__init__"), ("flowmake.schedule", "Scheduler._loop"),
+    ("flowmake.plan.check", "Checker.check"), ("flowmake.builtin.attempt", "Attempt.__init__"),
+    ("flowmake.cache.artifacts", "Artifacts.close"), ("flowmake.cli.build", "_Build.record"),
+    ("flowmake.cli.workspace", "Workspace.sync_lock"), ("flowmake.cli.cone", "resave"),
+    ("flowmake.cli.workspace", "Workspace.close"),
+]
+
+SITE = '''
+import functools, importlib, os, sys, time
+PHASES = {phases!r}
+log = []
+
+def wrap(module, qualname):
+    owner = importlib.import_module(module)
+    *path, name = qualname.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    fn = getattr(owner, name)
+
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            log.append((qualname, start, time.perf_counter() - start))
+    setattr(owner, name, timed)
+
+def install():
+    for module, qualname in PHASES:
+        try:
+            wrap(module, qualname)
+        except (ImportError, AttributeError):
+            pass  # not in this commit
+    import flowmake.cli.main as cli
+    main = cli.main
+
+    def timed_main(argv=None):
+        log.clear()
+        start = time.perf_counter()
+        try:
+            return main(argv)
+        finally:
+            end = time.perf_counter()
+            lines = [f"phase\\tmain\\t0\\t{{(end - start) * 1000:.3f}}"]
+            lines += [f"phase\\t{{q}}\\t{{(s - start) * 1000:.3f}}\\t{{d * 1000:.3f}}" for q, s, d in log]
+            os.write(2, ("\\n".join(lines) + "\\n").encode())
+    cli.main = timed_main
+
+# Only in a resident server (its start-up variable, popped once this has run): the
+# client and every other Python process of the build start as they would.
+if "FLOWMAKE_RESIDENT_IMPORT_PATH" in os.environ:
+    import flowmake.resident.server as server
+    preload = server.preload
+
+    def preload_and_wrap():
+        preload()
+        install()
+    server.preload = preload_and_wrap
+'''
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--flowmake", default=str(Path(sys.executable).with_name("flowmake")))
+    p.add_argument("-n", type=int, default=10000, help="targets (default 10000)")
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--keep", type=Path, help="project folder to keep (default: a temporary one)")
+    args = p.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="flowmake-phases-"))
+    root = args.keep or tmp / "project"
+    site, sockets = tmp / "site", tmp / "resident"
+    site.mkdir()
+    sockets.mkdir(mode=0o700)
+    (site / "sitecustomize.py").write_text(SITE.format(phases=PHASES))
+    env = {**os.environ, "PYTHONPATH": str(site), "FLOWMAKE_RESIDENT_DIR": str(sockets)}
+    env.pop("FLOWMAKE_RESIDENT", None)
+    exe = [args.flowmake]
+
+    def flowmake(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*exe, *command], cwd=root, env=env, text=True,
+                              capture_output=True, check=False)
+
+    try:
+        if not (root / "flow.toml").exists():
+            write_layered_project(root, args.n)
+            print(f"- full build of {args.n}", file=sys.stderr)
+        flowmake("-q", "build", "-j2")
+        time.sleep(SETTLE_SECONDS)
+        flowmake("-q", "build", "-j2")  # arms the no-op snapshot
+        flowmake("--version")  # starts the server
+        time.sleep(3)
+        starts: dict[str, list[float]] = defaultdict(list)
+        took: dict[str, list[float]] = defaultdict(list)
+        calls: dict[str, list[int]] = defaultdict(list)
+        walls = []
+        for i in range(args.repeat):
+            time.sleep(SETTLE_SECONDS)
+            (root / "src" / "in7.txt").write_text(f"edited {i} {time.time_ns()}\n")
+            begun = time.perf_counter()
+            done = flowmake("-q", "build", "-j2")
+            walls.append(time.perf_counter() - begun)
+            if done.returncode != 0:
+                raise SystemExit(f"build failed: {done.stderr}")
+            runs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+            for line in done.stderr.splitlines():
+                parts = line.split("\t")
+                if len(parts) == 4 and parts[0] == "phase":
+                    runs[parts[1]].append((float(parts[2]), float(parts[3])))
+            for name, found in runs.items():
+                starts[name].append(found[0][0])
+                took[name].append(sum(d for _, d in found))
+                calls[name].append(len(found))
+        print(f"## phases of an edit build, layered {args.n}, -j2, resident, {args.repeat} "
+              f"repeats ({os.getloadavg()[0]:.2f} load)\n")
+        print(f"wall (client's exec to exit) median {statistics.median(walls) * 1000:.1f} ms\n")
+        print("| phase | starts at (ms) | takes (ms) | calls |")
+        print("|---|---|---|---|")
+        for name in sorted(starts, key=lambda n: (n != "main", statistics.median(starts[n]))):
+            print(f"| {name} | {statistics.median(starts[name]):.1f} | "
+                  f"{statistics.median(took[name]):.1f} | {statistics.median(calls[name]):g} |")
+    finally:
+        subprocess.run(["pkill", "-f", str(sockets)], check=False)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
