@@ -53,7 +53,7 @@ def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
     if found is None:
         return None
     ident, saved, differ = found
-    vouched = saved[6].split(fastpath.SEP) if saved[7] else []
+    vouched = fastpath.fields(saved[6]) if saved[7] else []
     if set(vouched) != names:
         return None
     owners = fastpath.owners(saved, differ)
@@ -128,7 +128,7 @@ def resave(ws: Workspace, cone: Cone, summary: Summary) -> bool:
         return False
     if ws.plugins.has_observers():
         return False
-    vouched = cone.saved[6].split(fastpath.SEP)
+    vouched = fastpath.fields(cone.saved[6])
     indices = {n: i for i, n in enumerate(vouched)}
     keyed: dict[int, list[str]] = {}
     for name in cone.checked:

@@ -77,3 +77,13 @@ def test_update_saves_nothing_when_a_cone_target_has_other_paths(tmp_path: Path)
     extra.write_text("")
     assert not fastpath.update(snapshot, checked[1], {0},
                                {0: [files["p"], files["q"], str(extra)]})
+
+
+def test_a_snapshot_field_is_split_once_and_the_memo_stays_small() -> None:
+    text = fastpath.SEP.join(f"out/{i}.txt" for i in range(100))
+    first = fastpath.fields(text)
+    assert first == text.split(fastpath.SEP) and fastpath.fields(text) is first
+    for i in range(20):  # a long-lived process reads many snapshots
+        fastpath.fields(fastpath.SEP.join(["a", str(i)]))
+    assert len(fastpath._FIELDS) <= 8
+    assert fastpath.fields(text) == first  # split again once it was dropped
