@@ -6,10 +6,11 @@ import path ``flowmake.schedule`` stays valid (the scheduler imports them from h
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from flowmake.executor import JobResult
+from flowmake.graph import Graph
 from flowmake.model import OutcomeStatus, RunResult
 from flowmake.plan.check import Step
 
@@ -54,9 +55,9 @@ class Outcomes(Mapping[str, Outcome]):
     A trusted target's Outcome is made when it is looked up; iterating makes them all,
     in ``order()``'s order."""
 
-    def __init__(self, order: Callable[[], list[str]], stepped: dict[str, Outcome],
+    def __init__(self, graph: Graph, names: list[str], stepped: dict[str, Outcome],
                  trusted: frozenset[str]) -> None:
-        self._order = order  # every name's, called when the mapping is iterated
+        self._graph, self._names = graph, names  # every target's name, in build order
         self.stepped = stepped  # the outcomes of the targets stepped through
         self.trusted = trusted  # fresh without a check; none of them is in ``stepped``
 
@@ -72,7 +73,7 @@ class Outcomes(Mapping[str, Outcome]):
         return name in self.stepped or name in self.trusted
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._order())
+        return iter(self._graph.order(self._names))
 
     def __len__(self) -> int:
         return len(self.stepped) + len(self.trusted)

@@ -139,8 +139,7 @@ class Scheduler:
         ordered = {n: outcomes[n] for n in self.order}
         if not self.trusted:
             return ordered
-        graph, names = self.graph, self.names
-        return Outcomes(lambda: graph.order(names), ordered, self.trusted)
+        return Outcomes(self.graph, self.names, ordered, self.trusted)
 
     def partial(self, result: RunResult) -> Summary:
         """What this build did, when flowmake stopped outside the loop (every target not

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import signal
 from pathlib import Path
 
@@ -370,6 +371,7 @@ def test_trusted_outcomes_are_made_only_when_asked_for(tmp_path):
     assert summary.counts() == {**dict.fromkeys(map(str, OutcomeStatus), 0),
                                 "built": 1, "fresh": len(trusted)}
     assert "FAILED" not in out.getvalue()
+    assert dict(pickle.loads(pickle.dumps(summary)).outcomes) == dict(outcomes)  # the API's
 
 
 def test_the_live_view_counts_the_trusted_targets_done() -> None:
