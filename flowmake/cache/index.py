@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -310,6 +311,9 @@ def _open_index(path: Path) -> sqlite3.Connection:
             if version != INDEX_VERSION:
                 # Version 1's rows are moved to the new tables; another layout (a newer
                 # flowmake's?) is dropped: the cache is safe to lose.
+                if version == 1:  # once, and as long as copying the cache's small blobs
+                    print(f"flowmake: moving the artifact cache's index to its new layout "
+                          f"(once): {path}", file=sys.stderr)
                 for table in ("actions", "blobs"):
                     if version == 1:
                         db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")

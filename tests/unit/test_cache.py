@@ -616,7 +616,8 @@ PRAGMA user_version = 1;
 """
 
 
-def test_an_index_of_version_1_keeps_its_entries_in_the_new_layout(tmp_path: Path) -> None:
+def test_an_index_of_version_1_keeps_its_entries_in_the_new_layout(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # version 1 kept rows in WITHOUT ROWID tables (a random big page written per save)
     record = ActionRecord(hash_bytes("k"), "t", {"out/a.txt": Entry(FILE, hash_bytes(b"x"))},
                           log="built t\n")
@@ -635,6 +636,13 @@ def test_an_index_of_version_1_keeps_its_entries_in_the_new_layout(tmp_path: Pat
         assert cache.read_action(saved.key) == saved
     finally:
         cache.close()
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"flowmake: moving the artifact cache's index to its new layout (once): "
+                    f"{tmp_path / 'cache' / 'index.db'}"]
+    again = LocalCache(tmp_path / "cache")
+    assert again.read_action(record.key) == record
+    again.close()
+    assert capsys.readouterr().err == ""  # once
     with contextlib.closing(sqlite3.connect(tmp_path / "cache" / "index.db")) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == cache_index.INDEX_VERSION
         sql = " ".join(r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL"))
