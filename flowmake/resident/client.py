@@ -258,7 +258,10 @@ def _wait(conn: Any) -> int | None:
 def _die_by(signum: int) -> NoReturn:
     """End as the child ended, killed by ``signum`` (a shell tells Ctrl-C from exit 130)."""
     sys.stdout.flush()
-    _signal.signal(signum, _signal.SIG_DFL)
+    try:
+        _signal.signal(signum, _signal.SIG_DFL)
+    except (OSError, ValueError):  # SIGKILL and SIGSTOP have no handler to reset
+        pass
     os.kill(os.getpid(), signum)
     os._exit(128 + signum)
 

@@ -273,14 +273,17 @@ def _fork(state: State, conn: socket.socket, request: Any, fds: list[int]) -> No
     os.set_blocking(death_read, False)
     running = Running(pid, conn, death_read)
     state.running[death_read] = running
-    state.selector.register(conn, selectors.EVENT_READ, ("conn", death_read))
-    state.selector.register(death_read, selectors.EVENT_READ, ("death", death_read))
+    # The events name the Running itself, not its descriptor's number: one select() can
+    # return a child's end and its client's EOF together with a new client, whose fork
+    # gets the very numbers just closed (an event of the old child then found the new
+    # one by number, unreported, and SIGKILLed it).
+    state.selector.register(conn, selectors.EVENT_READ, ("conn", running))
+    state.selector.register(death_read, selectors.EVENT_READ, ("death", running))
 
 
-def _event(state: State, kind: str, death: int) -> None:
-    running = state.running.get(death)
-    if running is None:
-        return
+def _event(state: State, kind: str, running: Running) -> None:
+    if state.running.get(running.death) is not running:
+        return  # an event of a child already finished, from the same select()
     _read_report(running)
     if kind == "conn":
         # The client sends nothing after its request: this is its end. Gone before the

@@ -153,6 +153,18 @@ def test_kill_9_of_the_client_kills_its_build_abruptly(project: Project) -> None
     assert project.states()["slow"]["state"] != "fresh"
 
 
+def test_a_build_killed_by_sigkill_ends_its_client_by_sigkill(project: Project) -> None:
+    # the child's end as the server saw it (no exit status): the client ends the same way,
+    # as a shell sees a build killed with kill -9 (SIGKILL has no handler to reset)
+    project.flow('[targets.die]\ncmd = "kill -9 $PPID"\noutputs = ["never.txt"]\n')
+    start_server(project)
+    proc = project.popen("build", "-q")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert "Traceback" not in err
+    assert project.states()["die"]["state"] != "fresh"
+
+
 def test_a_server_stopped_mid_build_still_gives_the_exit_code(project: Project) -> None:
     project.flow('[targets.wait]\ncmd = "echo $PPID > pid.txt; sleep 1.5; echo ok > ${outputs}"\n'
                  'outputs = ["w.txt"]\n')
