@@ -53,7 +53,7 @@ class Outcomes(Mapping[str, Outcome]):
     10,000 targets making and walking an Outcome each cost more than the cone's whole
     check (and, in a fork of the resident server, a page copied for every one touched).
     A trusted target's Outcome is made when it is looked up; iterating makes them all,
-    in ``order()``'s order."""
+    in build order."""
 
     def __init__(self, graph: Graph, names: list[str], stepped: dict[str, Outcome],
                  trusted: frozenset[str]) -> None:

@@ -118,8 +118,9 @@ class Scheduler:
                                                for o in self.outcomes.values()):
             result = RunResult.FAILED
         self.store.commit()  # every record of the build, before it says it is done
+        ordered = {n: self.outcomes[n] for n in self.order}
         summary = Summary(self.run_id if self.kept else None, result,
-                          self._ordered(self.outcomes), time.monotonic() - start)
+                          self._with_trusted(ordered), time.monotonic() - start)
         self.reporter.build_finish(summary)
         return summary
 
@@ -133,10 +134,9 @@ class Scheduler:
             for name in self.graph.order(self.trusted):
                 self.on_event("target_finish", fresh(name))
 
-    def _ordered(self, outcomes: dict[str, Outcome]) -> Mapping[str, Outcome]:
-        """``outcomes`` (one for each target stepped through) in build order, with the
-        trusted targets' (made on demand: outcome.Outcomes) when there are any."""
-        ordered = {n: outcomes[n] for n in self.order}
+    def _with_trusted(self, ordered: dict[str, Outcome]) -> Mapping[str, Outcome]:
+        """``ordered`` (an outcome for each target stepped through, in build order), with
+        the trusted targets' (made on demand: outcome.Outcomes) when there are any."""
         if not self.trusted:
             return ordered
         return Outcomes(self.graph, self.names, ordered, self.trusted)
@@ -146,8 +146,8 @@ class Scheduler:
         finished is skipped)."""
         outcomes = {n: self.outcomes.get(n) or Outcome(n, OutcomeStatus.SKIPPED)
                     for n in self.order}
-        return Summary(self.run_id if self.kept else None, result, self._ordered(outcomes),
-                       time.monotonic() - self.start)
+        return Summary(self.run_id if self.kept else None, result,
+                       self._with_trusted(outcomes), time.monotonic() - self.start)
 
     def _loop(self) -> None:
         while True:
