@@ -10,11 +10,12 @@ import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.e2e.test_fastpath import settle  # build, age every file, build: armed
 
 FLOW = """
 [flow]
@@ -69,17 +70,6 @@ def graph_json(root: Path, *args: str) -> tuple[dict[str, Any], int]:
     assert result.returncode == 0, result.stderr
     plans = int(result.stderr.strip().splitlines()[-1].removeprefix("plans: "))
     return json.loads(result.stdout), plans
-
-
-def settle(root: Path) -> None:
-    """Build, move every mtime out of the racy window, build again: the fast path holds."""
-    assert run(root, "build").returncode == 0
-    past = time.time() - 10
-    for path in [root / "flow.toml", *root.rglob("*")]:
-        if ".flowmake" not in path.parts:
-            os.utime(path, (past, past))
-    assert run(root, "build").returncode == 0
-    assert (root / ".flowmake" / "noop.marshal").exists()
 
 
 @pytest.fixture
