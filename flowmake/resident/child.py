@@ -106,13 +106,10 @@ def exit_code(stop: SystemExit) -> int:
 
 
 def finish(code: int, conn: socket.socket, death: int) -> NoReturn:
-    """Python's exit without the teardown: threads joined, atexit run, output flushed;
-    then the code, to the server first (it then knows the client has it coming)."""
-    import threading
-
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    """Python's exit without the teardown: threads ended and joined, atexit run, output
+    flushed; then the code, to the server first (it then knows the client has it
+    coming)."""
+    _join_threads()
     with contextlib.suppress(Exception):
         atexit._run_exitfuncs()
     if not _flush():
@@ -122,6 +119,21 @@ def finish(code: int, conn: socket.socket, death: int) -> NoReturn:
     with contextlib.suppress(OSError):
         conn.sendall(EXIT + code.to_bytes(4, "little", signed=True))
     os._exit(code)
+
+
+def _join_threads() -> None:
+    """Wait for the non-daemon threads as Python's exit does: first the hooks that tell
+    them to end (an idle ThreadPoolExecutor's workers wait for work until
+    ``concurrent.futures`` says the interpreter is exiting), then a join of each."""
+    import threading
+
+    shutdown = getattr(threading, "_shutdown", None)  # what Python's own exit calls
+    if shutdown is not None:
+        shutdown()
+        return
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
 
 
 def _flush() -> bool:

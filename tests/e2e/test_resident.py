@@ -144,6 +144,30 @@ def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
     assert project.states()["slow"]["state"] != "fresh"
 
 
+POOL = """
+import concurrent.futures
+import flowmake
+
+POOL = concurrent.futures.ThreadPoolExecutor(1)
+
+@flowmake.hookimpl
+def flowmake_build_finish(summary):
+    POOL.submit(print, "sent", flush=True).result()  # its thread is left idle, never shut down
+"""
+
+
+def test_a_plugins_idle_thread_pool_ends_with_the_command(project: Project) -> None:
+    """Python's exit tells an idle ThreadPoolExecutor's threads to end before it joins
+    them; the fork's exit does too (it joined them first, and waited for ever)."""
+    project.flow('[flow]\nplugins = ["pools"]\n' + FLOW, {"pools.py": POOL})
+    start_server(project)
+    proc = project.popen("build", "-q", env={"FLOWMAKE_TRACE": "resident"})
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "run by process" in err
+    assert out == "sent\n"
+
+
 def test_kill_9_of_the_client_kills_its_build_abruptly(project: Project) -> None:
     proc, runner = slow_running(project)
     proc.kill()

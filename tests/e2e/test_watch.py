@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,7 +52,7 @@ class Watch:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "flowmake", "build", "--watch", *args],
                 cwd=project.root, stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True,
-                env={**os.environ, "NO_COLOR": "1", **(env or {})},
+                env={**os.environ, "NO_COLOR": "1", "FLOWMAKE_TRACE": "resident", **(env or {})},
                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         project.procs.append(self.proc)
 
@@ -76,7 +77,32 @@ class Watch:
 
     def interrupt(self) -> int:
         self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout=20)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # what each process and thread was waiting in
+            pytest.fail(f"no exit 20 s after SIGINT\n{self.stdout()}\n{self.stderr()}\n"
+                        + "\n".join(_threads(pid) for pid in self.pids()))
+
+    def pids(self) -> list[int]:
+        """The client and the process that runs the watch (itself, or a resident fork)."""
+        forks = re.findall(r"run by process (\d+)", self.stderr())
+        return [self.proc.pid, *map(int, forks)]
+
+
+def _threads(pid: int) -> str:
+    """A process's threads: name, state, kernel wait channel, signal masks."""
+    lines = [f"process {pid}:"]
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            status = dict(line.split(":\t", 1) for line in
+                          (task / "status").read_text().splitlines() if ":\t" in line)
+            wchan = (task / "wchan").read_text()
+        except OSError:
+            continue
+        lines.append(f"  {task.name} {status.get('Name')} {status.get('State')} wchan={wchan} "
+                     + " ".join(f"{k}={status.get(k)}" for k in ("SigPnd", "SigBlk", "SigIgn",
+                                                                  "SigCgt")))
+    return "\n".join(lines)
 
 
 def test_a_changed_input_rebuilds_and_ctrl_c_exits_130(project: Any) -> None:
