@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import shlex
 import signal
@@ -128,7 +129,10 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     handler: Callable[[argparse.Namespace, list[str]], int] = COMMANDS[args.command]
-    return handler(args, argv)
+    try:
+        return handler(args, argv)
+    finally:
+        gc.unfreeze()  # what _workspace froze (a process that lives on collects it again)
 
 
 def _flow_plugin_modules(flow_file: Path) -> list[str]:
@@ -153,7 +157,12 @@ def _flow_file(args: argparse.Namespace) -> str:
 def _workspace(args: argparse.Namespace) -> Any:
     names = [*(getattr(args, "targets", None) or ()), getattr(args, "target", None),
              getattr(args, "ref", None)]
-    return open_workspace(args.directory, args.file, args.param, names)
+    ws = open_workspace(args.directory, args.file, args.param, names)
+    # The project and graph live as long as the command: the collector's passes need not
+    # walk their million objects again and again (graph --format json of 100,000 targets
+    # spent 0.7 s of its 3 s in them; `build` does the same).
+    gc.freeze()
+    return ws
 
 
 def _emit_json(doc: Any) -> None:
