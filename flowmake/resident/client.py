@@ -137,6 +137,7 @@ def _delegate() -> int | None:
         trace("no private folder for sockets: in-process")
         return None
     request = _request(parts)  # made before connecting: the server waits for it (2 s)
+    signals = _Forwarding()  # a Ctrl-C from now on goes to the child, once there is one
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         conn.connect(path)
@@ -144,9 +145,9 @@ def _delegate() -> int | None:
         conn.close()
         trace(f"no server at {path} ({exc.strerror}): in-process, starting one")
         start_server(path)
-        return None
+        return signals.here(None)
     try:
-        code = _converse(conn, *request)
+        code = _converse(conn, signals, *request)
     finally:
         conn.close()
     if code == REFUSED_CODE:  # a server retired (its code changed): start a fresh one
@@ -197,7 +198,45 @@ def _ignored() -> list[int]:
     return [s for s in FORWARDED if _signal.getsignal(s) == _signal.SIG_IGN]
 
 
-def _converse(conn: Any, data: bytes, fds: list[int]) -> int | None:
+class _Forwarding:
+    """The signals to pass on to the child, held from before the request is sent: one
+    that comes before the child is known waits for it (``pending``)."""
+
+    def __init__(self) -> None:
+        self.child: list[int] = []
+        self.pending: list[int] = []
+        self.saved: dict[int, Any] = {}
+        for signum in FORWARDED:
+            handler = _signal.getsignal(signum)
+            if handler != _signal.SIG_IGN:
+                self.saved[signum] = _signal.SIG_DFL if handler is None else handler
+                _signal.signal(signum, self.forward)
+
+    def forward(self, signum: int, frame: Any) -> None:
+        if self.child:
+            try:
+                os.kill(self.child[0], signum)
+            except OSError:
+                pass
+        else:
+            self.pending.append(signum)
+
+    def started(self, pid: int) -> None:
+        self.child.append(pid)
+        for signum in self.pending:
+            self.forward(signum, None)
+
+    def here(self, code: int | None) -> int | None:
+        """The command runs in this process after all: its own handlers back (``forward``
+        would swallow a Ctrl-C), and a signal that came meanwhile ends it unstarted."""
+        for signum, handler in self.saved.items():
+            _signal.signal(signum, handler)
+        if self.pending:
+            _die_by(self.pending[0])
+        return code
+
+
+def _converse(conn: Any, signals: _Forwarding, data: bytes, fds: list[int]) -> int | None:
     import _socket
 
     try:
@@ -206,26 +245,11 @@ def _converse(conn: Any, data: bytes, fds: list[int]) -> int | None:
         if sent < len(data):
             conn.sendall(data[sent:])
     except OSError:
-        return None  # the server went away: this process runs the command
-    return _wait(conn)
+        return signals.here(None)  # the server went away: this process runs the command
+    return _wait(conn, signals)
 
 
-def _wait(conn: Any) -> int | None:
-    child: list[int] = []
-    pending: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        if child:
-            try:
-                os.kill(child[0], signum)
-            except OSError:
-                pass
-        else:
-            pending.append(signum)
-
-    for signum in FORWARDED:
-        if _signal.getsignal(signum) != _signal.SIG_IGN:
-            _signal.signal(signum, forward)
+def _wait(conn: Any, signals: _Forwarding) -> int | None:
     buffer = b""
     while True:
         try:
@@ -233,22 +257,20 @@ def _wait(conn: Any) -> int | None:
         except OSError:
             chunk = b""
         if not chunk:  # both ends closed with no exit frame
-            if not child:
+            if not signals.child:
                 trace("the server closed the connection: in-process")
-                return None  # never started: run it here
-            _lost(child[0])
+                return signals.here(None)  # never started: run it here
+            _lost(signals.child[0])
         buffer += chunk
         while len(buffer) >= FRAME:
             kind, value = buffer[:1], int.from_bytes(buffer[1:FRAME], "little", signed=True)
             buffer = buffer[FRAME:]
             if kind == REFUSED:
                 trace("refused by the server: in-process")
-                return REFUSED_CODE
+                return signals.here(REFUSED_CODE)
             if kind == PID:
                 trace(f"run by process {value}")
-                child.append(value)
-                for signum in pending:
-                    forward(signum, None)
+                signals.started(value)
             elif kind == EXIT:
                 return value
             elif kind == SIGNALED:

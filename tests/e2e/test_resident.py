@@ -11,11 +11,15 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import flowmake
 from tests.conftest import FLOWMAKE, Project, base_env, describe, pid_alive, wait_for
@@ -166,6 +170,90 @@ def test_a_plugins_idle_thread_pool_ends_with_the_command(project: Project) -> N
     assert proc.returncode == 0, err
     assert "run by process" in err
     assert out == "sent\n"
+
+
+def socket_of(project: Project, env: dict[str, str | None]) -> str:
+    """The socket a command run with ``env`` in the project looks for its server at."""
+    code = ("import sys; from flowmake.resident.client import key_parts, socket_path; "
+            "print(socket_path(key_parts(sys.path[1:])))")
+    found = subprocess.run([sys.executable, "-c", code], cwd=project.root, env=base_env(env),
+                           text=True, capture_output=True, check=True)
+    return found.stdout.strip()
+
+
+@pytest.mark.parametrize("answer", [b"", b"R\0\0\0\0"], ids=["closed", "refused"])
+def test_ctrl_c_interrupts_a_command_the_server_did_not_take(
+        project: Project, tmp_path: Path, answer: bytes) -> None:
+    """A server that closes the connection before it forks (stopped, idle) or refuses the
+    command (its code changed): the command runs in the client's own process, and Ctrl-C
+    still interrupts it (the handlers that would have passed it on are put back)."""
+    folder = tmp_path / "r"
+    folder.mkdir(mode=0o700)
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(folder),
+                                  "FLOWMAKE_RESIDENT_IDLE": "2", "FLOWMAKE_TRACE": "resident"}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_of(project, env))
+    listener.listen(8)
+
+    def serve() -> None:  # a server that never forks: it reads the request and answers
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1 << 16)
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        project.flow(SLOW)
+        proc = project.popen("build", env=env)
+        wait_for(lambda: project.exists("pid.txt") and project.read("pid.txt").strip(),
+                 what="the slow command")
+        assert int(project.read("pid.txt")) == proc.pid  # run in the client's process
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        listener.close()
+    assert proc.returncode == 130, err
+    assert "in-process" in err and "interrupted" in out + err
+    assert project.states()["slow"]["state"] != "fresh"
+
+
+def test_ctrl_c_before_a_server_closes_unstarted_ends_the_client_by_sigint(
+        project: Project, tmp_path: Path) -> None:
+    """Ctrl-C while the client waits for its server, which then closes without starting
+    the command: nothing runs, and the client ends as Ctrl-C ends a program."""
+    folder = tmp_path / "r"
+    folder.mkdir(mode=0o700)
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(folder)}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_of(project, env))
+    listener.listen(8)
+    asked, close = threading.Event(), threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(1 << 16)
+            asked.set()
+            close.wait(30)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        project.flow(SLOW)
+        proc = project.popen("build", env=env)
+        assert asked.wait(30)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the client's handler holds it: no child to pass it to yet
+        close.set()
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        listener.close()
+    assert proc.returncode == -signal.SIGINT, err
+    assert not project.exists("pid.txt")  # the command never started
+    assert "Traceback" not in err
 
 
 def test_kill_9_of_the_client_kills_its_build_abruptly(project: Project) -> None:
