@@ -45,10 +45,9 @@ def test_frozen_objects_of_a_resident_server_stay_frozen(no_frozen: None) -> Non
     kept = {"decoded": ["by the server"]}
     gc.freeze()  # as the resident server leaves what it keeps decoded
     try:
-        frozen = gc.get_freeze_count()
         _unpickled(pickle.dumps([1, 2, 3]))
-        assert gc.get_freeze_count() == frozen  # nothing of the server's moved back
-        assert not in_generation(kept, 2)
+        assert gc.get_freeze_count() > 0  # not unfrozen (some may die meanwhile)
+        assert not any(in_generation(kept, g) for g in range(3))  # still frozen
     finally:
         gc.unfreeze()
 
