@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from flowmake.cli import cone
-from flowmake.cli.workspace import Workspace
+from flowmake.cli.workspace import Workspace, thaw
 from flowmake.errors import FlowmakeError
 from flowmake.model import OutcomeStatus, RunResult, TargetStatus
 from flowmake.options import BuildOptions
@@ -47,11 +47,15 @@ def build_command(options: BuildOptions, command: str, sink: BuildSink) -> int:
     # The project and graph live as long as the build: the garbage collector's full
     # passes need not walk their 100,000 objects again and again (unfrozen after it: the
     # Python API and --watch run builds in a process that lives on).
+    frozen = gc.get_freeze_count()
     gc.freeze()
     try:
         return run_build(ws, options, command, sink)
     finally:
-        gc.unfreeze()
+        if options.watch:  # builds again and again: each one's garbage is collected
+            gc.unfreeze()
+        else:
+            thaw(frozen)
         ws.close()
 
 

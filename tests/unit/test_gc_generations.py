@@ -68,3 +68,27 @@ def test_a_command_freezes_its_workspace_and_unfreezes_it_after(
     assert '"name": "a"' in capsys.readouterr().out
     assert seen and seen[0] > 0  # frozen while the command ran
     assert gc.get_freeze_count() == 0  # and unfrozen once it returned
+
+
+@pytest.mark.parametrize("command", [["graph", "--format", "json"], ["build", "-q"],
+                                     ["status"]])
+def test_in_a_resident_fork_the_servers_objects_stay_frozen_after_a_command(
+        tmp_path: Path, no_frozen: None, capsys: pytest.CaptureFixture[str],
+        command: list[str]) -> None:
+    """Objects frozen before a command (a resident server's) are left frozen after it:
+    the fork's exit would otherwise walk, and copy, every page they are on."""
+    (tmp_path / "flow.toml").write_text('[targets.a]\ncmd = "true"\n')
+    kept = {"decoded": ["by the server"]}
+    gc.freeze()
+    try:
+        assert cli.main(["-C", str(tmp_path), *command]) == 0
+        assert not any(in_generation(kept, g) for g in range(3))
+    finally:
+        gc.unfreeze()
+
+
+def test_a_build_in_process_gives_its_objects_back_to_the_collector(
+        tmp_path: Path, no_frozen: None, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "flow.toml").write_text('[targets.a]\ncmd = "true"\n')
+    assert cli.main(["-C", str(tmp_path), "build", "-q"]) == 0
+    assert gc.get_freeze_count() == 0
