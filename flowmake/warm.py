@@ -23,6 +23,7 @@ MAX_BYTES = 64 << 20  # larger ones are read by each fork
 Identity = tuple[int, int, int, int, int]
 _kept: dict[str, tuple[Identity, Any]] = {}
 read_here: list[tuple[str, str]] = []  # (path, kind) this process read or wrote
+forked = False  # a resident server's fork (resident/child.py): it ends with its command
 
 
 def _identity(st: os.stat_result) -> Identity:

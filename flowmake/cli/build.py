@@ -47,15 +47,11 @@ def build_command(options: BuildOptions, command: str, sink: BuildSink) -> int:
     # The project and graph live as long as the build: the garbage collector's full
     # passes need not walk their 100,000 objects again and again (unfrozen after it: the
     # Python API and --watch run builds in a process that lives on).
-    frozen = gc.get_freeze_count()
     gc.freeze()
     try:
         return run_build(ws, options, command, sink)
     finally:
-        if options.watch:  # builds again and again: each one's garbage is collected
-            gc.unfreeze()
-        else:
-            thaw(frozen)
+        thaw(always=options.watch)  # a watch builds again and again, in a fork too
         ws.close()
 
 

@@ -129,12 +129,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         build_parser().print_help()
         return EXIT_USAGE
     handler: Callable[[argparse.Namespace, list[str]], int] = COMMANDS[args.command]
-    frozen = gc.get_freeze_count()  # not 0 in a resident fork: its server's objects
     try:
         return handler(args, argv)
     finally:
-        if not frozen:  # what _workspace froze: a process that lives on collects it again
-            gc.unfreeze()  # (a fork leaves it frozen: cli.workspace.thaw says why)
+        from flowmake import warm
+
+        if not warm.forked:  # what _workspace froze: a process that lives on collects it
+            gc.unfreeze()  # again (a fork leaves it frozen: cli.workspace.thaw says why)
 
 
 def _flow_plugin_modules(flow_file: Path) -> list[str]:

@@ -128,27 +128,26 @@ def _unpickled(data: bytes) -> Any:
     gc.disable()
     try:
         loaded = pickle.loads(data)
-        if not gc.get_freeze_count():  # (a resident server's frozen objects stay frozen)
-            # Out of the young generation, unvisited: its next pass would walk all of them
-            # (0.3 s at 100,000 targets). freeze() moves every object to the permanent
-            # generation, unfreeze() from there to the oldest.
-            gc.freeze()
-            gc.unfreeze()
+        # Out of the young generation, unvisited: its next pass would walk all of them
+        # (0.3 s at 100,000 targets). freeze() moves every object to the permanent
+        # generation; unfreeze() from there to the oldest, except in a resident fork,
+        # which leaves them frozen with its server's (see thaw).
+        gc.freeze()
+        thaw()
         return loaded
     finally:
         if enabled:
             gc.enable()
 
 
-def thaw(frozen_before: int) -> None:
-    """Give what a command froze (``gc.freeze``) back to the collector, unless objects
-    were frozen before it froze them: it then runs in a resident server's fork, which
-    ends with the command, and moving the server's objects back would have the exit's
-    collections walk, and so copy, every page they are on (6 ms of a 10,000-target
-    no-op)."""
+def thaw(always: bool = False) -> None:
+    """Give what a command froze (``gc.freeze``) back to the collector, unless this is a
+    resident server's fork (``always``: even then): it ends with the command, and moving
+    its server's frozen objects back would have the exit's collections walk, and so
+    copy, every page they are on (6 ms of a 10,000-target no-op)."""
     import gc
 
-    if not frozen_before:
+    if always or not warm.forked:
         gc.unfreeze()
 
 

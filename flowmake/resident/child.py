@@ -43,6 +43,7 @@ def run(request: Any, fds: list[int], conn: socket.socket, death: int) -> NoRetu
 
 
 def adopt(request: Any, fds: list[int]) -> list[str]:
+    warm.forked = True
     _parts, argv, cwd, env, first_path, umask, targets, ignored, limits, (nice, cpus) = request
     # Each of these can fail (a hard limit above ours, a nice value below): refused then.
     for resource_id, soft, hard in limits:

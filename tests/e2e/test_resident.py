@@ -151,12 +151,14 @@ def test_ctrl_c_interrupts_the_resident_build(project: Project) -> None:
 POOL = """
 import concurrent.futures
 import flowmake
+import flowmake.warm
 
 POOL = concurrent.futures.ThreadPoolExecutor(1)
 
 @flowmake.hookimpl
 def flowmake_build_finish(summary):
-    POOL.submit(print, "sent", flush=True).result()  # its thread is left idle, never shut down
+    # its thread is left idle, never shut down; and the fork knows it is one
+    POOL.submit(print, "sent, forked:", flowmake.warm.forked, flush=True).result()
 """
 
 
@@ -169,7 +171,7 @@ def test_a_plugins_idle_thread_pool_ends_with_the_command(project: Project) -> N
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "run by process" in err
-    assert out == "sent\n"
+    assert out == "sent, forked: True\n"
 
 
 def socket_of(project: Project, env: dict[str, str | None]) -> str:

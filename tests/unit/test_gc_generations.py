@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import gc
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import flowmake.cli.graph as graph_module
+from flowmake import warm
 from flowmake.cli import main as cli
+from flowmake.cli.build import build_command
+from flowmake.cli.main import BuildSink
 from flowmake.cli.workspace import _unpickled
 from flowmake.model import Shell, Target
+from flowmake.options import BuildOptions
 
 
 def in_generation(obj: object, generation: int) -> bool:
@@ -41,15 +46,24 @@ def test_an_unpickled_flow_is_in_the_oldest_generation_not_the_young(no_frozen: 
         gc.enable()
 
 
-def test_frozen_objects_of_a_resident_server_stay_frozen(no_frozen: None) -> None:
-    kept = {"decoded": ["by the server"]}
-    gc.freeze()  # as the resident server leaves what it keeps decoded
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """As in a resident server's fork: the server's objects frozen, warm.forked set."""
+    monkeypatch.setattr(warm, "forked", True)
+    gc.freeze()
     try:
-        _unpickled(pickle.dumps([1, 2, 3]))
-        assert gc.get_freeze_count() > 0  # not unfrozen (some may die meanwhile)
-        assert not any(in_generation(kept, g) for g in range(3))  # still frozen
+        yield
     finally:
         gc.unfreeze()
+
+
+def test_in_a_resident_fork_an_unpickled_flow_is_frozen_with_its_servers_objects(
+        no_frozen: None, forked: None) -> None:
+    kept = {"decoded": ["by the server"]}
+    gc.freeze()
+    loaded = _unpickled(pickle.dumps({"targets": [["t"]]}))
+    assert not any(in_generation(kept, g) for g in range(3))  # the server's: still frozen
+    assert not any(in_generation(loaded, g) for g in range(3))  # and this one too
 
 
 def test_a_command_freezes_its_workspace_and_unfreezes_it_after(
@@ -73,18 +87,24 @@ def test_a_command_freezes_its_workspace_and_unfreezes_it_after(
 @pytest.mark.parametrize("command", [["graph", "--format", "json"], ["build", "-q"],
                                      ["status"]])
 def test_in_a_resident_fork_the_servers_objects_stay_frozen_after_a_command(
-        tmp_path: Path, no_frozen: None, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path, no_frozen: None, forked: None, capsys: pytest.CaptureFixture[str],
         command: list[str]) -> None:
-    """Objects frozen before a command (a resident server's) are left frozen after it:
-    the fork's exit would otherwise walk, and copy, every page they are on."""
+    """Objects frozen before a command in a resident fork (its server's) are left frozen
+    after it: the fork's exit would otherwise walk, and copy, every page they are on."""
     (tmp_path / "flow.toml").write_text('[targets.a]\ncmd = "true"\n')
     kept = {"decoded": ["by the server"]}
     gc.freeze()
-    try:
-        assert cli.main(["-C", str(tmp_path), *command]) == 0
-        assert not any(in_generation(kept, g) for g in range(3))
-    finally:
-        gc.unfreeze()
+    assert cli.main(["-C", str(tmp_path), *command]) == 0
+    assert not any(in_generation(kept, g) for g in range(3))
+
+
+def test_a_watch_in_a_fork_gives_each_builds_objects_back(
+        tmp_path: Path, no_frozen: None, forked: None) -> None:
+    """--watch builds again and again in the same process: each build unfreezes."""
+    (tmp_path / "flow.toml").write_text('[targets.a]\ncmd = "true"\n')
+    options = BuildOptions(directory=str(tmp_path), watch=True, quiet=True)
+    assert build_command(options, "flowmake build --watch", BuildSink()) == 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_a_build_in_process_gives_its_objects_back_to_the_collector(
