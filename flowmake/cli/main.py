@@ -132,10 +132,12 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         return handler(args, argv)
     finally:
-        from flowmake import warm
-
-        if not warm.forked:  # what _workspace froze: a process that lives on collects it
-            gc.unfreeze()  # again (a fork leaves it frozen: cli.workspace.thaw says why)
+        # What _workspace froze: a process that lives on collects it again. A resident
+        # fork leaves it frozen (cli.workspace.thaw says why); a fork has imported warm,
+        # and the no-op path imports nothing for this.
+        warm = sys.modules.get("flowmake.warm")
+        if warm is None or not warm.forked:
+            gc.unfreeze()
 
 
 def _flow_plugin_modules(flow_file: Path) -> list[str]:
