@@ -203,7 +203,7 @@ class _Forwarding:
     that comes before the child is known waits for it (``pending``)."""
 
     def __init__(self) -> None:
-        self.child: list[int] = []
+        self.child: int | None = None
         self.pending: list[int] = []
         self.saved: dict[int, Any] = {}
         for signum in FORWARDED:
@@ -213,16 +213,16 @@ class _Forwarding:
                 _signal.signal(signum, self.forward)
 
     def forward(self, signum: int, frame: Any) -> None:
-        if self.child:
+        if self.child is not None:
             try:
-                os.kill(self.child[0], signum)
+                os.kill(self.child, signum)
             except OSError:
                 pass
         else:
             self.pending.append(signum)
 
     def started(self, pid: int) -> None:
-        self.child.append(pid)
+        self.child = pid
         for signum in self.pending:
             self.forward(signum, None)
 
@@ -257,10 +257,10 @@ def _wait(conn: Any, signals: _Forwarding) -> int | None:
         except OSError:
             chunk = b""
         if not chunk:  # both ends closed with no exit frame
-            if not signals.child:
+            if signals.child is None:
                 trace("the server closed the connection: in-process")
                 return signals.here(None)  # never started: run it here
-            _lost(signals.child[0])
+            _lost(signals.child)
         buffer += chunk
         while len(buffer) >= FRAME:
             kind, value = buffer[:1], int.from_bytes(buffer[1:FRAME], "little", signed=True)
