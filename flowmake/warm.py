@@ -26,6 +26,17 @@ read_here: list[tuple[str, str]] = []  # (path, kind) this process read or wrote
 forked = False  # a resident server's fork (resident/child.py): it ends with its command
 
 
+def thaw(always: bool = False) -> None:
+    """Give what a command froze (``gc.freeze``) back to the collector, unless this is a
+    resident server's fork (``always``: even then): it ends with the command, and moving
+    its server's frozen objects back would have the exit's collections walk, and so
+    copy, every page they are on (6 ms of a 10,000-target no-op)."""
+    import gc
+
+    if always or not forked:
+        gc.unfreeze()
+
+
 def _identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from flowmake import warm
 from flowmake.cli import cone
-from flowmake.cli.workspace import Workspace, thaw
+from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
 from flowmake.model import OutcomeStatus, RunResult, TargetStatus
 from flowmake.options import BuildOptions
@@ -51,7 +52,7 @@ def build_command(options: BuildOptions, command: str, sink: BuildSink) -> int:
     try:
         return run_build(ws, options, command, sink)
     finally:
-        thaw(always=options.watch)  # a watch builds again and again, in a fork too
+        warm.thaw(always=options.watch)  # a watch builds again and again, in a fork too
         ws.close()
 
 

@@ -132,12 +132,12 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         return handler(args, argv)
     finally:
-        # What _workspace froze: a process that lives on collects it again. A resident
-        # fork leaves it frozen (cli.workspace.thaw says why); a fork has imported warm,
-        # and the no-op path imports nothing for this.
+        # What _workspace froze: a process that lives on collects it again, a resident
+        # fork leaves it frozen (warm.thaw). Without warm imported no workspace was
+        # opened, hence nothing frozen: the no-op path imports nothing for this.
         warm = sys.modules.get("flowmake.warm")
-        if warm is None or not warm.forked:
-            gc.unfreeze()
+        if warm is not None:
+            warm.thaw()
 
 
 def _flow_plugin_modules(flow_file: Path) -> list[str]:

@@ -131,24 +131,13 @@ def _unpickled(data: bytes) -> Any:
         # Out of the young generation, unvisited: its next pass would walk all of them
         # (0.3 s at 100,000 targets). freeze() moves every object to the permanent
         # generation; unfreeze() from there to the oldest, except in a resident fork,
-        # which leaves them frozen with its server's (see thaw).
+        # which leaves them frozen with its server's (see warm.thaw).
         gc.freeze()
-        thaw()
+        warm.thaw()
         return loaded
     finally:
         if enabled:
             gc.enable()
-
-
-def thaw(always: bool = False) -> None:
-    """Give what a command froze (``gc.freeze``) back to the collector, unless this is a
-    resident server's fork (``always``: even then): it ends with the command, and moving
-    its server's frozen objects back would have the exit's collections walk, and so
-    copy, every page they are on (6 ms of a 10,000-target no-op)."""
-    import gc
-
-    if always or not warm.forked:
-        gc.unfreeze()
 
 
 COMPILED = "compiled-flow"
