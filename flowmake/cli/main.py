@@ -169,7 +169,7 @@ def _flow_table(text: str, loads: Callable[[str], dict[str, Any]]) -> dict[str, 
         if table == "flow")
     try:
         return loads(part)
-    except Exception:  # tomllib's error, or one its cut made (it decides nothing)
+    except ValueError:  # TOMLDecodeError, of the cut (it decides nothing) or the file
         return loads(text)
 
 
