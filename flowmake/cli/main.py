@@ -38,7 +38,7 @@ class BuildSink:
 
 
 def run() -> NoReturn:
-    """The ``flowmake`` command (console script and ``python -m flowmake``): :func:`main`,
+    """The ``flowmake`` command (bin/flowmake and ``python -m flowmake``): :func:`main`,
     then a quick exit."""
     exit_now(main())
 

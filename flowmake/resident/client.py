@@ -42,7 +42,8 @@ MAX_PATH = 96  # a socket's path, with room for the server's temporary suffix
 
 
 def run() -> NoReturn:
-    """The console script: the resident process when there is one, else this process."""
+    """The ``flowmake`` command (bin/flowmake): the resident process when there is one,
+    else this process."""
     if _wanted():
         code = _delegate()
         if code is not None:
