@@ -1,6 +1,6 @@
 """Where a resident command's time goes, phase by phase (issue 17).
 
-    python benchmarks/phases.py [--flowmake EXE] [-n 10000] [--repeat 7] [--keep DIR]
+    python benchmarks/phases.py [--flowmake EXE] [-n 10000] [--repeat 7] [--keep DIR] [--noop]
 
 Makes a layered project (``gen.py layered -n N``, one source reaches 55 targets), builds
 it, then times ``flowmake -q build -j2`` after an edit of one source, ``--repeat`` times.
@@ -8,7 +8,9 @@ Each command is run as users run it, by a fork of a resident server, but a serve
 own (a private ``FLOWMAKE_RESIDENT_DIR``) started with a ``sitecustomize`` that wraps the
 functions in PHASES with a timer: the fork prints, at its exit, when each phase started
 (ms after ``cli.main.main`` was entered) and how long it took. The table gives each
-phase's median start and duration over the repeats; a phase an older commit does not have
+phase's median start and duration over the repeats (``--noop``: of a no-op build, nothing
+edited; a phase before ``cli.main.main``, the child's ``adopt``, starts at a negative
+time); a phase an older commit does not have
 is left out. Wrapping costs ~1 us a call: the phases called once a build are timed
 faithfully, the per-target ones (``Checker.check``, ``Attempt``) say how often they ran.
 
@@ -42,6 +44,9 @@ PHASES = [  # (module, qualified name): what a cone build goes through, in order
     ("flowmake.cache.artifacts", "Artifacts.close"), ("flowmake.cli.build", "_Build.record"),
     ("flowmake.cli.workspace", "Workspace.sync_lock"), ("flowmake.cli.cone", "resave"),
     ("flowmake.cli.workspace", "Workspace.close"),
+    # and a no-op's (--noop): the child's set-up, the parser, the stats, the run recorded
+    ("flowmake.resident.child", "adopt"), ("flowmake.cli.main", "build_parser"),
+    ("flowmake.fastpath", "changed"), ("flowmake.cli.noop", "_record_run"),
 ]
 
 SITE = '''
@@ -75,7 +80,6 @@ def install():
     main = cli.main
 
     def timed_main(argv=None):
-        log.clear()
         start = time.perf_counter()
         try:
             return main(argv)
@@ -84,6 +88,7 @@ def install():
             lines = [f"phase\\tmain\\t0\\t{{(end - start) * 1000:.3f}}"]
             lines += [f"phase\\t{{q}}\\t{{(s - start) * 1000:.3f}}\\t{{d * 1000:.3f}}" for q, s, d in log]
             os.write(2, ("\\n".join(lines) + "\\n").encode())
+            log.clear()
     cli.main = timed_main
 
 # Only in a resident server (its start-up variable, popped once this has run): the
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", type=int, default=10000, help="targets (default 10000)")
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--keep", type=Path, help="project folder to keep (default: a temporary one)")
+    p.add_argument("--noop", action="store_true", help="time a no-op build (nothing edited)")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="flowmake-phases-"))
     root = args.keep or tmp / "project"
@@ -135,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         walls = []
         for i in range(args.repeat):
             time.sleep(SETTLE_SECONDS)
-            (root / "src" / "in7.txt").write_text(f"edited {i} {time.time_ns()}\n")
+            if not args.noop:
+                (root / "src" / "in7.txt").write_text(f"edited {i} {time.time_ns()}\n")
             begun = time.perf_counter()
             done = flowmake("-q", "build", "-j2")
             walls.append(time.perf_counter() - begun)
@@ -150,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                 starts[name].append(found[0][0])
                 took[name].append(sum(d for _, d in found))
                 calls[name].append(len(found))
-        print(f"## phases of an edit build, layered {args.n}, -j2, resident, {args.repeat} "
+        what = "a no-op build" if args.noop else "an edit build"
+        print(f"## phases of {what}, layered {args.n}, -j2, resident, {args.repeat} "
               f"repeats ({os.getloadavg()[0]:.2f} load)\n")
         print(f"wall (client's exec to exit) median {statistics.median(walls) * 1000:.1f} ms\n")
         print("| phase | starts at (ms) | takes (ms) | calls |")

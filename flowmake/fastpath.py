@@ -33,6 +33,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from flowmake import warm
+
 FORMAT = 5
 RACY_NS = 2_000_000_000
 SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
@@ -218,16 +220,40 @@ def load(snapshot: str) -> tuple[Any, ...] | None:
 
 def read(snapshot: str) -> tuple[tuple[int, int, int], tuple[Any, ...]] | None:
     """(the file's identity: size, mtime_ns, inode; the saved snapshot), or None. Every
-    write of the snapshot is a new file: the identity says whether it is still the one read."""
+    write of the snapshot is a new file: the identity says whether it is still the one read
+    (and a resident server's fork is given the one its server decoded: warm.py)."""
     try:
-        with open(snapshot, "rb") as f:
-            st = os.fstat(f.fileno())
-            saved = marshal.loads(f.read())  # loads(read()): marshal.load(f) reads in dribs
+        st, (saved, split) = warm.read_stat(snapshot, SNAPSHOT)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if isinstance(saved, tuple) and len(saved) == 13 and saved[0] == FORMAT:
-        return (st.st_size, st.st_mtime_ns, st.st_ino), saved
-    return None
+    if not _valid(saved):
+        return None
+    for i, found in split.items():  # split by the server: fields() answers from them
+        _FIELDS[id(saved[i])] = (saved[i], found)
+    return (st.st_size, st.st_mtime_ns, st.st_ino), saved
+
+
+def _valid(saved: Any) -> bool:
+    return isinstance(saved, tuple) and len(saved) == 13 and saved[0] == FORMAT
+
+
+def _decode(data: bytes) -> tuple[Any, dict[int, list[str]]]:
+    return marshal.loads(data), {}  # loads(read()): marshal.load(f) reads in dribs
+
+
+def _split(decoded: tuple[Any, dict[int, list[str]]]) -> tuple[Any, dict[int, list[str]]]:
+    """A resident server's work for its forks: the joined fields a check, a cone's plan
+    and its re-save split (the paths, the vouched names, each path's and each target's
+    indices), split once."""
+    saved, _ = decoded
+    if not _valid(saved):
+        return decoded
+    return saved, {i: saved[i].split(SEP) for i in (4, 6, 11, 12)}
+
+
+SNAPSHOT = "snapshot"  # its kind for warm.py
+warm.LOADERS[SNAPSHOT] = _decode
+warm.PREPARE[SNAPSHOT] = _split
 
 
 def identity(snapshot: str) -> tuple[int, int, int] | None:
@@ -344,6 +370,7 @@ def _write(snapshot: str, saved: tuple[Any, ...]) -> bool:
         atomic_write(snapshot, marshal.dumps(saved), fsync=False)
     except OSError:
         return False
+    warm.note(snapshot, SNAPSHOT)  # a resident server decodes it for the next command
     return True
 
 

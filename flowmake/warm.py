@@ -17,11 +17,15 @@ from collections.abc import Callable
 from typing import Any
 
 LOADERS: dict[str, Callable[[bytes], Any]] = {}  # kind -> decoder, registered at import
-KEEP = 4  # files a server keeps decoded (the latest read)
+# kind -> what a server does to a decoded value before keeping it (work every fork would
+# otherwise repeat: the snapshot's paths split, fastpath.py); the value stays the loader's
+# in kind: the reader knows both.
+PREPARE: dict[str, Callable[[Any], Any]] = {}
+KEEP = 4  # files of each kind a server keeps decoded (the latest read)
 MAX_BYTES = 64 << 20  # larger ones are read by each fork
 
 Identity = tuple[int, int, int, int, int]
-_kept: dict[str, tuple[Identity, Any]] = {}
+_kept: dict[str, tuple[Identity, str, Any]] = {}  # path -> (identity, kind, value)
 read_here: list[tuple[str, str]] = []  # (path, kind) this process read or wrote
 forked = False  # a resident server's fork (resident/child.py): it ends with its command
 
@@ -44,17 +48,22 @@ def _identity(st: os.stat_result) -> Identity:
 def read(path: str, kind: str) -> Any:
     """The decoded content of ``path`` (OSError as ``open`` raises it; the loader's errors
     as it raises them)."""
+    return read_stat(path, kind)[1]
+
+
+def read_stat(path: str, kind: str) -> tuple[os.stat_result, Any]:
+    """``read``, with the stat of the file read."""
     with open(path, "rb") as f:
-        identity = _identity(os.fstat(f.fileno()))
+        st = os.fstat(f.fileno())
         kept = _kept.get(path)
-        if kept is not None and kept[0] == identity:
+        if kept is not None and kept[0] == _identity(st) and kept[1] == kind:
             if "resident" in os.environ.get("FLOWMAKE_TRACE", ""):
                 os.write(2, f"flowmake: resident: {path} as the server decoded it\n".encode(
                     errors="replace"))
-            return kept[1]
+            return st, kept[2]
         data = f.read()
     read_here.append((path, kind))
-    return LOADERS[kind](data)
+    return st, LOADERS[kind](data)
 
 
 def note(path: str, kind: str) -> None:
@@ -70,16 +79,19 @@ def keep(path: str, kind: str) -> None:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
             kept = _kept.pop(path, None)
-            if kept is not None and kept[0] == _identity(st):
+            if kept is not None and kept[0] == _identity(st) and kept[1] == kind:
                 _kept[path] = kept  # the latest again
                 return
             if loader is None or st.st_size > MAX_BYTES:
                 return
             value = loader(f.read())
+            prepare = PREPARE.get(kind)
+            if prepare is not None:
+                value = prepare(value)
     except Exception:  # whatever the loader raises, the fork meets it again and reports it
         _kept.pop(path, None)
         return
-    identity = _identity(st)
-    _kept[path] = (identity, value)
-    while len(_kept) > KEEP:
-        _kept.pop(next(iter(_kept)))
+    _kept[path] = (_identity(st), kind, value)
+    of_kind = [p for p, (_, k, _) in _kept.items() if k == kind]
+    for old in of_kind[:-KEEP]:
+        del _kept[old]

@@ -11,14 +11,15 @@ import sys
 import time
 
 # Besides the entry point: the fast path's command half (cli.noop), the snapshot
-# (fastpath), the state's layout (store.paths), the lock (store.mutex) and the run a no-op
-# build records (store.db, store.runs, store.sqlite). With -q no summary line is printed:
-# report.live is not imported.
+# (fastpath, and warm: a resident server's decoded copy of it), the state's layout
+# (store.paths), the lock (store.mutex) and the run a no-op build records (store.db,
+# store.runs, store.sqlite). With -q no summary line is printed: report.live is not
+# imported.
 NOOP_MODULES = {"flowmake", "flowmake.resident", "flowmake.resident.client",  # the entry
                 "flowmake.cli", "flowmake.cli.main", "flowmake.cli.parser",
                 "flowmake.errors",
-                "flowmake.cli.noop", "flowmake.fastpath", "flowmake.store", "flowmake.store.db",
-                "flowmake.store.mutex", "flowmake.store.paths", "flowmake.store.runs",
+                "flowmake.cli.noop", "flowmake.fastpath", "flowmake.warm", "flowmake.store",
+                "flowmake.store.db", "flowmake.store.mutex", "flowmake.store.paths", "flowmake.store.runs",
                 "flowmake.store.sqlite"}  # the packages' __init__ are empty
 NEVER = {"rich", "pluggy", "fsspec", "xxhash", "json", "tomllib", "tomli_w", "yaml",
          "concurrent", "logging", "dataclasses", "inspect", "ast", "pickle"}

@@ -400,6 +400,29 @@ def test_a_fork_gets_the_compiled_flow_decoded_and_still_sees_an_edit(project: P
     assert project.read("a.txt") == "two\n"
 
 
+def test_a_no_op_fork_gets_the_snapshot_decoded_and_still_sees_a_change(project: Project
+                                                                         ) -> None:
+    project.flow('[targets.a]\ncmd = "cp in.txt ${outputs}"\ninputs = ["in.txt"]\n'
+                 'outputs = ["a.txt"]\n', {"in.txt": "one\n"})
+    start_server(project)
+    trace = {"FLOWMAKE_TRACE": "resident"}
+    project.run("build", check=True)
+    for path in project.root.rglob("*"):
+        age(path)  # nothing racy: the snapshot is saved, and trusted
+    project.run("build", check=True)  # all fresh: saves the snapshot, its server keeps it
+    for _ in range(2):
+        result = project.run("build", check=True, env=trace)
+        assert "noop.marshal as the server decoded it" in result.stderr
+        assert "0 built" in result.stdout and "1 fresh" in result.stdout
+    (project.root / "in.txt").write_text("two\n")
+    result = project.run("build", check=True, env=trace)
+    assert "noop.marshal as the server decoded it" in result.stderr
+    assert "1 built" in result.stdout and project.read("a.txt") == "two\n"
+    (project.root / "a.txt").unlink()
+    assert "1 restored" in project.run("build", check=True).stdout  # from the cache
+    assert project.read("a.txt") == "two\n"
+
+
 def test_the_command_runs_with_the_clients_nice_value_and_cpus(project: Project) -> None:
     project.flow('[targets.n]\ncmd = "nice > ${outputs}; '
                  'awk \'/Cpus_allowed_list/ {print $2}\' /proc/self/status >> ${outputs}"\n'

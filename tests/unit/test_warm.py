@@ -18,6 +18,7 @@ decoded: list[bytes] = []
 def loader() -> Iterator[None]:
     decoded.clear()
     warm.LOADERS["test"] = lambda data: (decoded.append(data), [data])[1]
+    warm._kept.clear()
     warm.read_here.clear()
     yield
     warm.LOADERS.pop("test")
@@ -98,3 +99,44 @@ def test_a_loader_error_leaves_nothing_kept(tmp_path: Path) -> None:
     warm.LOADERS["test"] = lambda data: 1 / 0
     warm.keep(str(path), "test")
     assert str(path) not in warm._kept
+
+
+def test_each_kind_keeps_its_own_latest_files(tmp_path: Path) -> None:
+    warm.LOADERS["other"] = lambda data: data
+    try:
+        others = [tmp_path / f"o{i}" for i in range(2)]
+        for p in others:
+            p.write_bytes(b"o")
+            warm.keep(str(p), "other")
+        paths = [tmp_path / f"f{i}" for i in range(warm.KEEP + 1)]
+        for p in paths:
+            p.write_bytes(p.name.encode())
+            warm.keep(str(p), "test")
+        assert list(warm._kept) == [str(p) for p in others + paths[1:]]
+    finally:
+        warm.LOADERS.pop("other")
+
+
+def test_a_kept_object_answers_only_for_its_kind(tmp_path: Path) -> None:
+    warm.LOADERS["other"] = lambda data: ("other", data)
+    try:
+        path = tmp_path / "f"
+        path.write_bytes(b"one")
+        warm.keep(str(path), "test")
+        assert warm.read(str(path), "other") == ("other", b"one")
+    finally:
+        warm.LOADERS.pop("other")
+
+
+def test_what_the_server_prepares_is_kept_and_a_plain_read_is_not_prepared(tmp_path: Path
+                                                                            ) -> None:
+    warm.PREPARE["test"] = lambda value: [*value, b"prepared"]
+    try:
+        path = tmp_path / "f"
+        path.write_bytes(b"one")
+        assert warm.read(str(path), "test") == [b"one"]
+        warm.keep(str(path), "test")
+        st, value = warm.read_stat(str(path), "test")
+        assert value == [b"one", b"prepared"] and st.st_ino == path.stat().st_ino
+    finally:
+        warm.PREPARE.pop("test")
