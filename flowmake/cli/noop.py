@@ -116,8 +116,7 @@ def _record_run(state_dir: str, command: str, count: int, history: int) -> int:
     counts = {"built": 0, "restored": 0, "fresh": count, "failed": 0, "skipped": 0}
     store = Store(Path(state_dir))  # no record is written: nothing to tell the fast path
     try:
-        run_id = store.start_run(command)
-        store.finish_run(run_id, "success", counts, keep=history)
+        run_id = store.add_finished_run(command, "success", counts, keep=history)
     finally:
         store.close()
     return run_id

@@ -116,6 +116,9 @@ def preload() -> None:
     for name in OTHERS:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+    from flowmake.cli.parser import keep_parser
+
+    keep_parser()  # each fork parses its command line with it
     with contextlib.suppress(Exception):  # a build's environment (store/provenance.py):
         import platform  # cached once here, no `uname -p` process in each build's thread
 

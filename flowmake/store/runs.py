@@ -53,12 +53,20 @@ class RunHistory(Database):
         with self.transaction() as db:
             db.execute("UPDATE runs SET finished = ?, result = ?, counts = ? WHERE run_id = ?",
                        (time.time(), result, _counts_json(counts), run_id))
-            # History is pruned to the newest ``keep`` runs (counted: the ids of builds kept
-            # out of it, ``--no-record``, leave gaps).
-            db.execute("DELETE FROM runs WHERE run_id < (SELECT MIN(run_id) FROM ("
-                       "SELECT run_id FROM runs ORDER BY run_id DESC LIMIT ?))", (keep,))
-            db.execute("DELETE FROM run_targets WHERE run_id < (SELECT MIN(run_id) FROM runs)")
-            db.execute("DELETE FROM run_metrics WHERE run_id < (SELECT MIN(run_id) FROM runs)")
+            _prune(db, keep)
+
+    @guarded
+    def add_finished_run(self, command: str, result: str, counts: dict[str, int],
+                         keep: int) -> int:
+        """A build that ran nothing (the no-op fast path's), started and finished in one
+        transaction: ``start_run`` and ``finish_run`` at once."""
+        with self.transaction() as db:
+            now = time.time()
+            cur = db.execute("INSERT INTO runs (started, finished, command, result, counts)"
+                             " VALUES (?, ?, ?, ?, ?)",
+                             (now, now, command, result, _counts_json(counts)))
+            _prune(db, keep)
+        return int(cur.lastrowid or 0)
 
     @guarded
     def forget_run(self, run_id: int) -> None:
@@ -214,6 +222,15 @@ def _line(row: tuple[Any, ...]) -> TargetLine:
 
     return TargetLine(row[0], row[1], row[2], row[3] or 0.0, json.loads(row[4] or "[]"),
                       row[5] or "", row[6], row[7], row[8])
+
+
+def _prune(db: Any, keep: int) -> None:
+    """History pruned to the newest ``keep`` runs (counted: the ids of builds kept out of
+    it, ``--no-record``, leave gaps)."""
+    db.execute("DELETE FROM runs WHERE run_id < (SELECT MIN(run_id) FROM ("
+               "SELECT run_id FROM runs ORDER BY run_id DESC LIMIT ?))", (keep,))
+    db.execute("DELETE FROM run_targets WHERE run_id < (SELECT MIN(run_id) FROM runs)")
+    db.execute("DELETE FROM run_metrics WHERE run_id < (SELECT MIN(run_id) FROM runs)")
 
 
 def _counts_json(counts: dict[str, int]) -> str:

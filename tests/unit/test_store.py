@@ -179,6 +179,19 @@ def test_finish_run_prunes_to_keep(store):
     assert [h[0] for h in store.target_history("t5")] == [ids[5]]
 
 
+def test_a_finished_run_is_added_whole_and_prunes_to_keep(store):
+    ids = [store.start_run(f"build {i}") for i in range(3)]
+    before = time.time()
+    counts = {"built": 0, "restored": 0, "fresh": 4, "failed": 0, "skipped": 0}
+    run = store.add_finished_run("flowmake build", "success", counts, keep=2)
+    assert run > ids[-1]
+    newest, older = store.runs(limit=100)
+    assert older.run_id == ids[-1] and newest.run_id == run
+    assert newest.result == "success" and newest.counts == counts
+    assert newest.command == "flowmake build" and newest.finished == newest.started >= before
+    assert store.unfinished_runs() == [older]  # the added run was never left running
+
+
 def test_target_history_newest_first(store):
     runs = [store.start_run("b") for _ in range(3)]
     for i, run in enumerate(runs):
