@@ -47,6 +47,9 @@ PHASES = [  # (module, qualified name): what a cone build goes through, in order
     # and a no-op's (--noop): the child's set-up, the parser, the stats, the run recorded
     ("flowmake.resident.child", "adopt"), ("flowmake.cli.main", "build_parser"),
     ("flowmake.fastpath", "changed"), ("flowmake.cli.noop", "_record_run"),
+    # flow.lock's update, within sync_lock
+    ("flowmake.store.flowlock", "LockFile._touched"), ("flowmake.store.lockindex", "splice"),
+    ("flowmake.store.flowlock", "_write_lock"), ("flowmake.store.flowlock", "LockFile._keep"),
 ]
 
 SITE = '''
