@@ -387,3 +387,60 @@ def test_verbose_plain_lines_list_each_trusted_target() -> None:
     reporter = make_reporter(out, no_color=True, verbose=True)
     reporter.targets_fresh(frozenset({"b", "a"}))
     assert out.getvalue().splitlines() == ["fresh    a", "fresh    b"]
+
+
+class PollingExecutor(FakeExecutor):
+    """A FakeExecutor that can also be asked, without waiting, which jobs are done: the
+    jobs named in ``meanwhile`` end as soon as they are asked about (jobs that end while
+    the scheduler is busy with another one's bookkeeping)."""
+
+    def __init__(self, meanwhile: set[str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.meanwhile = meanwhile
+
+    def poll(self, handles):
+        done = []
+        for handle in [h for h in self.running if h in set(handles)]:
+            if handle.job.name in self.meanwhile:
+                self.running.remove(handle)
+                handle._result = self._run(handle.job, self._script(handle.job))
+                done.append(handle)
+        return done
+
+
+def events_of(project, graph, executor, *, jobs: int, keep_going: bool = False):
+    events: list[tuple[str, str]] = []
+
+    def on_event(kind, payload):
+        if kind in ("target_start", "target_finish"):
+            events.append((kind.removeprefix("target_"), payload.name))
+
+    store = memory_store()
+    checker = Checker(graph, store.records(), Hasher(str(project.root)), environ={})
+    parts = Collaborators(checker, store, lambda: executor,
+                          make_reporter(io.StringIO(), no_color=True), on_event=on_event)
+    config = SchedulerConfig(store.start_run("test"), jobs=jobs, keep_going=keep_going)
+    summary = Scheduler(project, graph, list(graph.targets), config, parts).run()
+    return summary, events
+
+
+def test_jobs_that_end_meanwhile_get_their_slots_refilled_before_the_bookkeeping(tmp_path):
+    project, graph = make(tmp_path, WIDE)
+    executor = PollingExecutor({"t1", "t3", "t5"})
+    summary, events = events_of(project, graph, executor, jobs=2)
+    assert set(statuses(summary).values()) == {"built"}
+    # t0 is seen done by wait(); t1 ended meanwhile: both slots refilled (t2, t3) before
+    # either is recorded, and t3 ended meanwhile too, as t2 is seen done
+    assert events[:6] == [("start", "t0"), ("start", "t1"), ("start", "t2"), ("start", "t3"),
+                          ("finish", "t0"), ("finish", "t1")]
+    assert executor.most_at_once == 2
+
+
+def test_a_job_that_failed_meanwhile_stops_the_refills(tmp_path):
+    project, graph = make(tmp_path, WIDE)
+    executor = PollingExecutor({"t1"}, script={"t1": FakeExecutor.fails("exit code 1")})
+    summary, _ = events_of(project, graph, executor, jobs=2)
+    found = statuses(summary)
+    assert found["t0"] == "built" and found["t1"] == "failed"
+    assert executor.submitted == ["t0", "t1", "t2"]  # t0's slot, refilled before t1 was seen
+    assert summary.result == "failed"
