@@ -84,7 +84,6 @@ class Scheduler:
         self.outcomes: dict[str, Outcome] = {}  # of the targets stepped through
         self.in_use: dict[str, float] = {}  # resource -> amount held by running jobs
         self.stopping = False
-        self.stopping_soon = False  # a job failed (without -k): no slot is refilled again
         self.held: list[Step] | None = None  # starts not yet reported (see _loop)
         self.ended = 0.0  # wall-clock time the last finished jobs were seen done
         self.start = time.monotonic()
@@ -157,45 +156,22 @@ class Scheduler:
                 return
             if self.stopping or not (self.ready or self.runnable):
                 self.store.commit()  # nothing to start until a job ends, maybe in hours
+            done = self._wait()
+            with self.gate:  # off the running list and onto finishing together
+                finished = self.finishing = [(handle.result(), *self.running.pop(handle))
+                                             for handle in done]
+            self.ended = time.time()  # when these jobs were seen done (their bars' ends)
+            for _, step, _ in finished:
+                self._release(step.target)
             self.held = []  # reported after the finishes: `ok A` before `run B`, as it happened
-            queue = self._take(self._wait())
-            while queue:
-                result, step, started, self.ended = queue.popleft()
-                if self.runnable and self.running and not self.stopping:
-                    # Jobs that ended meanwhile (jobs started together end together) get
-                    # their slots refilled before this one's bookkeeping, not after it.
-                    queue.extend(self._take(self._poll()))
+            if self.keep_going or all(result.ok for result, _, _ in finished):
+                self._start_runnable()  # the freed slots are refilled before the bookkeeping
+            for result, step, started in finished:
                 self._finish(step, result, started)
             self.finishing = []
             held, self.held = self.held, None
             for step in held:
                 self.reporter.target_start(step)
-
-    def _take(self, done: Iterable[JobHandle]
-              ) -> deque[tuple[JobResult, Step, float, float]]:
-        """Jobs seen done, off the running list and onto finishing; their slots refilled
-        at once (unless one failed and the build stops): (result, step, started, ended)."""
-        with self.gate:  # off the running list and onto finishing together
-            taken = [(handle.result(), *self.running.pop(handle)) for handle in done]
-            self.finishing.extend(taken)
-        ended = time.time()  # when these jobs were seen done (their bars' ends)
-        for _, step, _ in taken:
-            self._release(step.target)
-        if not self.keep_going and not all(result.ok for result, _, _ in taken):
-            self.stopping_soon = True
-        if not self.stopping_soon:
-            self._start_runnable()  # the freed slots are refilled before the bookkeeping
-        return deque((result, step, started, ended) for result, step, started in taken)
-
-    def _poll(self) -> Iterable[JobHandle]:
-        """The running jobs done by now, without waiting (none from an executor that
-        drives its jobs only in its ``wait``)."""
-        poll = getattr(self.executor, "poll", None)
-        if poll is not None:
-            return cast("Iterable[JobHandle]", poll(self.running))
-        if getattr(self.executor, "wait", None) is not None:
-            return ()
-        return [handle for handle in self.running if handle.done()]
 
     def _fill(self) -> None:
         """Check ready targets and start jobs until every slot is busy and as many steps

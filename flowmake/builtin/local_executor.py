@@ -302,12 +302,6 @@ class LocalExecutor(CommandRunner):
         self.loop.pump(handles)
         return {h for h in handles if h.done()}
 
-    def poll(self, handles: Iterable[Any]) -> set[Any]:
-        """Those of ``handles`` that are done by now, without waiting."""
-        handles = list(handles)
-        self.loop.pump(handles, timeout=0)
-        return {h for h in handles if h.done()}
-
     def _python_pool(self) -> Any:
         if self.python is None:
             from flowmake.builtin.python_workers import WorkerPool

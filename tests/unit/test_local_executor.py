@@ -45,25 +45,6 @@ def test_jobs_run_at_once_and_report_as_each_ends(tmp_path: Path) -> None:
         executor.shutdown()
 
 
-def test_poll_answers_at_once_with_the_jobs_done_by_now(tmp_path: Path) -> None:
-    executor = LocalExecutor(jobs=2)
-    try:
-        quick = executor.submit(job(tmp_path, "quick", "echo quick"))
-        slow = executor.submit(job(tmp_path, "slow", "sleep 30"))
-        start = time.monotonic()
-        assert executor.poll([slow]) == set()  # not waited for
-        assert time.monotonic() - start < 1.0
-        deadline = time.monotonic() + 20
-        done: set[object] = set()
-        while quick not in done and time.monotonic() < deadline:
-            done = executor.poll([quick, slow])
-            time.sleep(0.01)
-        assert done == {quick} and quick.result().output == "quick\n"
-    finally:
-        executor.cancel()
-        executor.shutdown()
-
-
 def test_a_command_that_closes_its_output_early_is_followed_to_its_exit(tmp_path: Path) -> None:
     """EOF comes long before the exit: the exit code still decides, and other jobs go on."""
     executor = LocalExecutor(jobs=2)
