@@ -55,10 +55,16 @@ def fields(text: str) -> list[str]:
     targets each split is ~5-10 ms). Never to be modified: the list is shared."""
     found = _FIELDS.get(id(text))
     if found is None or found[0] is not text:  # kept with its text: the id stays its own
-        found = _FIELDS[id(text)] = (text, text.split(SEP))
-        while len(_FIELDS) > 8:  # a long-lived process (the Python API) reads many
-            del _FIELDS[next(iter(_FIELDS))]
+        return _remember(text, text.split(SEP))
     return found[1]
+
+
+def _remember(text: str, split: list[str]) -> list[str]:
+    """``split``, ``text``'s fields, as ``fields`` answers them from now on."""
+    _FIELDS[id(text)] = (text, split)
+    while len(_FIELDS) > 8:  # a long-lived process (the Python API) reads many
+        del _FIELDS[next(iter(_FIELDS))]
+    return split
 
 
 def _stat(path: str) -> tuple[int, int, int] | None:
@@ -229,7 +235,7 @@ def read(snapshot: str) -> tuple[tuple[int, int, int], tuple[Any, ...]] | None:
     if not _valid(saved):
         return None
     for i, found in split.items():  # split by the server: fields() answers from them
-        _FIELDS[id(saved[i])] = (saved[i], found)
+        _remember(saved[i], found)
     return (st.st_size, st.st_mtime_ns, st.st_ino), saved
 
 
