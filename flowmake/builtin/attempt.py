@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flowmake.builtin.shell import direct_start, shell_argv
+from flowmake.builtin.shell import Direct, direct_start, shell_argv
 from flowmake.executor import Job, prepare_outputs
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ READ_SIZE = 1 << 16
 class Attempt:
     """One run of a shell command: its process group, its output pipe, its deadlines."""
 
-    __slots__ = ("deadline", "fd", "kill_at", "partial", "pidfd", "proc", "timed_out")
+    __slots__ = ("deadline", "fd", "kill_at", "partial", "pidfd", "pipe", "proc", "timed_out")
 
     def __init__(self, job: Job, runner: CommandRunner) -> None:
         prepare_outputs(job)
@@ -33,14 +33,19 @@ class Attempt:
         preexec_fn = runner.preexec_fn
         proc = None
         if (direct := direct_start(command, job.cwd, job.env, runner.memo)) is not None:
-            with contextlib.suppress(OSError):  # gone since, not executable, no #!: sh says
-                proc = _popen(direct.argv, job.cwd, direct.env, preexec_fn, direct.executable)
+            # gone since, not executable, no #!, a file that cannot be opened: sh says
+            with contextlib.suppress(OSError):
+                proc = _start_direct(direct, job.cwd, preexec_fn)
         if proc is None:
             env = None if job.env is None else {**os.environ, **job.env}
             proc = _popen(shell_argv(command), job.cwd, env, preexec_fn)
         self.proc = proc
-        assert self.proc.stdout is not None
-        self.fd: int | None = self.proc.stdout.fileno()  # None after EOF
+        # The command's output: stdout and stderr together, or stderr alone when stdout
+        # goes to a file.
+        pipe = proc.stdout if proc.stdout is not None else proc.stderr
+        assert pipe is not None
+        self.pipe = pipe
+        self.fd: int | None = pipe.fileno()  # None after EOF
         # Readable when the process ends (Linux 5.3+): the loop learns of the exit at once
         # instead of polling for it after EOF.
         self.pidfd: int | None = _pidfd(self.proc.pid)
@@ -63,8 +68,7 @@ class Attempt:
 
     def close_pipe(self) -> None:
         self.fd = None  # first: a closed fd's number may be reused (see _Loop._check_exits)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        self.pipe.close()
 
     def close_pidfd(self) -> None:
         if self.pidfd is not None:
@@ -81,13 +85,30 @@ class Attempt:
         return None if code == 0 else f"exit code {code}"
 
 
+def _start_direct(direct: Direct, cwd: str,
+                  preexec_fn: Callable[[], None] | None) -> subprocess.Popen[bytes]:
+    """Start ``direct`` with its redirections' files opened here, as sh would open them."""
+    files = {0: subprocess.DEVNULL, 1: subprocess.PIPE}
+    opened: list[int] = []
+    try:
+        for fd, path, flags in direct.redirects:
+            opened.append(os.open(os.path.join(cwd, path), flags, 0o666))
+            files[fd] = opened[-1]
+        return _popen(direct.argv, cwd, direct.env, preexec_fn, direct.executable,
+                      stdin=files[0], stdout=files[1])
+    finally:
+        for fd in opened:  # the child has its own copies
+            os.close(fd)
+
+
 def _popen(argv: list[str], cwd: str, env: dict[str, str] | None,
-           preexec_fn: Callable[[], None] | None,
-           executable: str | None = None) -> subprocess.Popen[bytes]:
+           preexec_fn: Callable[[], None] | None, executable: str | None = None, *,
+           stdin: int = subprocess.DEVNULL,
+           stdout: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, executable=executable, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=preexec_fn)
+        argv, executable=executable, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
+        stderr=subprocess.STDOUT if stdout == subprocess.PIPE else subprocess.PIPE,
+        start_new_session=True, preexec_fn=preexec_fn)
 
 
 def _pidfd(pid: int) -> int | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flowmake.builtin.shell import direct_argv, direct_start
+from flowmake.builtin.shell import Redirect, direct_start, plain_command
 
 
 @pytest.mark.parametrize(("command", "argv"), [
@@ -19,12 +19,32 @@ from flowmake.builtin.shell import direct_argv, direct_start
     ("cp a\u00a0b c", ["cp", "a\u00a0b", "c"]),  # a no-break space is no word break for sh
 ])
 def test_a_plain_command_is_its_words(command: str, argv: list[str]) -> None:
-    assert direct_argv(command) == argv
+    plain = plain_command(command)
+    assert plain is not None and plain.argv == argv and plain.redirects == ()
+
+
+READ, TRUNCATE = os.O_RDONLY, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+
+
+@pytest.mark.parametrize(("command", "argv", "redirects"), [
+    ("cat a b > c", ["cat", "a", "b"], [(1, "c", TRUNCATE)]),
+    ("cat a b >c", ["cat", "a", "b"], [(1, "c", TRUNCATE)]),
+    ("sort < in.txt >> log", ["sort"], [(0, "in.txt", READ), (1, "log", APPEND)]),
+    ("sort <in.txt >>log", ["sort"], [(0, "in.txt", READ), (1, "log", APPEND)]),
+    ("> out.txt cat a", ["cat", "a"], [(1, "out.txt", TRUNCATE)]),  # before the command
+    ("cat a > o1 b", ["cat", "a", "b"], [(1, "o1", TRUNCATE)]),  # o2 stays an argument
+    ("cat a > x > y", ["cat", "a"], [(1, "x", TRUNCATE), (1, "y", TRUNCATE)]),  # in order
+    ("tool --x=1 > a=b", ["tool", "--x=1"], [(1, "a=b", TRUNCATE)]),
+])
+def test_plain_redirections_are_opened_by_flowmake(command: str, argv: list[str],
+                                                   redirects: list[tuple[int, str, int]]) -> None:
+    assert plain_command(command) == (argv, tuple(Redirect(*r) for r in redirects))
 
 
 @pytest.mark.parametrize("command", [
     "", "   ",
-    "cat a > b", "sort < a", "a | b", "a && b", "a || b", "a; b", "a &", "(a)", "{ a; }",
+    "a | b", "a && b", "a || b", "a; b", "a &", "(a)", "{ a; }",
     "echo $HOME", "echo ${X}", "echo `date`", "echo $(date)",  # expansions
     "cat *.txt", "cat a?.txt", "cat [ab].txt", "cat ~/x", "echo a{b,c}",  # globs, tilde, braces
     "echo 'q'", 'echo "q"', "echo a\\ b",  # quoting
@@ -33,9 +53,14 @@ def test_a_plain_command_is_its_words(command: str, argv: list[str]) -> None:
     "cd sub", "exit 3", "true", "false", "echo hi", "printf x", "test -f a", "[ -f a ]",
     "export X", "set -e", "exec cmd", ". ./env.sh", ": nothing", "if", "while", "for",
     "kill 1", "read x", "umask 022", "wait", "type ls", "command -v ls", "pwd",
+    # redirections that are not plain: descriptors, here-documents, duplicates, a missing
+    # file, a redirection alone, an angle within a word, one before a built-in
+    "cat a 2> err", "cat a 2>err", "cat a >&2", "cat a 1>&2", "cat a >| b", "cat <<EOF",
+    "cat <<< x", "cat <> f", "cat a >", "cat a >> ", "cat <", "> out", "cat a>b",
+    "cat a > >b", "cat a > b<c", "> out echo hi", "< in cd x", "X=1 > f cmd",
 ])
 def test_anything_a_shell_would_interpret_goes_to_sh(command: str) -> None:
-    assert direct_argv(command) is None
+    assert plain_command(command) is None
 
 
 def test_the_program_is_found_once_on_path_and_argv0_is_kept(tmp_path: Path,
