@@ -6,7 +6,6 @@ import contextlib
 import gc
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -76,14 +75,9 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
             _checked(ws, options, names)
         build = _Build(ws, options, sink, junit, dict(ws.store.records_of_runs(dead_runs)),
                        planned)
-        try:
-            summary = build.run(command, names, jobs, reporter, lambda: _executor(
-                ws, executor_name, jobs, _executor_options(ws, options)))
-            build.record(summary)
-        except BaseException:
-            build.cache_closed(reraise=False)  # the first error is the one to show
-            raise
-        build.cache_closed()  # before the summary: its warnings come first, as they did
+        summary = build.run(command, names, jobs, reporter, lambda: _executor(
+            ws, executor_name, jobs, _executor_options(ws, options)))
+        build.record(summary)
     after_build(options, sink, junit, summary, build.started)
     if options.json:
         sys.stdout.write(jsonout.dumps(summary.to_json()) + "\n")
@@ -126,7 +120,6 @@ class _Build:
         # the artifact cache (cache.artifacts), with prefetch and close besides the
         # scheduler's Restorer
         self.restorer: Any = ws.artifacts if use_cache else None
-        self.closing: _Closing | None = None  # the cache's close, while the rest is recorded
 
     def run(self, command: str, names: set[str], jobs: int, reporter: Any,
             executor_factory: Callable[[], Executor]) -> Summary:
@@ -173,8 +166,8 @@ class _Build:
         self.changed.update(scheduler.recorded)
         if restorer is not None:
             # waits for the background saves and pushes (those not started are dropped
-            # after Ctrl-C), in a thread while the records and flow.lock are written
-            self.closing = _Closing(restorer, cancel=summary.result is RunResult.INTERRUPTED)
+            # after Ctrl-C)
+            restorer.close(cancel=summary.result is RunResult.INTERRUPTED)
         ws.plugins.build_finish(summary)
         ws.save_stats()
         return summary
@@ -183,9 +176,8 @@ class _Build:
         """Flowmake stopped outside the scheduler's loop: the run closed with what it
         recorded, flow.lock updated, the CI reports of what it did."""
         ws, scheduler = self.ws, self.scheduler
-        if self.closing is None and self.restorer is not None:
+        if self.restorer is not None:
             self.restorer.close(cancel=True)
-        self.cache_closed(reraise=False)
         result = RunResult.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunResult.FAILED
         if self.environment is not None:  # what of it is taken by now, if anything
             with contextlib.suppress(FlowmakeError):
@@ -200,13 +192,6 @@ class _Build:
             with contextlib.suppress(Exception):  # the first error is the one to show
                 after_build(self.options, self.sink, self.junit, scheduler.partial(result),
                             self.started)
-
-    def cache_closed(self, *, reraise: bool = True) -> None:
-        """Wait for the artifact cache's close, if it goes on in the background (its error
-        raised here, unless ``reraise`` is False: another is on its way)."""
-        closing, self.closing = self.closing, None
-        if closing is not None:
-            closing.join(reraise)
 
     def record(self, summary: Summary) -> None:
         """The finished build's run in the history (or out of it), flow.lock, and the
@@ -230,32 +215,6 @@ class _Build:
                                        for o in summary.outcomes.values()):
             ws.save_fast_path(list(options.params), list(options.targets),
                               list(summary.outcomes))
-
-
-class _Closing:
-    """The artifact cache's close in a thread of its own: the saves and pushes waited
-    for, the index's last rows written and the database closed (SQLite checkpoints its
-    log then). That is I/O and SQLite, off the interpreter's lock, and takes ~8 ms after
-    a 55-target build: it overlaps the run's record and flow.lock's update, which need
-    nothing of the cache. Its warnings are printed as they come; ``join`` before the
-    summary."""
-
-    def __init__(self, restorer: Any, *, cancel: bool) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._close, args=(restorer, cancel),
-                                       name="flowmake-cache-close")
-        self.thread.start()
-
-    def _close(self, restorer: Any, cancel: bool) -> None:
-        try:
-            restorer.close(cancel=cancel)
-        except BaseException as exc:  # raised on the command's thread by join()
-            self.error = exc
-
-    def join(self, reraise: bool) -> None:
-        self.thread.join()
-        if self.error is not None and reraise:
-            raise self.error
 
 
 def _record_environment(ws: Workspace, run_id: int, taken: Background,
