@@ -289,7 +289,9 @@ class Artifacts:
             self._transfers.close()
             self._transfers = None
         try:
-            self.local.close()  # nothing writes any more (a later use opens it again)
+            # nothing writes any more (a later use opens it again); the connection's own
+            # close, SQLite's checkpoint, overlaps the build's record and flow.lock
+            self.local.close(wait=False)
         except IndexUnusable as exc:
             self.warn(f"the last outputs built were not cached ({exc})")
 

@@ -744,3 +744,46 @@ def test_threads_share_one_cache(cache: LocalCache, tmp_path: Path) -> None:
         record = cache.read_action(hash_bytes(content + b"key"))
         assert record is not None
         assert cache.read_blob(record.outputs["out/a.txt"].digest) == content
+
+
+def test_a_close_in_the_background_still_checkpoints_before_the_process_ends(
+        tmp_path: Path) -> None:
+    """``close(wait=False)`` (a build's) returns before SQLite's own close; the process
+    still ends only once it is done: the log is copied into index.db and removed, and the
+    rows are there for the next process. A real process, which exits right after."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from flowmake.cache.local import LocalCache\n"
+        "from tests.unit.test_cache import saved_record\n"
+        "root = Path(sys.argv[1])\n"
+        "cache = LocalCache(root / 'cache')\n"
+        "records = [saved_record(cache, root, bytes([i]) * 100) for i in range(50)]\n"
+        "cache.close(wait=False)\n"
+        "print(' '.join(r.key for r in records))\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).parents[2])
+    keys = done.stdout.split()
+    assert len(keys) == 50
+    assert not (tmp_path / "cache" / "index.db-wal").exists()  # checkpointed, then removed
+    again = LocalCache(tmp_path / "cache")
+    try:
+        assert all(again.read_action(key) is not None for key in keys)
+    finally:
+        again.close()
+
+
+def test_a_close_in_the_background_lets_the_cache_be_used_again_at_once(
+        cache: LocalCache, tmp_path: Path) -> None:
+    first = saved_record(cache, tmp_path, b"first\n")
+    cache.close(wait=False)
+    second = saved_record(cache, tmp_path, b"second\n")  # a new connection, meanwhile
+    assert cache.read_action(first.key) == first and cache.read_action(second.key) == second
+    for thread in threading.enumerate():
+        if thread.name == "flowmake-cache-close":
+            thread.join()
+    cache.close()
+    assert not (cache.path / "index.db-wal").exists()
