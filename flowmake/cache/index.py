@@ -23,8 +23,9 @@ from typing import Any, NamedTuple
 from flowmake.cache.records import ActionRecord
 from flowmake.deadline import Deadline
 from flowmake.errors import FlowmakeError
+from flowmake.store import paths
 
-INDEX = "index.db"
+INDEX = paths.CACHE_INDEX
 INDEX_VERSION = 2  # 2: rowid tables (1: WITHOUT ROWID, dropped when met)
 # Blobs up to this size are rows of index.db rather than files: a new file costs far more
 # than a row (see local.py's docstring); larger ones are copied (reflinked) as files.

@@ -26,6 +26,7 @@ LOCK_SIG = "lock.sig"  # what lock.cache was parsed from (store/flowlock.py)
 DISTRIBUTIONS = "distributions.json"  # installed distributions (store/provenance.py)
 CACHE = "cache"  # the default artifact cache folder ([flow] cache)
 DEFAULT_CACHE = f"{STATE_DIR}/{CACHE}"  # as [flow] cache names it: root-relative
+CACHE_INDEX = "index.db"  # in an artifact cache's folder (cache/index.py)
 
 
 def state_dir(root: str) -> str:
@@ -41,3 +42,19 @@ def state_dir_of(flow_file: str) -> str:
 def snapshot(state_dir: str) -> str:
     """The fast path's snapshot file in a state folder."""
     return os.path.join(state_dir, SNAPSHOT)
+
+
+def read_at_random(state_dir: str, cache: str | None = DEFAULT_CACHE,
+                   root: str | None = None) -> list[str]:
+    """The files a build that leaves the fast path reads page by page, at random: the
+    state database, flow.lock's index and the artifact cache's index (``cache`` as
+    ``[flow] cache`` names it, relative to ``root``, the project's folder; the default:
+    the state folder's own)."""
+    found = [os.path.join(state_dir, STATE_DB), os.path.join(state_dir, LOCK_CACHE)]
+    if cache is not None:
+        folder = os.path.expanduser(cache)
+        if not os.path.isabs(folder):
+            folder = os.path.join(root if root is not None else os.path.dirname(state_dir),
+                                  folder)
+        found.append(os.path.join(folder, CACHE_INDEX))
+    return found
