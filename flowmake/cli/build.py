@@ -65,10 +65,9 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
     jobs = default_jobs(ws, options.jobs)
     # Only the cone of what changed is checked, if the no-op snapshot says what did.
     found = None if options.dry_run else cone.plan(ws, options, names)
-    # The databases the build reads at random, into the page cache in the background
-    # (after the plan: its stat check may fork). Done already by the no-op check that
-    # found what changed; again here, ~0.1 ms then, for a build it did not see and for a
-    # [flow] cache elsewhere.
+    # The databases the build reads at random, into the page cache in the background.
+    # Done already by the no-op check that found what changed; again here (~0.1 ms then)
+    # for a build it did not see, and for a [flow] cache elsewhere.
     prefetch(paths.read_at_random(str(ws.project.state_dir), ws.project.settings.cache,
                                   str(ws.root)))
     executor_name = _checked(ws, options, names if found is None else found.checked)
@@ -121,8 +120,13 @@ class _Build:
         self.environment: Background | None = None  # set once the run is started
         use_cache = not options.no_cache
         # records as they are now, under the lock
-        self.checker = ws.checker(force=options.force, cache=use_cache, records=None if (
-            planned is None) else cone.Lazy(ws.store.record))
+        records = None
+        if planned is not None:  # the cone's records and flow.lock entries, read together
+            records = cone.Lazy(ws.store.record, ws.store.records_named)
+            records.preload(planned.checked)
+            if ws.project.settings.lock:
+                ws.lockfile.preload(planned.checked)
+        self.checker = ws.checker(force=options.force, cache=use_cache, records=records)
         if planned is not None:
             self.checker.trusted = planned.trusted
         # the artifact cache (cache.artifacts), with prefetch and close besides the

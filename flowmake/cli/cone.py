@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowmake import fastpath
@@ -63,7 +63,10 @@ def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
     _trace(f"cone: {len(differ)} changed paths, {len(checked)} of {len(names)} targets"
            " checked")
     if "hasher" not in ws.__dict__:  # not made yet: it reads the stat cache on demand
-        ws.stat_rows = Lazy(ws.store.stat_entry)
+        ws.stat_rows = rows = Lazy(ws.store.stat_entry, ws.store.stat_entries)
+        targets = [ws.graph.targets[n] for n in checked]
+        rows.preload([i.path for t in targets for i in t.inputs if not (i.url or i.glob)]
+                     + [o.path for t in targets for o in t.outputs if not o.url])
     return Cone(ident, saved, frozenset(checked), frozenset(names - checked))
 
 
@@ -84,12 +87,30 @@ def still_valid(ws: Workspace, options: BuildOptions, cone: Cone | None) -> Cone
 
 class Lazy(dict[str, Any]):
     """The store's records or stat-cache entries, each read on first use (a cone build
-    needs few of them)."""
+    needs few of them), or together beforehand (``preload``, with ``load_many``)."""
 
-    def __init__(self, load: Callable[[str], Any]) -> None:
+    def __init__(self, load: Callable[[str], Any],
+                 load_many: Callable[[list[str]], Mapping[str, Any]] | None = None) -> None:
         super().__init__()
-        self._load = load
+        self._load, self._load_many = load, load_many
         self._absent: set[str] = set()
+
+    def preload(self, names: Iterable[str]) -> None:
+        """Read those of ``names`` not read yet in one go: a cone build knows whose it will
+        ask for, and a query for 55 costs what two or three one by one do (~50 us each)."""
+        if self._load_many is None:
+            return
+        wanted = [n for n in dict.fromkeys(names)
+                  if not dict.__contains__(self, n) and n not in self._absent]
+        if not wanted:
+            return
+        found = self._load_many(wanted)
+        for name in wanted:
+            value = found.get(name)
+            if value is None:
+                self._absent.add(name)
+            else:
+                dict.__setitem__(self, name, value)
 
     def get(self, name: str, default: Any = None) -> Any:
         if dict.__contains__(self, name):

@@ -11,7 +11,7 @@ opening are in sqlite.py, the run history in runs.py, the project lock in mutex.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from flowmake.store import paths
@@ -118,6 +118,19 @@ class Store(RunHistory):
             " WHERE target = ?", (name,)).fetchone()
         return Record(*row) if row else None
 
+    @queueing
+    def records_named(self, names: list[str]) -> dict[str, Record]:
+        """The records of ``names`` that exist (a queued one as it will be committed), in
+        a query per 500: a cone build reads its targets' together, not one by one."""
+        found = {r[0]: Record(*r) for r in _rows_named(
+            self.db, "SELECT target, key, parts, outputs, run_id, built_at, duration"
+            " FROM records WHERE target IN ({})", names)}
+        for name in names:
+            queued = self.pending.get(name)
+            if queued is not None:
+                found[name] = cast("Record", queued)
+        return found
+
     def _records_change(self) -> None:
         """Tell the listener, once, that records are about to change."""
         if self._on_change is not None:
@@ -185,6 +198,16 @@ class Store(RunHistory):
                               " WHERE path = ?", (path,)).fetchone()
         return None if row is None else StatEntry._make(row)
 
+    @queueing
+    def stat_entries(self, paths: list[str]) -> dict[str, StatEntry]:
+        """The stat-cache entries of ``paths`` that exist, in a query per 500."""
+        from flowmake.model import StatEntry
+
+        make = StatEntry._make
+        return {r[0]: make(r[1:]) for r in _rows_named(
+            self.db, "SELECT path, size, mtime_ns, inode, hashed_ns, digest FROM stat_cache"
+            " WHERE path IN ({})", paths)}
+
     @guarded
     def put_stats(self, entries: dict[str, StatEntry | None]) -> None:
         """Write changed stat-cache entries; None removes one. A read-only state keeps
@@ -203,3 +226,13 @@ def _record_row(record: Record) -> tuple[str, tuple[Any, ...]]:
     return ("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
             (record.target, record.key, record.parts_json, record.outputs_json,
              record.run_id, record.built_at, record.duration))
+
+
+_IN_CHUNK = 500  # values in one IN (...): SQLite before 3.32 allows 999 variables
+
+
+def _rows_named(db: Any, sql: str, names: list[str]) -> Iterator[Any]:
+    """The rows of ``sql`` (its ``{}``: the placeholders) for ``names``, chunk by chunk."""
+    for start in range(0, len(names), _IN_CHUNK):
+        chunk = names[start:start + _IN_CHUNK]
+        yield from db.execute(sql.format(", ".join("?" * len(chunk))), chunk)

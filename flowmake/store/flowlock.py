@@ -253,6 +253,27 @@ class LockFile:
             self._rows[name] = None if row is None else Cached(*row)
         return self._rows[name]
 
+    def preload(self, names: Iterable[str]) -> None:
+        """Read the entries of ``names`` that ``entry`` would read one by one, together
+        (a cone build's targets); nothing when it would read them all anyway.
+
+        Raises:
+            ConfigError: flow.lock cannot be read (``flow.lock:LINE``, what to do).
+        """
+        if self._entries is not None:
+            return
+        wanted = [n for n in names if n not in self._rows]
+        if not wanted or self._current() is None or \
+                len(self._rows) + len(wanted) >= _ONE_BY_ONE:
+            return
+        try:
+            found = self._index.rows_named(wanted)
+        except sqlite3.Error:
+            return  # entry() meets it again, and parses the file
+        for name in wanted:
+            row = found.get(name)
+            self._rows[name] = None if row is None else Cached(*row)
+
     def entries(self) -> dict[str, Cached]:
         """Every entry, by target name (none without the file).
 

@@ -109,6 +109,19 @@ class Index:
             "SELECT key, parts, outputs, block FROM entries WHERE name = ?", (name,)).fetchone()
         return None if found is None else (found[0], found[1], found[2], found[3])
 
+    def rows_named(self, names: list[str]) -> dict[str, Row]:
+        """The entries of ``names`` that are in the file, in a query per 500.
+
+        Raises:
+            sqlite3.Error: they cannot be read (then the file is to be parsed)."""
+        found: dict[str, Row] = {}
+        for start in range(0, len(names), 500):  # SQLite before 3.32: 999 variables
+            chunk = names[start:start + 500]
+            found.update((r[0], (r[1], r[2], r[3], r[4])) for r in self._db().execute(
+                "SELECT name, key, parts, outputs, block FROM entries WHERE name IN"
+                f" ({', '.join('?' * len(chunk))})", chunk))
+        return found
+
     def rows(self) -> dict[str, Row] | None:
         """Every row by name; None when they cannot be read."""
         try:

@@ -87,3 +87,31 @@ def test_a_snapshot_field_is_split_once_and_the_memo_stays_small() -> None:
         fastpath.fields(fastpath.SEP.join(["a", str(i)]))
     assert len(fastpath._FIELDS) <= 8
     assert fastpath.fields(text) == first  # split again once it was dropped
+
+
+def test_a_lazy_mapping_preloaded_answers_as_it_would_have_one_by_one() -> None:
+    from flowmake.cli.cone import Lazy
+
+    data = {"a": 1, "b": 2, "c": 3}
+    one_by_one: list[str] = []
+    together: list[list[str]] = []
+
+    def load(name: str) -> int | None:
+        one_by_one.append(name)
+        return data.get(name)
+
+    def load_many(names: list[str]) -> dict[str, int]:
+        together.append(names)
+        return {n: data[n] for n in names if n in data}
+
+    lazy = Lazy(load, load_many)
+    assert lazy.get("a") == 1  # read alone, first
+    lazy.preload(["a", "b", "b", "zz"])
+    assert together == [["b", "zz"]]  # only what it had not read, once each
+    assert (lazy.get("b"), lazy.get("zz"), "zz" in lazy, lazy["b"]) == (2, None, False, 2)
+    lazy.preload(["b", "zz"])
+    assert together == [["b", "zz"]] and one_by_one == ["a"]  # nothing read again
+    assert lazy.get("c") == 3 and one_by_one == ["a", "c"]  # not preloaded: read alone
+    plain = Lazy(load)  # without load_many: preload does nothing, get reads as before
+    plain.preload(["b"])
+    assert plain.get("b") == 2 and one_by_one[-1] == "b"

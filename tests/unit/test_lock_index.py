@@ -205,3 +205,19 @@ def test_non_ascii_names_and_values_are_spliced_by_their_bytes(tmp_path, lock):
     assert fresh(tmp_path).update({"t1": record("t1", 1), "ёлка": record("ёлка", 2)}, names)
     entries = check_file(tmp_path)
     assert (entries["ёлка"].key, entries["t1"].key) == ("key-ёлка-2", "key-t1-1")
+
+
+def test_entries_preloaded_together_are_those_read_one_by_one(tmp_path, lock, monkeypatch):
+    no_whole_read(monkeypatch)
+    alone = {n: fresh(tmp_path).entry(n) for n in [*NAMES, "absent"]}
+    together = fresh(tmp_path)
+    calls: list[str] = []
+    real_row = lockindex.Index.row
+    monkeypatch.setattr(lockindex.Index, "row",
+                        lambda self, name: calls.append(name) or real_row(self, name))
+    together.preload([*NAMES, "absent"])
+    assert {n: together.entry(n) for n in [*NAMES, "absent"]} == alone
+    assert calls == []  # every one, the absent one too, answered from the preload
+    assert together.update({"t3": record("t3", 1)}, NAMES)  # a splice from what it read
+    monkeypatch.undo()
+    assert check_file(tmp_path)["t3"].key == "key-t3-1"

@@ -67,6 +67,29 @@ def test_records_filtered_by_names(store):
     assert store.records([]) == {}
 
 
+def test_records_named_reads_many_together_with_queued_ones_as_committed(store):
+    names = [f"t{i}" for i in range(1200)]  # more than one query's 500
+    for name in names:
+        store.put_record(record(name), commit=False)
+    store.commit()
+    store.put_record(record("t7", "queued"), commit=False)  # not committed yet
+    found = store.records_named([*names, "absent"])
+    assert len(found) == 1200 and "absent" not in found
+    assert found["t7"].key == "queued" and found["t7"] == store.record("t7")
+    assert all(found[n] == store.record(n) for n in names[::97])
+    assert store.records_named([]) == {}
+
+
+def test_stat_entries_reads_many_together(store):
+    from flowmake.model import StatEntry
+
+    entries = {f"src/f{i}.txt": StatEntry(i, 10 * i, 100 + i, 5, f"d{i}") for i in range(700)}
+    store.put_stats(entries)
+    found = store.stat_entries([*entries, "src/absent.txt"])
+    assert found == entries
+    assert found["src/f3.txt"] == store.stat_entry("src/f3.txt")
+
+
 def test_forget(store):
     for name in ["a", "b", "sweep[lr=0.1]"]:
         store.put_record(record(name))
