@@ -126,8 +126,8 @@ def unchanged(paths: list[str], saved: bytes) -> bool:
 def changed(paths: list[str], saved: bytes, *, stop_early: bool = False) -> list[int] | None:
     """The indices of the paths whose stat differs from the one saved for it (None if
     ``saved`` is not theirs), checked by up to MAX_PROCESSES processes at once for a long
-    list (forked: only while this process runs no other thread). With ``stop_early``, any
-    change is reported as [-1] without finding which."""
+    list (forked: the caller has started no thread). With ``stop_early``, any change is
+    reported as [-1] without finding which."""
     size = _ENTRY.size
     if len(saved) != len(paths) * size:
         return None
@@ -137,9 +137,7 @@ def changed(paths: list[str], saved: bytes, *, stop_early: bool = False) -> list
         cpus = os.cpu_count() or 1
     parts = min(cpus, MAX_PROCESSES, len(paths) // (PARALLEL_MIN // 2))
     check = _quick if stop_early else _differing
-    threading = sys.modules.get("threading")  # a thread started (fsutil.prefetch): no fork
-    if parts < 2 or not hasattr(os, "fork") or (
-            threading is not None and threading.active_count() > 1):
+    if parts < 2 or not hasattr(os, "fork"):
         return check(paths, saved, 0)
     step = -(-len(paths) // parts)
     children: list[tuple[int, int]] = []

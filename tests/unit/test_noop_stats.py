@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,9 +13,6 @@ from flowmake import fastpath
 @pytest.fixture
 def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(fastpath, "PARALLEL_MIN", 4)  # forks from 4 paths on (if 2+ CPUs)
-    for thread in threading.enumerate():  # an earlier test's: the check forks only alone
-        if thread.name in ("flowmake-prefetch", "flowmake-cache-close"):
-            thread.join()
     paths = []
     for i in range(12):
         path = tmp_path / f"f{i}.txt"
@@ -47,33 +43,3 @@ def test_a_missing_file_is_seen_in_any_part(files: list[str], which: int) -> Non
 def test_a_save_of_another_length_never_matches(files: list[str]) -> None:
     assert not fastpath.unchanged(files, fastpath._stats(files[:-1]))
     assert not fastpath.unchanged(files[:-1], fastpath._stats(files))
-
-
-def test_no_process_is_forked_while_another_thread_runs(files: list[str],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fork copies only the thread that forks: with another running (a read-ahead, a
-    notebook's), the check stays in this process."""
-    saved = fastpath._stats(files)
-    os.unlink(files[7])
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def counted() -> int:
-        forks.append(1)
-        return real_fork()
-
-    monkeypatch.setattr(os, "fork", counted)
-    assert fastpath.changed(files, saved) == [7]
-    parallel = len(forks)
-    forks.clear()
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    other.start()
-    try:
-        assert fastpath.changed(files, saved) == [7]
-    finally:
-        release.set()
-        other.join()
-    assert forks == []
-    if (os.cpu_count() or 1) > 1 and len(os.sched_getaffinity(0)) > 1:
-        assert parallel > 0  # alone, it shares the check with forked processes
