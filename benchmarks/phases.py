@@ -79,6 +79,16 @@ def install():
             wrap(module, qualname)
         except (ImportError, AttributeError):
             pass  # not in this commit
+    import gc
+    started = []
+
+    def collected(phase, info):  # the collector's passes, as phases "gc0".."gc2"
+        if phase == "start":
+            started.append(time.perf_counter())
+        elif started:
+            begun = started.pop()
+            log.append((f"gc{{info['generation']}}", begun, time.perf_counter() - begun))
+    gc.callbacks.append(collected)
     import flowmake.cli.main as cli
     main = cli.main
 
