@@ -423,6 +423,43 @@ def test_a_no_op_fork_gets_the_snapshot_decoded_and_still_sees_a_change(project:
     assert project.read("a.txt") == "two\n"
 
 
+def test_a_fork_splices_flow_lock_from_its_servers_copy_and_still_sees_a_hand_edit(
+        project: Project) -> None:
+    project.flow('[targets.a]\ncmd = "cp in_a.txt ${outputs}"\ninputs = ["in_a.txt"]\n'
+                 'outputs = ["a.txt"]\n\n[targets.b]\ncmd = "cp in_b.txt ${outputs}"\n'
+                 'inputs = ["in_b.txt"]\noutputs = ["b.txt"]\n',
+                 {"in_a.txt": "a0\n", "in_b.txt": "b0\n"})
+    start_server(project)
+    trace = {"FLOWMAKE_TRACE": "resident"}
+    project.run("build", check=True)
+    lock = project.root / "flow.lock"
+    for i in (1, 2):  # each build's fork writes flow.lock; its server reads it after
+        (project.root / "in_a.txt").write_text(f"a{i}\n")
+        result = project.run("build", check=True, env=trace)
+        assert "1 built" in result.stdout
+    assert "flow.lock as the server decoded it" in result.stderr
+    spliced = lock.read_text()
+    project.run("status", "--check", check=True, env={"FLOWMAKE_RESIDENT": "0"})
+    # A hand edit (a comment; what a merge could leave) is the file's: seen, and kept.
+    lock.write_text(spliced.replace("[targets.b]", "# reviewed\n[targets.b]"))
+    (project.root / "in_a.txt").write_text("a3\n")
+    result = project.run("build", check=True, env=trace)
+    assert "flow.lock as the server decoded it" not in result.stderr
+    assert "1 built" in result.stdout
+    from flowmake.store import flowlock
+
+    written = lock.read_text()  # parsed again, and written whole (a full render again)
+    entries = flowlock.read(lock)
+    assert entries is not None and written == flowlock.render(entries)
+    (project.root / "in_a.txt").write_text("a4\n")
+    result = project.run("build", check=True, env=trace)
+    assert "1 built" in result.stdout
+    fresh_lock = lock.read_text()
+    (project.root / ".flowmake").rename(project.root / "state-gone")  # a fresh clone's view
+    project.run("status", "--check", check=True, env={"FLOWMAKE_RESIDENT": "0"})
+    assert lock.read_text() == fresh_lock
+
+
 def test_the_command_runs_with_the_clients_nice_value_and_cpus(project: Project) -> None:
     project.flow('[targets.n]\ncmd = "nice > ${outputs}; '
                  'awk \'/Cpus_allowed_list/ {print $2}\' /proc/self/status >> ${outputs}"\n'
