@@ -50,6 +50,17 @@ class Running:
 
 
 @dataclass
+class Spare:
+    """A child forked before it is needed (``_fork_spare``), waiting on ``control`` for a
+    client's connection and request: the next command starts without the fork's cost
+    (~2-3 ms for a server holding a 10,000-target project, page tables copied)."""
+
+    pid: int
+    control: socket.socket  # the server's end; closing it ends the spare
+    death: int  # as Running's: the child's pipe, its report, then EOF
+
+
+@dataclass
 class State:
     path: str
     listener: socket.socket | None
@@ -61,6 +72,8 @@ class State:
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     running: dict[int, Running] = field(default_factory=dict)  # by death fd
     last: float = field(default_factory=time.monotonic)
+    spare: Spare | None = None
+    dropped: list[int] = field(default_factory=list)  # spares told to end, to reap
 
 
 def main(path: str) -> None:
@@ -74,6 +87,7 @@ def main(path: str) -> None:
     state = State(path, listener, lock, os.stat(path).st_ino, files, _idle())
     signal.signal(signal.SIGTERM, lambda *_: _stop(state))
     try:
+        _fork_spare(state)
         serve(state)
     finally:
         _retire(state)
@@ -174,6 +188,7 @@ def _retire(state: State) -> None:
     if state.lock is not None:
         os.close(state.lock)
         state.lock = None
+    _drop_spare(state)
 
 
 def serve(state: State) -> None:
@@ -256,22 +271,22 @@ def _close_all(fds: list[int]) -> None:
 
 
 def _fork(state: State, conn: socket.socket, request: Any, fds: list[int]) -> None:
-    death_read, death_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: this server's descriptors go, the command runs
-        try:
-            state.selector.close()
-            os.close(death_read)
-            if state.listener is not None:
-                state.listener.close()
-            if state.lock is not None:
-                os.close(state.lock)
-            for other in state.running.values():
-                other.conn.close()
-                os.close(other.death)
-        finally:
-            child_process.run(request, fds, conn, death_write)
-    os.close(death_write)
+    spare, state.spare = state.spare, None
+    if spare is not None and _hand_over(spare, conn, request, fds):
+        pid, death_read = spare.pid, spare.death
+    else:
+        if spare is not None:  # gone meanwhile (killed): a fork as before
+            state.spare = spare
+            _drop_spare(state)
+        death_read, death_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: this server's descriptors go, the command runs
+            try:
+                os.close(death_read)
+                _leave_server(state)
+            finally:
+                child_process.run(request, fds, conn, death_write)
+        os.close(death_write)
     _close_all(fds)
     os.set_blocking(death_read, False)
     running = Running(pid, conn, death_read)
@@ -282,6 +297,92 @@ def _fork(state: State, conn: socket.socket, request: Any, fds: list[int]) -> No
     # one by number, unreported, and SIGKILLed it).
     state.selector.register(conn, selectors.EVENT_READ, ("conn", running))
     state.selector.register(death_read, selectors.EVENT_READ, ("death", running))
+
+
+def _leave_server(state: State) -> None:
+    """In a child: close what is the server's (its socket, lock, selector, the other
+    children's connections and pipes); the server's SIGTERM handler is not the child's."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    state.selector.close()
+    if state.listener is not None:
+        state.listener.close()
+    if state.lock is not None:
+        os.close(state.lock)
+    for other in state.running.values():
+        other.conn.close()
+        os.close(other.death)
+
+
+def _fork_spare(state: State) -> None:
+    """Fork the child for the next command now, between commands (after the last one's
+    files are kept: the spare sees them decoded, as a fork made at the request would)."""
+    if state.spare is not None or state.listener is None:
+        return
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    death_read, death_write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: a command forks its own, as before
+        for fd in (death_read, death_write):
+            os.close(fd)
+        ours.close()
+        theirs.close()
+        return
+    if pid == 0:
+        try:
+            ours.close()
+            os.close(death_read)
+            _leave_server(state)
+            request, fds, conn = _wait_for_command(theirs)
+        except BaseException:  # the server ended it (EOF), or a signal: end quietly
+            os._exit(0)
+        child_process.run(request, fds, conn, death_write)
+    theirs.close()
+    os.close(death_write)
+    state.spare = Spare(pid, ours, death_read)
+
+
+def _wait_for_command(control: socket.socket) -> tuple[Any, list[int], socket.socket]:
+    """In a spare: the command the server hands over (``_hand_over``); exits on EOF."""
+    import marshal
+
+    data, fds, _, _ = socket.recv_fds(control, 1 << 16, 4)
+    if len(data) < 4 or not fds:
+        os._exit(0)
+    size = int.from_bytes(data[:4], "little")
+    while len(data) < 4 + size:
+        more = control.recv(min(1 << 20, 4 + size - len(data)))
+        if not more:
+            os._exit(0)
+        data += more
+    control.close()
+    return marshal.loads(data[4:4 + size]), list(fds[1:]), socket.socket(fileno=fds[0])
+
+
+def _hand_over(spare: Spare, conn: socket.socket, request: Any, fds: list[int]) -> bool:
+    """Give the spare the client's connection, descriptors and request; False if it is
+    gone (then nothing was handed over)."""
+    import marshal
+
+    payload = marshal.dumps(request)
+    data = len(payload).to_bytes(4, "little") + payload
+    try:
+        sent = socket.send_fds(spare.control, [data], [conn.fileno(), *fds])
+        if sent < len(data):
+            spare.control.sendall(data[sent:])
+    except OSError:
+        return False
+    spare.control.close()
+    return True
+
+
+def _drop_spare(state: State) -> None:
+    """End the spare (its control socket closed: it exits); reaped later."""
+    spare, state.spare = state.spare, None
+    if spare is not None:
+        spare.control.close()
+        os.close(spare.death)
+        state.dropped.append(spare.pid)
 
 
 def _event(state: State, kind: str, running: Running) -> None:
@@ -308,7 +409,13 @@ def _read_report(running: Running) -> None:
 
 
 def _reap_quietly(state: State) -> None:
-    """A child whose pipe is still held (by a process it forked) is reaped here."""
+    """A child whose pipe is still held (by a process it forked) is reaped here, and the
+    spares told to end."""
+    for pid in list(state.dropped):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        state.dropped.remove(pid)
     for running in list(state.running.values()):
         with contextlib.suppress(ChildProcessError):
             pid, status = os.waitpid(running.pid, os.WNOHANG)
@@ -328,6 +435,8 @@ def _finish(state: State, running: Running, status: int) -> None:
     os.close(running.death)
     del state.running[running.death]
     _keep_what_was_read(running.report)
+    _drop_spare(state)  # forked before these files were kept: a new one sees them
+    _fork_spare(state)
     state.last = time.monotonic()
 
 

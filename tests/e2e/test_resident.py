@@ -489,3 +489,80 @@ def test_an_idle_server_whose_code_changed_exits_without_a_command(project: Proj
     shutil.rmtree(site)  # the environment it serves is gone (a venv removed)
     wait_for(lambda: not sockets(folder) and not pid_alive(pid), timeout=8,
              what="the server to notice and exit")
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with open(task / "children") as f:
+            found.update(int(c) for c in f.read().split())
+    return found
+
+
+def spare_of(server: int) -> int:
+    """The server's one child waiting between commands, once the last command's end is
+    dealt with (its spare replaced by one forked after its files were kept)."""
+    def settled() -> int | None:
+        alive = {c for c in children_of(server) if pid_alive(c)}
+        if len(alive) != 1:
+            return None
+        time.sleep(0.3)
+        again = {c for c in children_of(server) if pid_alive(c)}
+        return alive.pop() if again == alive else None
+
+    return int(wait_for(settled, what="the server's spare"))
+
+
+def server_pid(project: Project, env: dict[str, str | None] | None = None) -> int:
+    folder = Path((env or {}).get("FLOWMAKE_RESIDENT_DIR") or os.environ["FLOWMAKE_RESIDENT_DIR"])
+    for lock in folder.glob("*.lock"):
+        pid = int(lock.read_text() or 0)
+        if pid and pid_alive(pid) and "flowmake.resident.server" in cmdline(pid):
+            return pid
+    raise AssertionError("no server")
+
+
+def test_a_command_is_run_by_the_child_forked_before_it_came(project: Project,
+                                                             tmp_path: Path) -> None:
+    """The server forks the next command's process between commands (a spare): the
+    command is run by that one, and a new spare waits for the next; killed, or sent
+    SIGTERM, a spare leaves the server serving."""
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(tmp_path / "r")}
+    project.flow(FLOW)
+    start_server(project, env)
+    server = server_pid(project, env)
+    trace = {**env, "FLOWMAKE_TRACE": "resident"}
+    used = []
+    for _ in range(2):
+        waiting = spare_of(server)
+        result = project.run("build", "-q", check=True, env=trace)
+        ran = int(re.search(r"run by process (\d+)", result.stderr).group(1))
+        assert ran == waiting  # forked before the command came
+        runner, parent = project.read("who.txt").splitlines()[:2]
+        assert (int(runner), int(parent)) == (ran, server)  # the command's parent, its server
+        used.append(ran)
+    assert used[0] != used[1]  # a new one for each command
+    spare = spare_of(server)
+    os.kill(spare, signal.SIGTERM)  # the server's SIGTERM handler is not the spare's
+    wait_for(lambda: not pid_alive(spare), what="the spare to end")
+    result = project.run("build", "-q", check=True, env=trace)
+    assert "run by process" in result.stderr and sockets(tmp_path / "r")
+    assert pid_alive(server)
+    spare = spare_of(server)
+    os.kill(spare, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(spare), what="the spare to die")
+    result = project.run("build", "-q", check=True, env=trace)  # forked at the request
+    ran = int(re.search(r"run by process (\d+)", result.stderr).group(1))
+    assert ran != spare and int(project.read("who.txt").splitlines()[0]) == ran
+
+
+def test_an_idle_server_takes_its_spare_along(project: Project, tmp_path: Path) -> None:
+    folder = tmp_path / "r"
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(folder),
+                                  "FLOWMAKE_RESIDENT_IDLE": "1"}
+    project.flow(FLOW)
+    start_server(project, env)
+    server = server_pid(project, env)
+    spare = spare_of(server)
+    wait_for(lambda: not pid_alive(server) and not pid_alive(spare), timeout=20,
+             what="the idle server and its spare to exit")
