@@ -1,6 +1,6 @@
 """File-system idioms written once: an atomic write (temporary file, then rename), a new
 file written whole, a copy that shares storage where it can (reflink, copy_file_range), a
-verified copy, removing a file or folder, files read ahead into the page cache."""
+verified copy, removing a file or folder."""
 
 from __future__ import annotations
 
@@ -15,46 +15,6 @@ from flowmake.digest import hash_bytes, hash_file
 _CHUNK = 1 << 20
 _SMALL_COPY = 1 << 20  # copied from memory in one read; larger files are copied, then verified
 _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs)
-
-
-# Read ahead whole up to this size: a build's databases at 10,000 targets are 6-30 MB; a
-# larger file (a big artifact cache's index) would push more out of the cache than it
-# brings in.
-PREFETCH_MAX = 64 << 20
-_WILLNEED_CHUNK = 8 << 20  # Linux starts at most ~8 MB of reading per WILLNEED
-
-
-def prefetch(paths: list[str]) -> None:
-    """Have the kernel read these files into its page cache, in the background (files
-    missing or too large are left out). For the databases a build reads page by page at
-    random: each page it finds out of the cache is a disk read of its own, ~0.1-1 ms on
-    the commands' critical path (measured: an edit build of 55 targets, 226 ms with its
-    databases cached, 287 ms without; 229 ms when read ahead first). A thread of its
-    own: a hint on a file out of the cache takes ~2 ms to start its reads. A daemon: a
-    process may end before it is done, which only drops a hint."""
-    if not hasattr(os, "posix_fadvise") or not paths:
-        return
-    import threading
-
-    threading.Thread(target=_read_ahead, args=(paths,), name="flowmake-prefetch",
-                     daemon=True).start()
-
-
-def _read_ahead(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            size = os.fstat(fd).st_size
-            if size <= PREFETCH_MAX:
-                for offset in range(0, size, _WILLNEED_CHUNK):
-                    os.posix_fadvise(fd, offset, _WILLNEED_CHUNK, os.POSIX_FADV_WILLNEED)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> None:

@@ -15,14 +15,12 @@ from flowmake import warm
 from flowmake.cli import cone
 from flowmake.cli.workspace import Workspace
 from flowmake.errors import FlowmakeError
-from flowmake.fsutil import prefetch
 from flowmake.model import OutcomeStatus, RunResult, TargetStatus
 from flowmake.options import BuildOptions
 from flowmake.outcome import stepped
 from flowmake.report import jsonout
 from flowmake.report.live import make_reporter
 from flowmake.schedule import Collaborators, Scheduler, SchedulerConfig, Summary
-from flowmake.store import paths
 from flowmake.store.db import Record
 from flowmake.store.leftovers import mark_environment, writing_lock
 
@@ -65,11 +63,6 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
     jobs = default_jobs(ws, options.jobs)
     # Only the cone of what changed is checked, if the no-op snapshot says what did.
     found = None if options.dry_run else cone.plan(ws, options, names)
-    # The databases the build reads at random, into the page cache in the background.
-    # Done already by the no-op check that found what changed; again here (~0.1 ms then)
-    # for a build it did not see, and for a [flow] cache elsewhere.
-    prefetch(paths.read_at_random(str(ws.project.state_dir), ws.project.settings.cache,
-                                  str(ws.root)))
     executor_name = _checked(ws, options, names if found is None else found.checked)
     if options.dry_run:
         return _dry_run(ws, names, options)

@@ -93,11 +93,6 @@ def _locked_check(state_dir: str, flow_file: str, overrides: list[str], selectio
             return None
         if checked[2]:  # some paths changed: the build checks only their targets' cone
             _checked.append((flow_file, tuple(overrides), tuple(selection), checked))
-            # whose records it reads from now on, out of the page cache maybe: read ahead
-            # while the project is loaded (the [flow] cache named elsewhere: build.py)
-            from flowmake.fsutil import prefetch
-
-            prefetch(paths.read_at_random(state_dir))
             return None
         names, count, history, _, _ = fastpath.fresh_answer(checked[1])
         run_id = _record_run(state_dir, command, count, history) if record else None

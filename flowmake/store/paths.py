@@ -42,19 +42,3 @@ def state_dir_of(flow_file: str) -> str:
 def snapshot(state_dir: str) -> str:
     """The fast path's snapshot file in a state folder."""
     return os.path.join(state_dir, SNAPSHOT)
-
-
-def read_at_random(state_dir: str, cache: str | None = DEFAULT_CACHE,
-                   root: str | None = None) -> list[str]:
-    """The files a build that leaves the fast path reads page by page, at random: the
-    state database, flow.lock's index and the artifact cache's index (``cache`` as
-    ``[flow] cache`` names it, relative to ``root``, the project's folder; the default:
-    the state folder's own)."""
-    found = [os.path.join(state_dir, STATE_DB), os.path.join(state_dir, LOCK_CACHE)]
-    if cache is not None:
-        folder = os.path.expanduser(cache)
-        if not os.path.isabs(folder):
-            folder = os.path.join(root if root is not None else os.path.dirname(state_dir),
-                                  folder)
-        found.append(os.path.join(folder, CACHE_INDEX))
-    return found
