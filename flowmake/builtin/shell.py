@@ -26,7 +26,7 @@ SHELL = "/bin/sh"
 
 # Characters that make a command need a shell: quoting, expansion, globbing, operators,
 # comments, tilde, and a newline (GNU make's list, plus a few more to be safe). ``<`` and
-# ``>`` are looked at word by word (``_redirect``).
+# ``>`` are looked at word by word (``plain_command``).
 _SPECIAL = frozenset("\"'\\$`*?[]{}()|&;#~!^\n\r")
 _ANGLES = frozenset("<>")
 # The plain redirections: the descriptor they replace and how sh opens their file.

@@ -271,13 +271,12 @@ def _close_all(fds: list[int]) -> None:
 
 
 def _fork(state: State, conn: socket.socket, request: Any, fds: list[int]) -> None:
-    spare, state.spare = state.spare, None
+    spare = state.spare
     if spare is not None and _hand_over(spare, conn, request, fds):
+        state.spare = None
         pid, death_read = spare.pid, spare.death
     else:
-        if spare is not None:  # gone meanwhile (killed): a fork as before
-            state.spare = spare
-            _drop_spare(state)
+        _drop_spare(state)  # one gone meanwhile (killed), if any: a fork as before
         death_read, death_write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: this server's descriptors go, the command runs

@@ -11,12 +11,12 @@ opening are in sqlite.py, the run history in runs.py, the project lock in mutex.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from flowmake.store import paths
 from flowmake.store.runs import RunHistory
-from flowmake.store.sqlite import guard, guarded, open_memory, open_state, queueing
+from flowmake.store.sqlite import guard, guarded, open_memory, open_state, queueing, rows_in
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -122,7 +122,7 @@ class Store(RunHistory):
     def records_named(self, names: list[str]) -> dict[str, Record]:
         """The records of ``names`` that exist (a queued one as it will be committed), in
         a query per 500: a cone build reads its targets' together, not one by one."""
-        found = {r[0]: Record(*r) for r in _rows_named(
+        found = {r[0]: Record(*r) for r in rows_in(
             self.db, "SELECT target, key, parts, outputs, run_id, built_at, duration"
             " FROM records WHERE target IN ({})", names)}
         for name in names:
@@ -204,7 +204,7 @@ class Store(RunHistory):
         from flowmake.model import StatEntry
 
         make = StatEntry._make
-        return {r[0]: make(r[1:]) for r in _rows_named(
+        return {r[0]: make(r[1:]) for r in rows_in(
             self.db, "SELECT path, size, mtime_ns, inode, hashed_ns, digest FROM stat_cache"
             " WHERE path IN ({})", paths)}
 
@@ -226,13 +226,3 @@ def _record_row(record: Record) -> tuple[str, tuple[Any, ...]]:
     return ("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
             (record.target, record.key, record.parts_json, record.outputs_json,
              record.run_id, record.built_at, record.duration))
-
-
-_IN_CHUNK = 500  # values in one IN (...): SQLite before 3.32 allows 999 variables
-
-
-def _rows_named(db: Any, sql: str, names: list[str]) -> Iterator[Any]:
-    """The rows of ``sql`` (its ``{}``: the placeholders) for ``names``, chunk by chunk."""
-    for start in range(0, len(names), _IN_CHUNK):
-        chunk = names[start:start + _IN_CHUNK]
-        yield from db.execute(sql.format(", ".join("?" * len(chunk))), chunk)

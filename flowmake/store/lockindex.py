@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from flowmake.store import paths
+from flowmake.store.sqlite import rows_in
 
 FORMAT = 2  # 1: the marshal base and journal (lock.cache, lock.cache-delta, lock.sig)
 Row = tuple[str, str, str, str]  # key, parts JSON, outputs JSON, block
@@ -114,13 +115,9 @@ class Index:
 
         Raises:
             sqlite3.Error: they cannot be read (then the file is to be parsed)."""
-        found: dict[str, Row] = {}
-        for start in range(0, len(names), 500):  # SQLite before 3.32: 999 variables
-            chunk = names[start:start + 500]
-            found.update((r[0], (r[1], r[2], r[3], r[4])) for r in self._db().execute(
-                "SELECT name, key, parts, outputs, block FROM entries WHERE name IN"
-                f" ({', '.join('?' * len(chunk))})", chunk))
-        return found
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows_in(
+            self._db(), "SELECT name, key, parts, outputs, block FROM entries"
+            " WHERE name IN ({})", names)}
 
     def rows(self) -> dict[str, Row] | None:
         """Every row by name; None when they cannot be read."""

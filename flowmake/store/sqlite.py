@@ -179,6 +179,17 @@ def queueing(method: Callable[Concatenate[D, P], R]) -> Callable[Concatenate[D, 
     return cast("Callable[Concatenate[D, P], R]", wrapper)
 
 
+IN_CHUNK = 500  # values in one IN (...): SQLite before 3.32 allows 999 variables
+
+
+def rows_in(db: sqlite3.Connection, sql: str, names: list[str]) -> Iterator[Any]:
+    """The rows of ``sql`` (its ``{}``: the IN list's placeholders) for ``names``, a
+    query per IN_CHUNK: many rows read together instead of one query each."""
+    for start in range(0, len(names), IN_CHUNK):
+        chunk = names[start:start + IN_CHUNK]
+        yield from db.execute(sql.format(", ".join("?" * len(chunk))), chunk)
+
+
 def guard(path: Path, action: Callable[[], R]) -> R:
     """``action()``, with a database error turned into one clear StateError."""
     try:
