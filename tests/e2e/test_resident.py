@@ -514,7 +514,7 @@ def spare_of(server: int) -> int:
     return int(wait_for(settled, what="the server's spare"))
 
 
-def server_pid(project: Project, env: dict[str, str | None] | None = None) -> int:
+def server_pid(env: dict[str, str | None] | None = None) -> int:
     folder = Path((env or {}).get("FLOWMAKE_RESIDENT_DIR") or os.environ["FLOWMAKE_RESIDENT_DIR"])
     for lock in folder.glob("*.lock"):
         pid = int(lock.read_text() or 0)
@@ -531,7 +531,7 @@ def test_a_command_is_run_by_the_child_forked_before_it_came(project: Project,
     env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(tmp_path / "r")}
     project.flow(FLOW)
     start_server(project, env)
-    server = server_pid(project, env)
+    server = server_pid(env)
     trace = {**env, "FLOWMAKE_TRACE": "resident"}
     used = []
     for _ in range(2):
