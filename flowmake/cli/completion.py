@@ -386,7 +386,7 @@ def complete(argv: list[str]) -> int:
         directory = Path(args.directory or ".")
         path = find_file(directory.resolve(), args.file,
                          search=not args.directory and not args.file)
-        _, graph, _ = load_compiled(path, {})
+        graph = load_compiled(path, {})[1]
     except (FlowmakeError, OSError):
         return 1
     names = list(graph.targets)

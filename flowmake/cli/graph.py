@@ -14,10 +14,11 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from flowmake.cli import graphtexts
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
@@ -186,37 +187,77 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
     else:
         for step in states.values():
             counts[step.state] += 1
+    if len(names) == len(ws.graph.targets):  # all of them: the flow's parts as saved
+        flags, statics, edges = graphtexts.load(
+            str(ws.project.state_dir), ws.compiled, len(names),
+            lambda: _flow_texts(ws.graph, names))
+    else:
+        chosen = set(names)
+        flags = "".join("A" if ws.graph.targets[n].always else "-" for n in names)
+        statics = _statics(ws.graph, names, chosen)
+        edges = _edge_texts(ws.graph, names)
     return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
-            "nodes": jsonout.Texts(_nodes(ws, names, states)),
-            "edges": jsonout.Texts(f'{{"from": {jsonout.string(a)}, "to": {jsonout.string(b)}}}'
-                                   for a, b in _edges(ws.graph, names))}
+            "nodes": jsonout.Texts(_nodes(ws, names, states, flags, statics)),
+            "edges": jsonout.Texts(edges)}
 
 
-def _nodes(ws: Workspace, names: list[str], states: States) -> Iterator[str]:
-    """Each node's JSON text, made as it is written."""
-    graph = ws.graph
-    built = ws.store.built()
-    last = ws.store.last_runs()
-    # Every target chosen (no selection): upstream and downstream are taken as they are.
-    chosen = None if len(names) == len(graph.targets) else set(names)
+def _flow_texts(graph: Graph, names: list[str]) -> graphtexts.Made:
+    flags = "".join("A" if graph.targets[n].always else "-" for n in names)
+    return flags, list(_statics(graph, names, None)), list(_edge_texts(graph, names))
+
+
+def _edge_texts(graph: Graph, names: list[str]) -> Iterator[str]:
+    return (f'{{"from": {jsonout.string(a)}, "to": {jsonout.string(b)}}}'
+            for a, b in _edges(graph, names))
+
+
+def _statics(graph: Graph, names: list[str], chosen: set[str] | None) -> Iterator[str]:
+    """Each node's text up to its state: what the flow alone decides (``chosen``: the
+    targets shown, None when all are)."""
     depth: dict[str, int] = {}
     for name in names:  # topological order: every upstream's depth is known already
         ups = _within(graph.upstream[name], chosen)
         depth[name] = 1 + max([depth[u] for u in ups]) if ups else 0
     compact = json.JSONEncoder().encode
-    fresh = ('"fresh"', "[]", '"fresh"')
     for name in names:
-        target = graph.targets[name]
+        yield _static(graph, graph.targets[name], depth[name], chosen, compact)
+
+
+def _nodes(ws: Workspace, names: list[str], states: States, flags: str,
+           statics: Iterable[str]) -> Iterator[str]:
+    """Each node's JSON text, made as it is written: its static part (``statics``, in the
+    order of ``names``; ``flags``: ``A`` for an always target) and its state and records.
+    The Targets themselves are not looked at: in a resident server's fork, touching
+    100,000 of them would copy the pages they are on."""
+    built = ws.store.built()
+    last = ws.store.last_runs()
+    compact = json.JSONEncoder().encode
+    fresh = {"A": '"fresh", "reasons": [], "always": true, "display": "always"',
+             "-": '"fresh", "reasons": [], "always": false, "display": "fresh"'}
+    string, number, iso_json = jsonout.string, jsonout.number, _iso
+    for name, flag, static in zip(names, flags, statics, strict=True):
         run = last.get(name)
-        step = None if states is None else states[name]
-        if step is None:
-            state = (fresh if not target.always else ('"fresh"', "[]", '"always"'))
+        failed = False
+        if states is None:
+            state = fresh[flag]
         else:
-            state = (jsonout.string(step.state.value),
-                     jsonout.strings([str(r) for r in step.reasons]),
-                     jsonout.string(_display(step, run)))
-        text = _node(graph, target, depth[name], state, run, built.get(name), chosen, compact)
-        if state[2] == '"failed"':
+            step = states[name]
+            display = _display(step, run)
+            failed = display == "failed"
+            state = (f'{string(step.state.value)}, '
+                     f'"reasons": {jsonout.strings([str(r) for r in step.reasons])}, '
+                     f'"always": {"true" if flag == "A" else "false"}, '
+                     f'"display": {string(display)}')
+        # the last run and the record's build (inline: 100,000 calls fewer)
+        lr = "null" if run is None else (
+            f'{{"run_id": {number(run[0])}, "status": {string(run[1])}, '
+            f'"duration": {round(run[2] or 0.0, 4)!r}}}')
+        b = built.get(name)
+        lb = "null" if b is None else (
+            f'{{"run_id": {number(b[0])}, "at": {number(b[1])}, '
+            f'"built": {iso_json(b[1])}, "duration": {round(b[2] or 0.0, 4)!r}}}')
+        text = f'{static}{state}, "last_run": {lr}, "last_built": {lb}}}'
+        if failed:
             text = text[:-1] + ', "last_failure": ' + compact(_last_failure(ws, name)) + "}"
         yield text
 
@@ -225,23 +266,15 @@ def _within(names: tuple[str, ...], chosen: set[str] | None) -> Sequence[str]:
     return names if chosen is None else [n for n in names if n in chosen]
 
 
-def _node(graph: Graph, target: Target, depth: int, state: tuple[str, str, str],
-          last: tuple[int, str, float] | None, built: tuple[int, float, float | None] | None,
-          chosen: set[str] | None,
-          compact: Callable[[Any], str]) -> str:
-    """One node as the compact JSON encoder writes its object, without making the object
-    (at 100,000 targets, making each dict and encoding it took most of the command);
-    ``state``: the state, reasons and display, as JSON text."""
-    string, strings, number = jsonout.string, jsonout.strings, jsonout.number
+def _static(graph: Graph, target: Target, depth: int, chosen: set[str] | None,
+            compact: Callable[[Any], str]) -> str:
+    """A node's text up to its state, as the compact JSON encoder writes an object, without
+    making the object (at 100,000 targets, making each dict and encoding it took most of
+    the command)."""
+    string, strings = jsonout.string, jsonout.strings
     name, project = target.name, target.project_params
     params = compact({**target.params, **{f"params.{k}": v for k, v in project.items()}}
                      if project else target.params) if project or target.params else "{}"
-    lr = "null" if last is None else (
-        f'{{"run_id": {number(last[0])}, "status": {string(last[1])}, '
-        f'"duration": {round(last[2] or 0.0, 4)!r}}}')
-    lb = "null" if built is None else (
-        f'{{"run_id": {number(built[0])}, "at": {number(built[1])}, '
-        f'"built": {_iso(built[1])}, "duration": {round(built[2] or 0.0, 4)!r}}}')
     return (
         f'{{"name": {string(name)}, "kind": {string(target.kind)}, '
         f'"matrix": {"null" if target.matrix is None else string(target.matrix)}, '
@@ -250,9 +283,7 @@ def _node(graph: Graph, target: Target, depth: int, state: tuple[str, str, str],
         f'"outputs": {_paths(target.outputs)}, '
         f'"upstream": {strings(_within(graph.upstream[name], chosen))}, '
         f'"downstream": {strings(_within(graph.downstream[name], chosen))}, '
-        f'"depth": {depth}, "state": {state[0]}, "reasons": {state[1]}, '
-        f'"always": {"true" if target.always else "false"}, "display": {state[2]}, '
-        f'"last_run": {lr}, "last_built": {lb}}}')
+        f'"depth": {depth}, "state": ')
 
 
 def _paths(items: Sequence[Input | Output]) -> str:

@@ -78,12 +78,16 @@ def _settled(besides: tuple[Any, ...], saved_ns: int) -> bool:
     return all(entry[-2] < saved_ns - RACY_NS for entry in besides)
 
 
-def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph, bool]:
+def load_compiled(path: Path, overrides: dict[str, Any]
+                  ) -> tuple[Project, Graph, bool, int | None]:
     """flow.toml as a Project and Graph, from ``.flowmake/flow.pickle`` when unchanged.
 
     Parsing a 10,000-target flow.toml takes about half a second; the pickle takes a
     fraction of that. A file modified within RACY_NS of the pickle's writing is re-read.
-    The flag says whether flow.toml was parsed (its targets may have changed).
+    The flag says whether flow.toml was parsed (its targets may have changed); the int is
+    the stamp of the flow.pickle that holds them (the time it was written, in ns; None
+    when it could not be written), which what is derived from them is saved under
+    (cli/graphtexts.py).
     """
     cache = path.parent / layout.STATE_DIR / layout.COMPILED_FLOW
     signature = _signature(path, overrides)
@@ -94,7 +98,7 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
         if saved == signature and signature is not None and signature[4] < saved_ns - RACY_NS \
                 and (not besides or (_read_besides(project) == besides
                                      and _settled(besides, saved_ns))):
-            return project, graph_, False
+            return project, graph_, False, saved_ns
     except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
         pass
     from flowmake.config.load import load
@@ -103,6 +107,7 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
     project = load(path, overrides, kinds=_find_kind)
     graph_ = build_graph(project)
     besides = _read_besides(project)
+    stamp = None
     if signature is not None:
         try:
             cache.parent.mkdir(exist_ok=True)
@@ -111,12 +116,14 @@ def load_compiled(path: Path, overrides: dict[str, Any]) -> tuple[Project, Graph
             # written) copies few pages: scattered among the Targets, walking 100,000 names
             # copied ~50 ms of pages in each command.
             names = tuple(project.targets)
-            atomic_write(cache, pickle.dumps((signature, time.time_ns(), names, project,
-                                              graph_, besides), protocol=5), fsync=False)
+            now = time.time_ns()
+            atomic_write(cache, pickle.dumps((signature, now, names, project, graph_,
+                                              besides), protocol=5), fsync=False)
             warm.note(str(cache), COMPILED)
+            stamp = now
         except OSError:
             pass  # a read-only project still works, just slower
-    return project, graph_, True
+    return project, graph_, True, stamp
 
 
 def _unpickled(data: bytes) -> Any:
@@ -164,7 +171,8 @@ class Workspace:
     def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any], *,
                  search: bool = False) -> None:
         self.path = find_file(directory, file, search=search)  # search: flow.toml above too
-        self.project, self.graph, self.reparsed = load_compiled(self.path, overrides)
+        self.project, self.graph, self.reparsed, self.compiled = load_compiled(
+            self.path, overrides)
         # The stat cache as the Hasher gets it; None: all of it, loaded (a cone build
         # sets a mapping that reads entries one by one: cli/cone.py).
         self.stat_rows: dict[str, Any] | None = None

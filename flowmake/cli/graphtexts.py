@@ -1,0 +1,116 @@
+"""The parts of `graph --format json` that only the compiled flow decides, kept in
+``.flowmake/graph.texts`` beside it.
+
+A node's name, kind, help, action, params, paths, upstream, downstream and depth, and the
+edges, are the same from one `graph` to the next until flow.toml changes; only the states
+and the records' times differ. At 100,000 targets, writing those parts took ~0.9 s of the
+command's 1.5 s. They are written once, after the first `graph` of a compiled flow, as
+text: one line of flags (``A`` an always target, ``-`` not), one line per node (its JSON up
+to and including ``"state": ``) and one line per edge. A resident server keeps the text
+decoded for its forks (flowmake/warm.py), as it keeps the compiled flow.
+
+The file names the compiled flow it was made from (the stamp inside flow.pickle, written
+anew each time flow.toml is compiled), this module's and graph.py's code, and the counts,
+and carries an xxh3 digest of its text: a file from another flow, another flowmake, or
+damaged (it is written without fsync, as a cache) is not used, and is made again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from flowmake import __version__, warm
+from flowmake.fsutil import atomic_write
+from flowmake.store import paths as layout
+
+FORMAT = 1
+KIND = "graph-texts"
+
+# (flags, node texts, edge texts): the texts in the order of the names
+Texts = tuple[str, Iterable[str], Iterable[str]]
+Made = tuple[str, list[str], list[str]]
+
+
+def _code() -> list[int]:
+    """What the texts' format depends on besides FORMAT: the modules that write them."""
+    from flowmake.cli import graph
+
+    return [os.stat(m.__file__ or "").st_mtime_ns for m in (graph,)] + [
+        os.stat(__file__).st_mtime_ns]
+
+
+def _header(stamp: int, nodes: int, edges: int) -> dict[str, Any]:
+    return {"format": FORMAT, "flowmake": __version__, "code": _code(), "flow": stamp,
+            "nodes": nodes, "edges": edges}
+
+
+def _decode(data: bytes) -> tuple[dict[str, Any], str]:
+    """The header and the text after it; ValueError unless the digest and the lines are
+    the header's (checked once: a resident server keeps the result for its forks)."""
+    import xxhash
+
+    head, _, raw = data.partition(b"\n")
+    header = json.loads(head)
+    if not isinstance(header, dict) or header.get("xxh3") != xxhash.xxh3_64_hexdigest(raw):
+        raise ValueError("graph.texts: damaged")
+    body = raw.decode("ascii")
+    nodes, edges, edges_at = header["nodes"], header["edges"], header["edges_at"]
+    if body.count("\n") != nodes + edges or (
+            body.find("\n") if nodes + edges else len(body)) != nodes or (
+            edges and body[edges_at - 1:edges_at] != "\n"):
+        raise ValueError("graph.texts: not the lines its header says")
+    return header, body
+
+
+warm.LOADERS[KIND] = _decode
+
+
+def path_in(state_dir: str) -> str:
+    return os.path.join(state_dir, layout.GRAPH_TEXTS)
+
+
+def load(state_dir: str, stamp: int | None, nodes: int, make: Callable[[], Made]) -> Texts:
+    """The texts of the compiled flow ``stamp`` (None: not saved, made each time), read
+    from the file when it holds them, else made and saved."""
+    if stamp is None:
+        return make()
+    path = path_in(state_dir)
+    try:
+        header, body = warm.read(path, KIND)
+        edges = header["edges"]
+        if all(header.get(k) == v for k, v in _header(stamp, nodes, edges).items()):
+            return body[:nodes], _lines(body, nodes + 1, nodes), _lines(
+                body, header["edges_at"], edges)
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
+        pass  # not there, another flow's, or damaged: made again
+    made = make()
+    save(path, stamp, made)
+    return made
+
+
+def _lines(body: str, at: int, count: int) -> Iterator[str]:
+    """``count`` lines of ``body`` from offset ``at``, sliced one by one as they are
+    written (split at once, 100,000 of them would all be held until the end)."""
+    find = body.find
+    for _ in range(count):
+        end = find("\n", at)
+        yield body[at:end if end >= 0 else len(body)]
+        at = end + 1
+
+
+def save(path: str, stamp: int, texts: Made) -> None:
+    import xxhash
+
+    flags, nodes, edges = texts
+    try:
+        head = "\n".join([flags, *nodes])
+        body = (head + "\n" + "\n".join(edges) if edges else head).encode("ascii")
+        header = {**_header(stamp, len(nodes), len(edges)), "edges_at": len(head) + 1,
+                  "xxh3": xxhash.xxh3_64_hexdigest(body)}
+        atomic_write(path, json.dumps(header).encode() + b"\n" + body, fsync=False)
+    except (OSError, UnicodeEncodeError):
+        return  # a read-only project still works, just slower
+    warm.note(path, KIND)
