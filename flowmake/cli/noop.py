@@ -27,22 +27,27 @@ def saved_in(flow_file: str) -> str | None:
 
 
 def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
-                 ) -> tuple[list[str], dict[str, list[str]], list[str]] | None:
+                 ) -> tuple[list[str], list[str], list[int]] | None:
     """`flowmake status` when the fast path holds: (every target in build order, each
-    one's upstream, the tree's roots), all of them fresh; None if it does not hold.
-    Like `status` itself, it never waits for a build's lock."""
+    one's upstream as the snapshot keeps it: indices into the names joined by ",", the
+    tree's roots as indices), all of them fresh; None if it does not hold. Like `status`
+    itself, it never waits for a build's lock."""
     state_dir = saved_in(flow_file)
     found = None if state_dir is None else fastpath.still_fresh(
         paths.snapshot(state_dir), flow_file, overrides, selection)
     if found is None:
         return None
     joined, count, _, upstream, roots = found
-    names = joined.split(fastpath.SEP) if count else []
-    ups = upstream.split(fastpath.SEP) if count else []
-    return (names,
-            {n: [names[int(i)] for i in up.split(",") if i] if up else []
-             for n, up in zip(names, ups, strict=True)},
-            [names[int(i)] for i in roots.split(",") if i])
+    if not count:
+        return [], [], []
+    return (joined.split(fastpath.SEP), upstream.split(fastpath.SEP),
+            [int(i) for i in roots.split(",") if i])
+
+
+def upstream_names(names: list[str], upstream: list[str]) -> dict[str, list[str]]:
+    """Each target's upstream by name, from ``fresh_status``'s indices."""
+    return {n: [names[int(i)] for i in up.split(",") if i] if up else []
+            for n, up in zip(names, upstream, strict=True)}
 
 
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,

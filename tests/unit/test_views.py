@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flowmake.report.views import status_tree
+from flowmake.report.views import fresh_tree, status_tree
 
 
 def test_status_tree_layout() -> None:
@@ -20,3 +20,23 @@ def test_status_tree_layout() -> None:
         "leaf: fresh",
         "c: fresh (upstream shown above)",
     ]
+
+
+def test_fresh_tree_is_status_tree_of_all_fresh_rows() -> None:
+    """The fast path's tree (indices) and the planner's (names) print the same lines, on
+    random DAGs with shared upstream, several roots and a repeated root."""
+    import random
+
+    for seed in range(200):
+        rng = random.Random(seed)
+        n = rng.randint(0, 40)
+        names = [f"t{i}" for i in range(n)]
+        ups = [sorted(rng.sample(range(i), rng.randint(0, min(i, 3)))) for i in range(n)]
+        roots = rng.sample(range(n), rng.randint(0, n)) if n else []
+        if roots and rng.random() < 0.3:
+            roots.append(roots[0])
+        rows = [(name, "fresh", (), "record") for name in names]
+        upstream = {names[i]: [names[u] for u in ups[i]] for i in range(n)}
+        indices = [",".join(map(str, up)) for up in ups]
+        assert fresh_tree(names, indices, roots) == status_tree(
+            rows, upstream, [names[r] for r in roots]), seed
