@@ -81,8 +81,8 @@ def load(state_dir: str, stamp: int | None, nodes: int, make: Callable[[], Made]
         header, body = warm.read(path, KIND)
         edges = header["edges"]
         if all(header.get(k) == v for k, v in _header(stamp, nodes, edges).items()):
-            return body[:nodes], _lines(body, nodes + 1, nodes), _lines(
-                body, header["edges_at"], edges)
+            # the edges as one block (jsonout.Texts: one a line)
+            return body[:nodes], _lines(body, nodes + 1, nodes), [body[header["edges_at"]:]]
     except (OSError, ValueError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
         pass  # not there, another flow's, or damaged: made again
     made = make()

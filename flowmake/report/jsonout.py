@@ -17,12 +17,19 @@ from typing import Any
 
 class Texts:
     """A list whose items are already JSON text (made by :func:`string` and friends, say),
-    each put out as it is, one a line; ``items`` may be a generator, read as it is written."""
+    each put out as it is, one a line; ``items`` may be a generator, read as it is written.
+    An element of ``items`` may hold several items, one a line (JSON text never holds a
+    raw newline): a block of 100,000 items is put out by one ``str.replace``, not item by
+    item."""
 
     __slots__ = ("items",)
 
     def __init__(self, items: Iterable[str]) -> None:
         self.items = items
+
+    def joined(self, sep: str) -> str:
+        """Every item, ``sep`` between them (the items are read)."""
+        return sep.join(b for b in self.items if b).replace("\n", sep)
 
 
 # A str as json.dumps writes it (the C encoder's own function): '"a\\"b\\u00e9"'.
@@ -76,23 +83,20 @@ class _Out(list[str]):
 
 def _render(value: Any, level: int, depth: int, compact: Callable[[Any], str],
             out: _Out) -> None:
-    if isinstance(value, Texts) and level >= depth:
-        out.append("[" + ", ".join(value.items) + "]")
+    if isinstance(value, Texts):
+        _render_texts(value, level, depth, out)
         return
-    if level >= depth or not isinstance(value, dict | list | tuple | GeneratorType | Texts):
+    if level >= depth or not isinstance(value, dict | list | tuple | GeneratorType):
         out.append(compact(value))
         return
     pad = "  " * (level + 1)
     opening, closing = ("{", "}") if isinstance(value, dict) else ("[", "]")
-    items: Iterable[Any] = value.items() if isinstance(value, dict) else (
-        value.items if isinstance(value, Texts) else value)
+    items: Iterable[Any] = value.items() if isinstance(value, dict) else value
     empty = True
     for item in items:
         out.append((opening + "\n" if empty else ",\n") + pad)
         empty = False
-        if isinstance(value, Texts):
-            out.append(item)
-        elif opening == "{":
+        if opening == "{":
             out.append(compact(_key(item[0], compact)) + ": ")
             _render(item[1], level + 1, depth, compact, out)
         else:
@@ -100,6 +104,23 @@ def _render(value: Any, level: int, depth: int, compact: Callable[[Any], str],
         if len(out) >= out.FLUSH_AT:
             out.flush()
     out.append(opening + closing if empty else "\n" + "  " * level + closing)
+
+
+def _render_texts(value: Texts, level: int, depth: int, out: _Out) -> None:
+    if level >= depth:
+        out.append("[" + value.joined(", ") + "]")
+        return
+    pad = "  " * (level + 1)
+    between = ",\n" + pad
+    empty = True
+    for block in value.items:
+        if not block:
+            continue  # an empty block holds no item
+        out.append(("[\n" if empty else ",\n") + pad + block.replace("\n", between))
+        empty = False
+        if len(out) >= out.FLUSH_AT:
+            out.flush()
+    out.append("[]" if empty else "\n" + "  " * level + "]")
 
 
 def _key(key: Any, compact: Callable[[Any], str]) -> str:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from flowmake.cli.graph import _ISO_SECONDS, _iso
+from flowmake.cli.graph import _ISO_SECONDS, _iso, _seconds
 from flowmake.report import jsonout
 from flowmake.report.history import iso
 
@@ -62,3 +62,25 @@ def test_texts_are_put_out_as_they_are_one_a_line() -> None:
         '{\n  "a": [\n    {"x": 1},\n    [1, 2]\n  ],\n  "b": [],\n  "c": [\n    [1, 2]\n  ]\n}')
     assert json.loads(text) == {"a": [{"x": 1}, [1, 2]], "b": [], "c": [[1, 2]]}
 
+
+
+def test_a_block_of_texts_is_put_out_as_its_items_one_a_line() -> None:
+    items = ['{"x": 1}', "[1, 2]", '"a\\nb"', "3"]
+    as_blocks = ["\n".join(items[:3]), "", items[3]]
+    text = jsonout.dumps({"a": jsonout.Texts(as_blocks), "b": [jsonout.Texts(iter(as_blocks))]})
+    assert text == jsonout.dumps({"a": jsonout.Texts(items), "b": [jsonout.Texts(items)]})
+    assert json.loads(text) == {
+        "a": [{"x": 1}, [1, 2], "a\nb", 3], "b": [[{"x": 1}, [1, 2], "a\nb", 3]]}
+    inline = jsonout.dumps({"a": jsonout.Texts(as_blocks)}, depth=1)  # below the depth
+    assert inline == '{\n  "a": [{"x": 1}, [1, 2], "a\\nb", 3]\n}'
+
+
+@given(st.none() | st.integers(-10**12, 10**12) | st.floats() | st.floats(-1e4, 1e4)
+       | st.integers(0, 10**9).map(lambda n: n / 10**4 + 0.00005))  # halfway cases
+@example(0.00005)
+@example(-0.00004)
+@example(-0.0)
+@example(9999999999.99995)
+@example(1e10)
+def test_seconds_is_rounded_repr(value: float | None) -> None:
+    assert _seconds(value) == repr(round(value or 0.0, 4))
