@@ -116,10 +116,10 @@ def _render_texts(value: Texts, level: int, depth: int, out: _Out) -> None:
     for block in value.items:
         if not block:
             continue  # an empty block holds no item
-        out.append(("[\n" if empty else ",\n") + pad + block.replace("\n", between))
+        out.append(("[\n" if empty else ",\n") + pad)
+        out.flush()
+        out.write(block.replace("\n", between))  # as it is: no copy into a join
         empty = False
-        if len(out) >= out.FLUSH_AT:
-            out.flush()
     out.append("[]" if empty else "\n" + "  " * level + "]")
 
 
