@@ -117,9 +117,14 @@ def _render_texts(value: Texts, level: int, depth: int, out: _Out) -> None:
         if not block:
             continue  # an empty block holds no item
         out.append(("[\n" if empty else ",\n") + pad)
-        out.flush()
-        out.write(block.replace("\n", between))  # as it is: no copy into a join
         empty = False
+        if "\n" in block:  # several items: written as they are, not copied into a join
+            out.flush()
+            out.write(block.replace("\n", between))
+        else:
+            out.append(block)
+            if len(out) >= out.FLUSH_AT:
+                out.flush()
     out.append("[]" if empty else "\n" + "  " * level + "]")
 
 
