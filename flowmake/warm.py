@@ -7,7 +7,8 @@ the server kept. "This very file" is its identity (device, inode, size, mtime, c
 the open descriptor has it: the state files are replaced by rename, never rewritten in
 place, so an equal identity is the same bytes, and the answer is the one reading them
 would give. A process keeps a list of what it read or wrote, which a resident child hands to its
-server, which then reads those files itself between commands.
+server, which then reads those files itself between commands. ``at_end`` defers work that must
+be done before a process ends but that its exit code need not wait for.
 """
 
 from __future__ import annotations
@@ -28,6 +29,30 @@ Identity = tuple[int, int, int, int, int]
 _kept: dict[str, tuple[Identity, str, Any]] = {}  # path -> (identity, kind, value)
 read_here: list[tuple[str, str]] = []  # (path, kind) this process read or wrote
 forked = False  # a resident server's fork (resident/child.py): it ends with its command
+
+
+_at_end: list[Callable[[], None]] = []  # in a resident fork: run after its exit code is sent
+
+
+def at_end(fn: Callable[[], None]) -> None:
+    """Run ``fn`` as this process ends: with atexit, except in a resident server's fork,
+    which runs it once its client has its exit code (``resident/child.py``), off the
+    command's time."""
+    if forked:
+        _at_end.append(fn)
+    else:
+        import atexit
+
+        atexit.register(fn)
+
+
+def run_at_end() -> None:
+    """A resident fork's ``at_end`` functions (each one's errors ignored)."""
+    while _at_end:
+        try:
+            _at_end.pop(0)()
+        except Exception:
+            pass
 
 
 def thaw(always: bool = False) -> None:

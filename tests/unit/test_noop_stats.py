@@ -43,3 +43,43 @@ def test_a_missing_file_is_seen_in_any_part(files: list[str], which: int) -> Non
 def test_a_save_of_another_length_never_matches(files: list[str]) -> None:
     assert not fastpath.unchanged(files, fastpath._stats(files[:-1]))
     assert not fastpath.unchanged(files[:-1], fastpath._stats(files))
+
+
+def test_a_helper_whose_answer_is_cut_short_counts_as_a_change(
+        files: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper's answer ends with a marker: without it (killed mid-write, or failed), the
+    part it checked counts as changed, though no file did."""
+    saved = fastpath._stats(files)
+    write_all = fastpath._write_all
+    monkeypatch.setattr(fastpath, "_write_all", lambda fd, data: write_all(fd, data[:-4]))
+    if fastpath.changed(files, saved) is None or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU: no helper is forked")
+    assert fastpath.changed(files, saved) == [-1]
+    assert not fastpath.unchanged(files, saved)
+    fastpath.reap_exiting()
+
+
+def test_helpers_that_answered_are_reaped_later(
+        files: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check does not wait for its helpers' exits; ``reap_exiting`` (at the command's
+    end) waits for every one, so none is left a zombie."""
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    saved = fastpath._stats(files)
+    for _ in range(5):
+        assert fastpath.unchanged(files, saved)
+    if not forked:
+        pytest.skip("one CPU: no helper is forked")
+    fastpath.reap_exiting()
+    assert fastpath._exiting == []
+    for pid in forked:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reaped already
