@@ -256,8 +256,8 @@ def _build_once(args: argparse.Namespace, command: str, sink: BuildSink) -> int:
 
 
 def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
-    from flowmake.cli.noop import fresh_status, upstream_names
-    from flowmake.report.views import StatusRow, fresh_tree, status_json, status_lines
+    from flowmake.cli.noop import fresh_status
+    from flowmake.report.views import fresh_status_json, fresh_tree, status_json, status_lines
 
     fresh = fresh_status(_flow_file(args), args.param, args.targets)
     if fresh is not None:  # nothing changed since an all-fresh build or status
@@ -265,18 +265,16 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
         if args.verbose:
             print(f"flowmake: no input, output or setting changed since the last all-fresh"
                   f" build or status ({len(names)} targets, no-op fast path)", file=sys.stderr)
-        if not args.json:  # the tree from the snapshot's indices, no rows or dicts made
-            if not args.quiet:
-                lines = fresh_tree(names, indices, root_indices)
-                if lines:
-                    sys.stdout.write("\n".join(lines) + "\n")
-                print(f"flowmake: {len(names)} fresh, 0 not fresh", file=sys.stderr)
-            return EXIT_OK
-        # "fresh": TargetStatus.FRESH's value (the fast path does not import the model)
-        rows: list[StatusRow] = [(n, "fresh", (), "record") for n in names]
-        upstream = upstream_names(names, indices)
-    else:
-        rows, upstream, roots = _checked_status(args)
+        # From the snapshot's indices: no rows, dicts or lists of names made.
+        if args.json:
+            _emit_json(fresh_status_json(names, indices))
+        elif not args.quiet:
+            lines = fresh_tree(names, indices, root_indices)
+            if lines:
+                sys.stdout.write("\n".join(lines) + "\n")
+            print(f"flowmake: {len(names)} fresh, 0 not fresh", file=sys.stderr)
+        return EXIT_OK
+    rows, upstream, roots = _checked_status(args)
     if args.json:
         _emit_json(status_json(rows, upstream))
     else:

@@ -44,12 +44,6 @@ def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
             [int(i) for i in roots.split(",") if i])
 
 
-def upstream_names(names: list[str], upstream: list[str]) -> dict[str, list[str]]:
-    """Each target's upstream by name, from ``fresh_status``'s indices."""
-    return {n: [names[int(i)] for i in up.split(",") if i] if up else []
-            for n, up in zip(names, upstream, strict=True)}
-
-
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
              as_json: bool, quiet: bool, verbose: bool = False, record: bool = True
              ) -> int | None:

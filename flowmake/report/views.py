@@ -101,6 +101,29 @@ def status_json(rows: Iterable[StatusRow], upstream: Mapping[str, Sequence[str]]
         for name, state, reasons, source in rows]}
 
 
+def fresh_status_json(names: Sequence[str], upstream: Sequence[str]) -> dict[str, Any]:
+    """``status_json`` of every target fresh from its record (the no-op fast path's
+    answer; ``upstream`` as ``fresh_tree`` takes it), each target's text written
+    directly, in blocks (``jsonout.Texts``): no dict, list or row per target."""
+    from flowmake.report import jsonout
+
+    quoted = [jsonout.string(name) for name in names]
+
+    def blocks() -> Iterable[str]:
+        lines: list[str] = []
+        for name, ups in zip(quoted, upstream, strict=True):
+            inside = ", ".join([quoted[int(u)] for u in ups.split(",") if u]) if ups else ""
+            lines.append(f'{{"name": {name}, "state": "fresh", "reasons": [], '
+                         f'"upstream": [{inside}], "source": "record"}}')
+            if len(lines) == 256:
+                yield "\n".join(lines)  # one a line
+                lines.clear()
+        if lines:
+            yield "\n".join(lines)
+
+    return {"targets": jsonout.Texts(blocks())}
+
+
 def list_json(graph: Graph) -> dict[str, Any]:
     targets = []
     for t in graph.targets.values():
