@@ -193,17 +193,22 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
             lambda: _flow_texts(ws.graph, names))
     else:
         chosen = set(names)
-        flags = "".join("A" if ws.graph.targets[n].always else "-" for n in names)
+        flags = _flags(ws.graph, names)
         statics = _statics(ws.graph, names, chosen)
         edges = _edge_texts(ws.graph, names)
     return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
-            "nodes": jsonout.Texts(_nodes(ws, names, states, flags, statics)),
+            "nodes": jsonout.Texts(jsonout.blocks(_nodes(ws, names, states, flags, statics))),
             "edges": jsonout.Texts(edges)}
 
 
 def _flow_texts(graph: Graph, names: list[str]) -> graphtexts.Made:
-    flags = "".join("A" if graph.targets[n].always else "-" for n in names)
-    return flags, list(_statics(graph, names, None)), list(_edge_texts(graph, names))
+    return _flags(graph, names), list(_statics(graph, names, None)), list(
+        _edge_texts(graph, names))
+
+
+def _flags(graph: Graph, names: list[str]) -> str:
+    """``A`` for each always target, ``-`` for each other one, in the order of ``names``."""
+    return "".join("A" if graph.targets[n].always else "-" for n in names)
 
 
 def _edge_texts(graph: Graph, names: list[str]) -> Iterator[str]:
@@ -236,7 +241,6 @@ def _nodes(ws: Workspace, names: list[str], states: States, flags: str,
              "-": '"fresh", "reasons": [], "always": false, "display": "fresh"'}
     string, number, iso_json, seconds = jsonout.string, jsonout.number, _iso, _seconds
     statuses: dict[str, str] = {}  # a run's status as JSON (a handful of them)
-    block: list[str] = []
     for name, flag, static in zip(names, flags, statics, strict=True):
         run = last.get(name)
         failed = False
@@ -266,15 +270,7 @@ def _nodes(ws: Workspace, names: list[str], states: States, flags: str,
         text = f'{static}{state}, "last_run": {lr}, "last_built": {lb}}}'
         if failed:
             text = text[:-1] + ', "last_failure": ' + compact(_last_failure(ws, name)) + "}"
-        block.append(text)
-        if len(block) == NODES_PER_BLOCK:
-            yield "\n".join(block)  # jsonout.Texts: one a line
-            block.clear()
-    if block:
-        yield "\n".join(block)
-
-
-NODES_PER_BLOCK = 256
+        yield text
 
 
 def _seconds(value: float | None) -> str:

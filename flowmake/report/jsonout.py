@@ -10,7 +10,7 @@ status prints one target per line, as fast as compact JSON and as easy to grep o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import GeneratorType
 from typing import Any
 
@@ -30,6 +30,19 @@ class Texts:
     def joined(self, sep: str) -> str:
         """Every item, ``sep`` between them (the items are read)."""
         return sep.join(b for b in self.items if b).replace("\n", sep)
+
+
+def blocks(items: Iterable[str], size: int = 256) -> Iterator[str]:
+    """``items`` (each one item's JSON text) as blocks of up to ``size`` of them, one a
+    line: what :class:`Texts` puts out by one ``str.replace`` each."""
+    block: list[str] = []
+    for item in items:
+        block.append(item)
+        if len(block) == size:
+            yield "\n".join(block)
+            block.clear()
+    if block:
+        yield "\n".join(block)
 
 
 # A str as json.dumps writes it (the C encoder's own function): '"a\\"b\\u00e9"'.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -109,19 +109,13 @@ def fresh_status_json(names: Sequence[str], upstream: Sequence[str]) -> dict[str
 
     quoted = [jsonout.string(name) for name in names]
 
-    def blocks() -> Iterable[str]:
-        lines: list[str] = []
+    def items() -> Iterator[str]:
         for name, ups in zip(quoted, upstream, strict=True):
             inside = ", ".join([quoted[int(u)] for u in ups.split(",") if u]) if ups else ""
-            lines.append(f'{{"name": {name}, "state": "fresh", "reasons": [], '
-                         f'"upstream": [{inside}], "source": "record"}}')
-            if len(lines) == 256:
-                yield "\n".join(lines)  # one a line
-                lines.clear()
-        if lines:
-            yield "\n".join(lines)
+            yield (f'{{"name": {name}, "state": "fresh", "reasons": [], '
+                   f'"upstream": [{inside}], "source": "record"}}')
 
-    return {"targets": jsonout.Texts(blocks())}
+    return {"targets": jsonout.Texts(jsonout.blocks(items()))}
 
 
 def list_json(graph: Graph) -> dict[str, Any]:
