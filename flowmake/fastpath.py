@@ -184,10 +184,14 @@ def _write_all(fd: int, data: bytes) -> None:
 
 ANSWERED = (-2).to_bytes(4, "little", signed=True)  # a helper's last 4 bytes: its whole answer
 _exiting: list[int] = []  # helpers that answered and may still be exiting
-_reaper: list[Any] = []  # reap_exiting, once registered to run as the command ends
+_reaping_in = 0  # the process in which reap_exiting is registered to run as it ends
 
 
 def _reap(children: list[tuple[int, int]], found: list[int]) -> list[int]:
+    global _reaping_in
+    if children and _reaping_in != os.getpid():  # not a flag a fork would inherit set
+        _reaping_in = os.getpid()
+        warm.at_end(reap_exiting)
     for pid, read_end in children:
         chunks = []
         while chunk := os.read(read_end, 65536):
@@ -199,9 +203,6 @@ def _reap(children: list[tuple[int, int]], found: list[int]) -> list[int]:
                       for i in range(0, len(data) - len(ANSWERED), 4)]
         else:
             found.append(-1)  # a child that could not answer: as if all changed
-        if not _reaper:
-            _reaper.append(reap_exiting)
-            warm.at_end(reap_exiting)
         _exiting.append(pid)
     _sweep()  # those gone by now, and earlier checks' (a watch checks again and again)
     return sorted(found)
