@@ -18,7 +18,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,21 +25,20 @@ from pathlib import Path
 
 from commits import install
 from gen import write_layered_project
-from run import SETTLE_SECONDS, run_once
+from run import SETTLE_SECONDS, Tool, run_once
+from scale import accepted
 
 COMMANDS = {"no-op": ["build", "-q"], "status": ["status"],
             "graph json": ["graph", "--format", "json"]}
 
 
 def made(root: Path, n: int, exe: str) -> None:
-    """The project at ``root``, built (by make) and recorded (by ``flowmake accept``)."""
+    """The project at ``root``, built by make and recorded by ``flowmake accept`` (as
+    ``scale.py --accept`` makes it)."""
     if (root / ".flowmake").is_dir():
         return
-    project = write_layered_project(root, n)
-    for output in project.outputs:
-        (root / output).parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["make", "-j2", "-s"], cwd=root, check=True)
-    subprocess.run([exe, "-q", "accept", "*"], cwd=root, check=True)
+    if not accepted(write_layered_project(root, n), Tool("flowmake", (exe,), (), ()), 2):
+        raise SystemExit(f"{root}: not made")
     time.sleep(SETTLE_SECONDS + 0.2)  # outputs past the racy window: the no-op is armed
 
 
