@@ -11,14 +11,16 @@ be attached to a CI run as one file.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import operator
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowmake.cli import graphtexts
+from flowmake.cli import graphstates, graphtexts
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
@@ -187,18 +189,41 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
     else:
         for step in states.values():
             counts[step.state] += 1
+    tails: Iterable[str] | None = None
     if len(names) == len(ws.graph.targets):  # all of them: the flow's parts as saved
+        state_dir = str(ws.project.state_dir)
         flags, statics, edges = graphtexts.load(
-            str(ws.project.state_dir), ws.compiled, len(names),
-            lambda: _flow_texts(ws.graph, names))
+            state_dir, ws.compiled, len(names), lambda: _flow_texts(ws.graph, names))
+        if states is None and ws.compiled is not None and names:
+            tails = _kept_tails(ws, state_dir, ws.compiled, names, flags)
     else:
         chosen = set(names)
         flags = _flags(ws.graph, names)
         statics = _statics(ws.graph, names, chosen)
         edges = _edge_texts(ws.graph, names)
+    if tails is None:
+        tails = _tails(ws, names, states, flags)
     return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
-            "nodes": jsonout.Texts(jsonout.blocks(_nodes(ws, names, states, flags, statics))),
+            # strict: the tails are read to their end (graphstates.saving keeps them then)
+            "nodes": jsonout.Texts(jsonout.blocks(
+                itertools.starmap(operator.add, zip(statics, tails, strict=True)))),
             "edges": jsonout.Texts(edges)}
+
+
+def _kept_tails(ws: Workspace, state_dir: str, stamp: int, names: list[str],
+                flags: str) -> Iterable[str] | None:
+    """The nodes' tails of an all-fresh graph of every target: as kept, when they were
+    made at this very state (cli/graphstates.py), else made and kept as they are
+    written; None when the state has no change mark (read-only)."""
+    mark = ws.store.change_mark()  # before the rows are read
+    if mark is None:
+        return None
+    want = graphstates.key(stamp, len(names), mark)
+    kept = graphstates.load(state_dir, want)
+    if kept is not None:
+        return kept
+    return graphstates.saving(_tails(ws, names, None, flags),
+                              lambda made: graphstates.save(state_dir, want, made))
 
 
 def _flow_texts(graph: Graph, names: list[str]) -> graphtexts.Made:
@@ -228,12 +253,11 @@ def _statics(graph: Graph, names: list[str], chosen: set[str] | None) -> Iterato
         yield _static(graph, graph.targets[name], depth[name], chosen, compact)
 
 
-def _nodes(ws: Workspace, names: list[str], states: States, flags: str,
-           statics: Iterable[str]) -> Iterator[str]:
-    """Each node's JSON text, made as it is written: its static part (``statics``, in the
-    order of ``names``; ``flags``: ``A`` for an always target) and its state and records.
-    The Targets themselves are not looked at: in a resident server's fork, touching
-    100,000 of them would copy the pages they are on."""
+def _tails(ws: Workspace, names: list[str], states: States, flags: str) -> Iterator[str]:
+    """Each node's JSON text after its static part (``_statics``), made as it is written:
+    its state and records, in the order of ``names`` (``flags``: ``A`` for an always
+    target). The Targets themselves are not looked at: in a resident server's fork,
+    touching 100,000 of them would copy the pages they are on."""
     built = ws.store.built()
     last = ws.store.last_runs()
     compact = json.JSONEncoder().encode
@@ -241,7 +265,7 @@ def _nodes(ws: Workspace, names: list[str], states: States, flags: str,
              "-": '"fresh", "reasons": [], "always": false, "display": "fresh"'}
     string, number, iso_json, seconds = jsonout.string, jsonout.number, _iso, _seconds
     statuses: dict[str, str] = {}  # a run's status as JSON (a handful of them)
-    for name, flag, static in zip(names, flags, statics, strict=True):
+    for name, flag in zip(names, flags, strict=True):
         run = last.get(name)
         failed = False
         if states is None:
@@ -267,7 +291,7 @@ def _nodes(ws: Workspace, names: list[str], states: States, flags: str,
         lb = "null" if b is None else (
             f'{{"run_id": {number(b[0])}, "at": {number(b[1])}, '
             f'"built": {iso_json(b[1])}, "duration": {seconds(b[2])}}}')
-        text = f'{static}{state}, "last_run": {lr}, "last_built": {lb}}}'
+        text = f'{state}, "last_run": {lr}, "last_built": {lb}}}'
         if failed:
             text = text[:-1] + ', "last_failure": ' + compact(_last_failure(ws, name)) + "}"
         yield text

@@ -34,28 +34,45 @@ Texts = tuple[str, Iterable[str], Iterable[str]]
 Made = tuple[str, list[str], list[str]]
 
 
-def _code() -> list[int]:
-    """What the texts' format depends on besides FORMAT: the modules that write them
-    (graph.py by its path: importing it here would make an import cycle)."""
+def code() -> list[int]:
+    """What the kept texts' format depends on besides their FORMAT: the modules that write
+    them (graph.py by its path: importing it here would make an import cycle)."""
     here = os.path.dirname(__file__)
-    return [os.stat(os.path.join(here, "graph.py")).st_mtime_ns, os.stat(__file__).st_mtime_ns]
+    return [os.stat(os.path.join(here, name)).st_mtime_ns
+            for name in ("graph.py", "graphtexts.py", "graphstates.py")]
 
 
 def _header(stamp: int, nodes: int, edges: int) -> dict[str, Any]:
-    return {"format": FORMAT, "flowmake": __version__, "code": _code(), "flow": stamp,
+    return {"format": FORMAT, "flowmake": __version__, "code": code(), "flow": stamp,
             "nodes": nodes, "edges": edges}
 
 
-def _decode(data: bytes) -> tuple[dict[str, Any], str]:
-    """The header and the text after it; ValueError unless the digest and the lines are
-    the header's (checked once: a resident server keeps the result for its forks)."""
+def pack(header: dict[str, Any], body: str) -> bytes:
+    """A kept file: ``header`` as one line of JSON, with the digest of ``body`` (ASCII
+    text: UnicodeEncodeError otherwise), then the body."""
+    import xxhash
+
+    raw = body.encode("ascii")
+    return json.dumps({**header, "xxh3": xxhash.xxh3_64_hexdigest(raw)}).encode() + \
+        b"\n" + raw
+
+
+def unpack(data: bytes, what: str) -> tuple[dict[str, Any], str]:
+    """A kept file's header and body; ValueError unless the body is the one its header's
+    digest names (``what``: the file, for the error)."""
     import xxhash
 
     head, _, raw = data.partition(b"\n")
     header = json.loads(head)
     if not isinstance(header, dict) or header.get("xxh3") != xxhash.xxh3_64_hexdigest(raw):
-        raise ValueError("graph.texts: damaged")
-    body = raw.decode("ascii")
+        raise ValueError(f"{what}: damaged")
+    return header, raw.decode("ascii")
+
+
+def _decode(data: bytes) -> tuple[dict[str, Any], str]:
+    """The header and the text after it; ValueError unless the digest and the lines are
+    the header's (checked once: a resident server keeps the result for its forks)."""
+    header, body = unpack(data, "graph.texts")
     nodes, edges, edges_at = header["nodes"], header["edges"], header["edges_at"]
     if body.count("\n") != nodes + edges or (
             body.find("\n") if nodes + edges else len(body)) != nodes or (
@@ -101,15 +118,12 @@ def _lines(body: str, at: int, count: int) -> Iterator[str]:
 
 
 def save(path: str, stamp: int, texts: Made) -> None:
-    import xxhash
-
     flags, nodes, edges = texts
     try:
         head = "\n".join([flags, *nodes])
-        body = (head + "\n" + "\n".join(edges) if edges else head).encode("ascii")
-        header = {**_header(stamp, len(nodes), len(edges)), "edges_at": len(head) + 1,
-                  "xxh3": xxhash.xxh3_64_hexdigest(body)}
-        atomic_write(path, json.dumps(header).encode() + b"\n" + body, fsync=False)
+        body = head + "\n" + "\n".join(edges) if edges else head
+        header = {**_header(stamp, len(nodes), len(edges)), "edges_at": len(head) + 1}
+        atomic_write(path, pack(header, body), fsync=False)
     except (OSError, UnicodeEncodeError):
         return  # a read-only project still works, just slower
     warm.note(path, KIND)

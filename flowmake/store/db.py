@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from flowmake.store import paths
 from flowmake.store.runs import RunHistory
-from flowmake.store.sqlite import guard, guarded, open_memory, open_state, queueing, rows_in
+from flowmake.store.sqlite import (
+    change_mark,
+    guard,
+    guarded,
+    open_memory,
+    open_state,
+    queueing,
+    rows_in,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -79,6 +87,12 @@ class Store(RunHistory):
     def data_version(self) -> int:
         """Changes whenever another connection (another flowmake) commits to the store."""
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
+    @guarded
+    def change_mark(self) -> str | None:
+        """A value that every later change of a record or a build's target line replaces
+        (sqlite.change_mark); None when it cannot be had (a read-only state)."""
+        return None if self.readonly else change_mark(self.db)
 
     # -- records ----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from flowmake.store.mutex import cannot_write
 SCHEMA_VERSION = 4
 WRITE_BATCH = 256  # queued rows committed together at most
 WRITE_SECONDS = 0.5  # a queued row waits at most this long (a SIGKILL loses only these)
-_TABLES = ("records", "stat_cache", "runs", "run_targets", "run_metrics")
+_TABLES = ("records", "stat_cache", "runs", "run_targets", "run_metrics", "changes")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -53,6 +53,55 @@ CREATE TABLE IF NOT EXISTS run_metrics (
     PRIMARY KEY (target, name, run_id)
 ) WITHOUT ROWID;
 """
+
+
+# The change mark: a random value that every insert, update or delete of a record or a
+# build's target line replaces, by SQLite triggers, so that any writer of the file fires
+# them (another flowmake, an older one included, or a tool of the user's). What is kept
+# beside the state and made from those rows (cli/graphstates.py) names the mark it was
+# made at, and is used only while the mark is the same. Made on first use, by the command
+# that needs it; a file without them (made before, or by a flowmake that dropped the
+# tables) gets them, and a new mark, then.
+_MARKED = ("records", "run_targets")
+_MARK_TRIGGERS = tuple(f"mark_{table}_{event.lower()}" for table in _MARKED
+                       for event in ("INSERT", "UPDATE", "DELETE"))
+_MARK_SCHEMA = ["CREATE TABLE IF NOT EXISTS changes (mark BLOB NOT NULL)"] + [
+    f"CREATE TRIGGER IF NOT EXISTS mark_{table}_{event.lower()} AFTER {event} ON {table}"
+    " BEGIN UPDATE changes SET mark = randomblob(8); END"
+    for table in _MARKED for event in ("INSERT", "UPDATE", "DELETE")]
+MARK_WAIT_MS = 200  # making the mark waits at most this long for a build's write lock
+BUSY_SECONDS = 60  # how long a connection waits for another's lock
+
+
+def change_mark(db: sqlite3.Connection) -> str | None:
+    """The state's change mark (hex), made first if the file lacks it; None when it
+    cannot be made now (a read-only file, another process writing)."""
+    names = {r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE name = 'changes' OR (type = 'trigger'"
+        " AND name GLOB 'mark_*')")}
+    if names.issuperset(_MARK_TRIGGERS) and "changes" in names:
+        rows = db.execute("SELECT hex(mark) FROM changes").fetchall()
+        if len(rows) == 1 and rows[0][0]:
+            return str(rows[0][0])
+    db.execute(f"PRAGMA busy_timeout = {MARK_WAIT_MS}")
+    try:
+        with contextlib.suppress(sqlite3.OperationalError):  # busy, or read-only
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _MARK_SCHEMA:
+                    db.execute(statement)
+                db.execute("DELETE FROM changes")
+                db.execute("INSERT INTO changes VALUES (randomblob(8))")
+                mark = db.execute("SELECT hex(mark) FROM changes").fetchone()[0]
+                db.execute("COMMIT")
+                return str(mark)
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return None
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")  # as open_state sets it
 
 
 class Database:
@@ -233,7 +282,7 @@ def open_state(state_dir: Path, path: Path) -> tuple[sqlite3.Connection, bool]:
     if path.is_dir():
         raise StateError(str(path), "is a folder, not a database")
     try:
-        db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
         _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
     except sqlite3.OperationalError as exc:
         if not _readonly_error(exc):

@@ -150,17 +150,24 @@ def test_a_damaged_or_foreign_file_is_not_used_and_is_made_again(project: Projec
     assert json.loads(graph(project))["counts"] == json.loads(good)["counts"]
 
 
+TRACE = {"FLOWMAKE_TRACE": "resident", "FLOWMAKE_RESIDENT": None}
+
+
+def served(project: Project, in_process: str, kept: str) -> None:
+    """A resident server started: its forks print ``in_process``, the second one with the
+    file ``kept`` as the server decoded it (the first fork reads the file)."""
+    start_server(project)
+    for _ in range(2):
+        result = project.run("graph", "--format", "json", check=True, env=TRACE)
+        assert result.stdout == in_process
+    assert f"{kept} as the server decoded it" in result.stderr
+
+
 def test_a_resident_fork_gets_the_parts_decoded(project: Project) -> None:
     built(project)
-    in_process = graph(project)
-    start_server(project)
-    trace = {"FLOWMAKE_TRACE": "resident", "FLOWMAKE_RESIDENT": None}
-    for _ in range(2):  # the first fork reads the file; its server keeps it decoded
-        result = project.run("graph", "--format", "json", check=True, env=trace)
-        assert result.stdout == in_process
-    assert "graph.texts as the server decoded it" in result.stderr
+    served(project, graph(project), "graph.texts")
     project.edit_flow("help = 'naïve", "help = 'resident, naïve")
     age(project)
-    result = project.run("graph", "--format", "json", check=True, env=trace)
+    result = project.run("graph", "--format", "json", check=True, env=TRACE)
     assert "graph.texts as the server decoded it" not in result.stderr
     assert '"help": "resident, na\\u00efve' in result.stdout
