@@ -183,7 +183,7 @@ class Checker:
         key = None if parts is None else self.key(parts)
         if parts is None and not reasons:
             reasons += [ReasonDetail(Reason.INPUT_REMOVED, p) for p in missing]
-        found, source, matched = self._matching(target.name, key)
+        found, source, matched = self._matching(target, key)
         if found is None:
             # Stale: named against the local record, else the lock entry (a fresh clone).
             record, source = self.records.get(target.name), None
@@ -212,22 +212,23 @@ class Checker:
                 self.expected[target.name] = matched.outputs
         return Step(target, key, parts, tuple(reasons), state, source)
 
-    def _matching(self, name: str, key: str | None
+    def _matching(self, target: Target, key: str | None
                   ) -> tuple[list[ReasonDetail] | None, str | None, Any]:
         """Against the record, then the lock entry, whose key is ``key``: the output reasons
         (none: fresh), where it came from and the matching entry; Nones when neither has
         that key."""
         if key is None:
             return None, None, None
+        name = target.name
         found: tuple[list[ReasonDetail], str, Any] | None = None
         record = self.records.get(name)
         if record is not None and record.key == key:
-            found = (self.output_reasons(record.outputs), "record", record)
+            found = (self.output_reasons(record.outputs, target), "record", record)
             if not found[0]:
                 return found
         entry = self.lock_entry(name)
         if entry is not None and entry.key == key:
-            from_lock = self.output_reasons(entry.outputs)
+            from_lock = self.output_reasons(entry.outputs, target)
             if not from_lock:
                 self.records[name] = entry  # its dependents' ``deps`` parts see it
                 return from_lock, "lock", entry
@@ -240,8 +241,14 @@ class Checker:
             self._lock_entries = self._lock() if self._lock is not None else {}
         return self._lock_entries.get(name)
 
-    def output_reasons(self, recorded: Mapping[str, str]) -> list[ReasonDetail]:
+    def output_reasons(self, recorded: Mapping[str, str],
+                       target: Target | None = None) -> list[ReasonDetail]:
+        """Each recorded output missing or modified, and (``target`` given) each declared
+        output the entry has no hash for: such an entry does not vouch for it."""
         reasons = []
+        if target is not None:
+            reasons += [ReasonDetail(Reason.OUTPUT_UNRECORDED, o.path)
+                        for o in target.outputs if o.path not in recorded]
         for path, digest in recorded.items():
             now = self.hasher.digest(path)
             if now is None:

@@ -22,6 +22,7 @@ class Reason(Enum):
     OUTPUTS = "declared outputs changed"
     ENV = "env changed"
     OUTPUT_MISSING = "output missing"
+    OUTPUT_UNRECORDED = "output not recorded"  # an entry without it (a flow.lock cut or edited)
     OUTPUT_MODIFIED = "output modified"
     ALWAYS = "always"
     FORCED = "forced"

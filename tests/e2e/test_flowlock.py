@@ -257,6 +257,30 @@ def test_a_clone_with_an_edited_input_names_what_changed_since_the_lock(built, m
     assert other.run("status", "--check").returncode == 1
 
 
+def test_an_entry_edited_to_lose_an_output_vouches_for_none_of_them(project, make_project):
+    """A merge resolved by hand that dropped an output's line from flow.lock: in a fresh
+    clone the entry has the very key but no hash for that output, which was changed
+    since. Stale, named, rebuilt, and the whole entry written back."""
+    project.flow("""
+[targets.two]
+cmd = "echo a > out/a.txt && echo b > out/b.txt"
+outputs = ["out/a.txt", "out/b.txt"]
+""", cache=False)
+    project.build()
+    whole = project.read("flow.lock")
+    other = clone(project, make_project, "clone")
+    other.write("flow.lock", "".join(
+        line for line in whole.splitlines(keepends=True) if '"out/b.txt" =' not in line))
+    other.write("out/b.txt", "changed in the clone\n")
+    states = other.states()
+    assert states["two"]["state"] == "stale"
+    assert states["two"]["reasons"] == ["output not recorded: out/b.txt"]
+    assert other.run("status", "--check").returncode == 1
+    assert other.build() == {"two": "built"}
+    assert other.read("out/b.txt") == "b\n"
+    assert other.read("flow.lock") == whole
+
+
 def test_a_clone_without_outputs_restores_from_a_shared_folder_remote(make_project):
     first = make_project("first")
     remote = first.root.parent / "shared-cache"

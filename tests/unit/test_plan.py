@@ -219,6 +219,26 @@ def test_output_modified(built, store, root):
     assert detail.new != recorded
 
 
+def test_a_record_without_a_declared_outputs_hash_vouches_for_none(root, load_flow, store):
+    """SPEC: fresh when every output exists with the hash recorded. An entry that lacks
+    one (a flow.lock cut short, or edited by hand at a merge) leaves that output unchecked:
+    the target is stale, even with the very key and the other outputs intact."""
+    project = load_flow(PIPELINE.replace('outputs = ["other.txt"]',
+                                         'outputs = ["other.txt", "other.log"]'))
+    write(root, "other.log", "log\n")
+    simulate_build(project, store)
+    assert check(project, store, "other").state is State.FRESH
+    whole = store.record("other")
+    partial = whole._replace(outputs_json=json.dumps(
+        {k: v for k, v in whole.outputs.items() if k != "other.log"}))
+    store.put_record(partial)
+    write(root, "other.log", "changed since\n")
+    step = check(project, store, "other")
+    assert step.state is State.STALE
+    assert step.reasons == (ReasonDetail(Reason.OUTPUT_UNRECORDED, "other.log"),)
+    assert str(step.reasons[0]) == "output not recorded: other.log"
+
+
 def test_declared_outputs_changed(built, store, load_flow):
     changed = load_flow(PIPELINE.replace('outputs = ["other.txt"]',
                                          'outputs = ["other.txt", "other.log"]'))
