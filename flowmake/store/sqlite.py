@@ -283,14 +283,14 @@ def open_state(state_dir: Path, path: Path) -> tuple[sqlite3.Connection, bool]:
         raise StateError(str(path), "is a folder, not a database")
     try:
         db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
-        _retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
+        retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
     except sqlite3.OperationalError as exc:
         if not _readonly_error(exc):
             raise
         return _open_readonly(path), True
     db.execute("PRAGMA synchronous=NORMAL")
     if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        _retry_locked(lambda: _create_schema(db))
+        retry_locked(lambda: _create_schema(db))
     return db, False
 
 
@@ -312,7 +312,7 @@ def _readonly_error(exc: sqlite3.OperationalError) -> bool:
     return "readonly" in text or "read-only" in text or "unable to open" in text
 
 
-def _retry_locked(action: Callable[[], Any], wait: float = 60.0) -> Any:
+def retry_locked(action: Callable[[], Any], wait: float = 60.0) -> Any:
     """Run ``action``, retrying while another process holds the database.
 
     SQLite's busy timeout does not cover every step: switching a new database to WAL

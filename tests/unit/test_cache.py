@@ -787,3 +787,36 @@ def test_a_close_in_the_background_lets_the_cache_be_used_again_at_once(
             thread.join()
     cache.close()
     assert not (cache.path / "index.db-wal").exists()
+
+
+# A new cache opened by several processes at once (two builds sharing a cache folder):
+# the one that switches the file to WAL while another does answers "locked" at once,
+# whatever the busy timeout. Forked processes each open the index at the same instant.
+def _open_at(path: Path, start: float) -> None:
+    while time.time() < start:
+        pass
+    try:
+        cache_index._open_index(path).close()
+    except Exception:
+        os._exit(1)
+    os._exit(0)
+
+
+@pytest.mark.slow
+def test_a_new_index_opened_by_several_processes_at_once_opens_in_each(tmp_path: Path) -> None:
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    failed = 0
+    for trial in range(150):  # without the retry, ~0.6% of the opens failed here
+        path = tmp_path / str(trial) / cache_index.INDEX
+        path.parent.mkdir()
+        start = time.time() + 0.05
+        procs = [fork.Process(target=_open_at, args=(path, start)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        failed += sum(p.exitcode != 0 for p in procs)
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert failed == 0
