@@ -797,7 +797,9 @@ def _open_at(path: Path, start: float) -> None:
         pass
     try:
         cache_index._open_index(path).close()
-    except Exception:
+    except BaseException as exc:
+        with open(f"{path}.{os.getpid()}.error", "w") as f:
+            f.write(repr(exc))
         os._exit(1)
     os._exit(0)
 
@@ -819,4 +821,5 @@ def test_a_new_index_opened_by_several_processes_at_once_opens_in_each(tmp_path:
             p.join(60)
         failed += sum(p.exitcode != 0 for p in procs)
         assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert failed == 0
+    errors = [p.read_text() for p in tmp_path.glob("*/*.error")]
+    assert (failed, errors) == (0, [])
