@@ -323,7 +323,8 @@ def _open_index(path: Path) -> sqlite3.Connection:
     switch of a new file to WAL while another process switches it, whatever the busy
     timeout: seen in 7 of 1,200 opens by 6 processes at the same instant) is tried again,
     the whole open, on a new connection."""
-    return retry_locked(lambda: _opened(path))
+    db: sqlite3.Connection = retry_locked(lambda: _opened(path))
+    return db
 
 
 def _opened(path: Path) -> sqlite3.Connection:
