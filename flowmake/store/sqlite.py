@@ -62,13 +62,13 @@ CREATE TABLE IF NOT EXISTS run_metrics (
 # made at, and is used only while the mark is the same. Made on first use, by the command
 # that needs it; a file without them (made before, or by a flowmake that dropped the
 # tables) gets them, and a new mark, then.
-_MARKED = ("records", "run_targets")
-_MARK_TRIGGERS = tuple(f"mark_{table}_{event.lower()}" for table in _MARKED
-                       for event in ("INSERT", "UPDATE", "DELETE"))
+_MARKED = [(table, event) for table in ("records", "run_targets")
+           for event in ("INSERT", "UPDATE", "DELETE")]
+_MARK_TRIGGERS = tuple(f"mark_{table}_{event.lower()}" for table, event in _MARKED)
 _MARK_SCHEMA = ["CREATE TABLE IF NOT EXISTS changes (mark BLOB NOT NULL)"] + [
-    f"CREATE TRIGGER IF NOT EXISTS mark_{table}_{event.lower()} AFTER {event} ON {table}"
+    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table}"
     " BEGIN UPDATE changes SET mark = randomblob(8); END"
-    for table in _MARKED for event in ("INSERT", "UPDATE", "DELETE")]
+    for name, (table, event) in zip(_MARK_TRIGGERS, _MARKED, strict=True)]
 MARK_WAIT_MS = 200  # making the mark waits at most this long for a build's write lock
 BUSY_SECONDS = 60  # how long a connection waits for another's lock
 
