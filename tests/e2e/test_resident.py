@@ -363,6 +363,15 @@ def test_the_client_imports_only_the_standard_librarys_c_parts() -> None:
     assert eval(out) == ["flowmake", "flowmake.resident", "flowmake.resident.client"]
 
 
+def test_the_socket_name_needs_no_hash_module_and_tells_keys_apart() -> None:
+    code = ("import sys; from flowmake.resident.client import socket_path; "
+            "names = [socket_path(('flowmake', '1.0', p)) for p in ('/a', '/b', '/a')]; "
+            "print(names[0] == names[2] != names[1], 'zlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["True", "False"]
+
+
 def test_the_installed_command_imports_nothing_before_the_client() -> None:
     # pip's wrapper for an entry point imports `re` first (~9 ms of every command):
     # the `flowmake` installed is bin/flowmake, which imports sys and the client only.
