@@ -40,6 +40,22 @@ def test_a_missing_file_is_seen_in_any_part(files: list[str], which: int) -> Non
     assert not fastpath.unchanged(files, saved)
 
 
+@pytest.mark.parametrize("run", [1, 4, 5, 64])  # entries compared together (fastpath._RUN)
+@pytest.mark.parametrize("which", [[], [0], [3, 4], [4, 7, 11], [11], list(range(12))])
+def test_changed_names_exactly_the_paths_that_differ(files: list[str], which: list[int],
+                                                     run: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastpath, "_RUN", run)
+    saved = fastpath._stats(files)
+    for i in which:
+        st = os.stat(files[i])
+        os.utime(files[i], ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert fastpath.changed(files, saved) == which  # in order, each part's own offsets
+    if 7 in which:
+        os.unlink(files[7])  # missing: differs too
+        assert fastpath.changed(files, saved) == which
+
+
 def test_a_save_of_another_length_never_matches(files: list[str]) -> None:
     assert not fastpath.unchanged(files, fastpath._stats(files[:-1]))
     assert not fastpath.unchanged(files[:-1], fastpath._stats(files))
