@@ -24,7 +24,7 @@ from flowmake.cache.records import ActionRecord
 from flowmake.deadline import Deadline
 from flowmake.errors import FlowmakeError
 from flowmake.store import paths
-from flowmake.store.sqlite import retry_locked
+from flowmake.store.sqlite import BUSY_SECONDS, retry_locked
 
 INDEX = paths.CACHE_INDEX
 INDEX_VERSION = 2  # 2: rowid tables (1: WITHOUT ROWID, dropped when met)
@@ -328,7 +328,8 @@ def _open_index(path: Path) -> sqlite3.Connection:
 
 
 def _opened(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
+                         check_same_thread=False)
     try:
         if db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
             db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect in a new file only

@@ -86,22 +86,34 @@ def change_mark(db: sqlite3.Connection) -> str | None:
     db.execute(f"PRAGMA busy_timeout = {MARK_WAIT_MS}")
     try:
         with contextlib.suppress(sqlite3.OperationalError):  # busy, or read-only
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(db):
                 for statement in _MARK_SCHEMA:
                     db.execute(statement)
                 db.execute("DELETE FROM changes")
                 db.execute("INSERT INTO changes VALUES (randomblob(8))")
                 mark = db.execute("SELECT hex(mark) FROM changes").fetchone()[0]
-                db.execute("COMMIT")
-                return str(mark)
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            return str(mark)
         return None
     finally:
         db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")  # as open_state sets it
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``db`` in one write transaction: committed at the end, rolled back on an error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.in_transaction:  # a failed COMMIT may have ended it already
+            db.execute("ROLLBACK")
+        raise
+    try:
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class Database:
@@ -127,21 +139,8 @@ class Database:
             finally:
                 self.db.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            if self.db.in_transaction:  # a failed COMMIT may have ended it already
-                self.db.execute("ROLLBACK")
-            raise
-        try:
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     # -- the queue of per-target rows -------------------------------------------------
 
