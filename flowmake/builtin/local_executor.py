@@ -256,7 +256,7 @@ class CommandRunner:
         self.lock = threading.Lock()
         self.cancelled = threading.Event()
         self.preexec_fn = preexec_fn
-        self.memo: dict[tuple[str, ...], str | None] = {}  # lookups of shell.direct_start
+        self.memo: dict[tuple[str, ...], Any] = {}  # lookups of shell.direct_start
 
     def run(self, job: Job, on_line: LineSink | None) -> JobResult:
         """Run ``job`` to its end on this thread."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # As make and ninja: an absolute path, so that starting a command does not try each PATH
 # entry in turn (measured: ~0.5 ms a target with PATH's nine folders here).
@@ -108,11 +108,11 @@ class Direct(NamedTuple):
 
 
 def direct_start(command: str, cwd: str, env: Mapping[str, str] | None,
-                 memo: dict[tuple[str, ...], str | None]) -> Direct | None:
+                 memo: dict[tuple[str, ...], Any]) -> Direct | None:
     """How to start ``command`` in ``cwd`` (``env``: variables added to flowmake's own)
     without a shell, or None when it needs one or its program is not on PATH (then sh
-    says so, as usual). ``memo`` keeps what was looked up (programs on PATH, PWDs) for one
-    build."""
+    says so, as usual). ``memo`` keeps what was looked up (programs on PATH, PWDs, the
+    environments made: shared, never changed) for one build."""
     plain = plain_command(command)
     if plain is None:
         return None
@@ -120,7 +120,11 @@ def direct_start(command: str, cwd: str, env: Mapping[str, str] | None,
     inherited = os.environ.get("PWD")
     if (pwd := memo.get(("PWD", cwd, inherited or ""))) is None:
         pwd = memo["PWD", cwd, inherited or ""] = _sh_pwd(cwd, inherited)
-    full = None if env is None and pwd == inherited else {**os.environ, **(env or {}), "PWD": pwd}
+    full = None
+    if env is not None or pwd != inherited:  # built once a build per folder and variables
+        known = ("ENV", pwd, *(f"{k}={v}" for k, v in (env or {}).items()))
+        if (full := memo.get(known)) is None:
+            full = memo[known] = {**os.environ, **(env or {}), "PWD": pwd}
     path = (full or os.environ).get("PATH", os.defpath)
     where = ("PATH", argv[0], path, cwd if "/" in argv[0] else "")
     if where not in memo:

@@ -140,12 +140,62 @@ def _line_of(text: str, word: str) -> int | None:
 
 def block(name: str, e: LockEntry) -> str:
     """One entry's lines (its tables), as they stand in the file."""
-    import tomli_w
-
     table: dict[str, Any] = {"key": e.key}
     table.update((p, e.parts[p]) for p in _PARTS if p in e.parts and e.parts[p] != {})
     table["outputs"] = dict(e.outputs)
+    plain = _plain_block(name, table)
+    if plain is not None:
+        return plain
+    import tomli_w
+
     return tomli_w.dumps({"targets": {name: table}})
+
+
+# An entry of strings and tables of strings (nearly every one: keys, digests, commands),
+# written here as tomli_w writes it, ~10x faster (a build of 1,000 targets renders 1,000
+# blocks); anything else (a param's number or list, a character tomli_w escapes) is left
+# to tomli_w. tests/property/test_flowlock_blocks.py holds the two to the same bytes.
+_BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
+_QUOTED_AS_IS = re.compile(r'[^\x00-\x08\x0a-\x1f\x7f"\\]*\Z')  # no escape needed
+
+
+def _plain_key(key: str) -> str | None:
+    if _BARE.match(key):
+        return key
+    return f'"{key}"' if _QUOTED_AS_IS.match(key) else None
+
+
+def _plain_pairs(table: Mapping[str, Any], lines: list[str], tables: list[str] | None,
+                 head: str) -> bool:
+    """``table``'s strings as ``key = "value"`` lines (and with ``tables``, its tables of
+    strings as sections); False when something in it is not that plain."""
+    for key, value in table.items():
+        if not isinstance(key, str) or (name := _plain_key(key)) is None:
+            return False
+        if isinstance(value, str):
+            if not _QUOTED_AS_IS.match(value):
+                return False
+            lines.append(f'{name} = "{value}"\n')
+        elif tables is not None and isinstance(value, dict):
+            section = [f"\n[{head}.{name}]\n"]
+            if not _plain_pairs(value, section, None, ""):
+                return False
+            tables.append("".join(section))
+        else:
+            return False
+    return True
+
+
+def _plain_block(name: str, table: Mapping[str, Any]) -> str | None:
+    """tomli_w.dumps({"targets": {name: table}}) for a plain entry; None for another."""
+    if (key := _plain_key(name)) is None:
+        return None
+    head = f"targets.{key}"
+    lines: list[str] = [f"[{head}]\n"]
+    tables: list[str] = []
+    if not _plain_pairs(table, lines, tables, head):
+        return None
+    return "".join(lines) + "".join(tables)
 
 
 PREFIX = HEADER + f"\nversion = {FORMAT}\n\n"  # the text before the first entry's block

@@ -95,3 +95,18 @@ def test_sh_keeps_what_cannot_be_found_here(tmp_path: Path, monkeypatch: pytest.
     assert direct_start("cp a b", str(tmp_path), None, {}) is None  # relative to the command's cwd
     script = direct_start("./run.sh x", str(tmp_path), None, {})
     assert script is not None and script.executable == f"{tmp_path}/./run.sh"
+
+
+def test_an_environment_is_made_once_a_build_per_folder_and_variables(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PWD", "/")  # not the folder: every start needs PWD set
+    memo: dict[tuple[str, ...], object] = {}
+    first = direct_start("cp a b", str(tmp_path), None, memo)
+    again = direct_start("cat a", str(tmp_path), None, memo)
+    other = direct_start("cp a b", str(tmp_path), {"FM_X": "1"}, memo)
+    changed = direct_start("cp a b", str(tmp_path), {"FM_X": "2"}, memo)
+    assert first is not None and again is not None and other is not None and changed is not None
+    assert first.env is again.env and first.env is not None  # the same dict, made once
+    assert first.env["PWD"] == str(tmp_path.resolve()) and "FM_X" not in first.env
+    assert other.env is not None and other.env["FM_X"] == "1"
+    assert changed.env is not None and changed.env["FM_X"] == "2"
