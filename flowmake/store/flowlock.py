@@ -152,7 +152,7 @@ def block(name: str, e: LockEntry) -> str:
 
 
 # An entry of strings and tables of strings (nearly every one: keys, digests, commands),
-# written here as tomli_w writes it, ~10x faster (a build of 1,000 targets renders 1,000
+# written here as tomli_w writes it, ~4x faster (a build of 1,000 targets renders 1,000
 # blocks); anything else (a param's number or list, a character tomli_w escapes) is left
 # to tomli_w. tests/property/test_flowlock_blocks.py holds the two to the same bytes.
 _BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
