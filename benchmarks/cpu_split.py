@@ -3,7 +3,8 @@
     python benchmarks/cpu_split.py [-n 1000] [-j 2] [--repeat 4] [--keep DIR]
 
 Makes a copy project (``gen.py copy -n N``) and builds it from clean ``--repeat`` times
-(after one build not counted), in this process (``flowmake.cli.main.main`` with
+(after one build not counted; cleaned as ``run.py``'s full build cleans: the outputs and
+``.flowmake/``, flow.lock kept), in this process (``flowmake.cli.main.main`` with
 ``FLOWMAKE_RESIDENT=0``: the flowmake beside this Python, e.g. the development install).
 Prints, per build: the wall time; flowmake's own CPU and its commands' (``getrusage``);
 the machine's idle core-seconds over the build (``/proc/stat``, so other load shows as
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gen import write_copy_project
+from run import Tool, clean_tree
 
 PHASES = [  # (module, qualified name), outermost first
     ("flowmake.cli.workspace", "load_compiled"),
@@ -77,13 +79,6 @@ def _idle_jiffies() -> int | None:
         return None
 
 
-def _clean(root: Path) -> None:
-    for name in (".flowmake", "out"):
-        shutil.rmtree(root / name, ignore_errors=True)
-    (root / "flow.lock").unlink(missing_ok=True)
-    (root / "out").mkdir()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=1000, help="targets (default 1000)")
@@ -93,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ["FLOWMAKE_RESIDENT"] = "0"
     root = args.keep or Path(tempfile.mkdtemp(prefix="flowmake-cpu-"))
-    if not (root / "flow.toml").exists():
-        write_copy_project(root, args.n)
+    project = write_copy_project(root, args.n)
+    flowmake_tool = [Tool("flowmake", (), (), ())]  # only its state files, for clean_tree
     os.chdir(root)
     from flowmake.cli.main import main as flowmake
 
@@ -109,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             if i == 1:
                 cpu.clear()
                 wall.clear()
-            _clean(root)
+            clean_tree(project, flowmake_tool)
             me, kids, idle = (resource.getrusage(resource.RUSAGE_SELF),
                               resource.getrusage(resource.RUSAGE_CHILDREN), _idle_jiffies())
             start = time.perf_counter()
