@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flowmake.builtin.shell import Direct, direct_start, shell_argv
+from flowmake.builtin.shell import Direct, direct_start, merged_env, shell_argv
 from flowmake.executor import Job, prepare_outputs
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Attempt:
             with contextlib.suppress(OSError):
                 proc = _start_direct(direct, job.cwd, preexec_fn)
         if proc is None:
-            env = None if job.env is None else {**os.environ, **job.env}
+            env = None if job.env is None else merged_env(job.env, runner.memo)
             proc = _popen(shell_argv(command), job.cwd, env, preexec_fn)
         self.proc = proc
         # The command's output: stdout and stderr together, or stderr alone when stdout

@@ -120,17 +120,23 @@ def direct_start(command: str, cwd: str, env: Mapping[str, str] | None,
     inherited = os.environ.get("PWD")
     if (pwd := memo.get(("PWD", cwd, inherited or ""))) is None:
         pwd = memo["PWD", cwd, inherited or ""] = _sh_pwd(cwd, inherited)
-    full = None
-    if env is not None or pwd != inherited:  # built once a build per folder and variables
-        known = ("ENV", pwd, *(f"{k}={v}" for k, v in (env or {}).items()))
-        if (full := memo.get(known)) is None:
-            full = memo[known] = {**os.environ, **(env or {}), "PWD": pwd}
+    full = (None if env is None and pwd == inherited
+            else merged_env({**(env or {}), "PWD": pwd}, memo))
     path = (full or os.environ).get("PATH", os.defpath)
     where = ("PATH", argv[0], path, cwd if "/" in argv[0] else "")
     if where not in memo:
         memo[where] = _which(*where[1:])
     executable = memo[where]
     return None if executable is None else Direct(executable, argv, full, plain.redirects)
+
+
+def merged_env(extra: Mapping[str, str], memo: dict[tuple[str, ...], Any]) -> dict[str, str]:
+    """flowmake's environment with ``extra`` over it, made once a build for each ``extra``
+    (kept in ``memo``: shared, never changed), not copied out of os.environ per command."""
+    known = ("ENV", *(f"{k}={v}" for k, v in extra.items()))
+    if (env := memo.get(known)) is None:
+        env = memo[known] = {**os.environ, **extra}
+    return env
 
 
 def _which(name: str, path: str, cwd: str) -> str | None:
