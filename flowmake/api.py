@@ -186,17 +186,22 @@ def status(targets: str | list[str] | None = None, *, params: Mapping[str, Any] 
     """``flowmake status``: each selected target and its upstream, with state and reasons."""
     ws = _open(targets, params, project)
     try:
-        return _status(ws, list(_names(targets)))
+        return _status(ws, list(_names(targets)), params)
     finally:
         ws.close()
 
 
-def _status(ws: Any, patterns: list[str]) -> StatusResult:
+def _status(ws: Any, patterns: list[str], params: Mapping[str, Any] | None) -> StatusResult:
+    from flowmake.cli import cone
+
     names = ws.graph.closure(ws.select(patterns))
-    ws.check_plugins()
-    ws.validate_lock()
-    checker = ws.checker()
-    checker.check_sources(names)
+    # after an edit or a build, only the cone is checked, as `flowmake status` does
+    found, checker, _ = cone.checked_fresh(
+        ws, cone.Selection(_overrides(params), tuple(patterns)), names)
+    if found is None:
+        ws.check_plugins()
+        ws.validate_lock()
+        checker.check_sources(names)
     plan = checker.plan(names)
     ws.save_stats()
     return StatusResult({
@@ -222,7 +227,7 @@ def load(target: str, output: str | None = None, *, build: bool = False,
 
             raise UnknownTargetError(target, suggest(target, ws.graph.targets))
         outputs = _chosen(found, output)
-        state = _status(ws, [target])[target]
+        state = _status(ws, [target], params)[target]
         if state.state != TargetStatus.FRESH:
             raise StaleError(target, state.state, state.reasons)
         values = {key: _read(ws, path) for key, path in outputs}

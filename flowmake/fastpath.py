@@ -30,7 +30,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flowmake import warm
@@ -368,10 +368,11 @@ def owners(saved: tuple[Any, ...], changed_paths: Iterable[int]) -> set[int] | N
 def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[str],
          env_names: Iterable[str], sources: Iterable[str], keyed: list[list[str]],
          names: list[str], history: int, upstream: dict[str, list[str]],
-         roots: list[str]) -> bool:
+         roots: list[str], seen: Seen) -> bool:
     """Save the stats of ``sources`` and of each target's ``keyed`` paths (files and
-    folders, walked; ``keyed[i]`` is ``names[i]``'s); False if one is racy. ``names`` (in
-    build order), ``upstream`` and ``roots`` let `status` answer too."""
+    folders, walked; ``keyed[i]`` is ``names[i]``'s); False if one is racy or not the
+    stat its digest was made at (``seen``). ``names`` (in build order), ``upstream`` and
+    ``roots`` let `status` answer too."""
     deadline = time.time_ns() - RACY_NS
     index: dict[str, int] = {}  # in insertion order: the paths' indices
     by_path: list[list[int]] = []
@@ -398,10 +399,15 @@ def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[st
         return False
     if any(mtime_ns >= deadline for _, mtime_ns, _ in _ENTRY.iter_unpack(stats)):
         return False
+    size = _ENTRY.size
+    if not all(seen.vouches(path, stats[i * size:(i + 1) * size])
+               for i, path in enumerate(expanded)):
+        return False
     env_names = sorted(set(env_names))
     site_dirs = _site_dirs()
     sig = signature(flow_file, overrides, selection, env_names, site_dirs)
-    if sig is None or sig[4] >= deadline:  # sig[4]: flow.toml's mtime_ns
+    # sig[4]: flow.toml's mtime_ns; edited since the command read it: not this flow's
+    if sig is None or sig[4] >= min(deadline, seen.since_ns - RACY_NS):
         return False
     number = {n: str(i) for i, n in enumerate(names)}
     return _write(snapshot, (FORMAT, sig, env_names, site_dirs, SEP.join(expanded), stats,
@@ -409,6 +415,30 @@ def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[st
                              SEP.join(",".join(number[u] for u in upstream[n]) for n in names),
                              ",".join(number[r] for r in roots), _joined(by_path),
                              _joined(by_target)))
+
+
+class Seen:
+    """What the digests in a command's keys were made at, for the stats a save keeps:
+    ``stat_of(path)`` is the (size, mtime_ns, inode) at which the command hashed the
+    path (or found its digest in the stat cache), None if it hashed none (a folder's
+    subfolders, an included file); ``since_ns``, a time before the command read any.
+
+    A stat taken at the save, after a long check or build, would vouch for a file
+    edited meanwhile, whose new content no key holds: the next no-op would call it
+    fresh. Such a path is not saved as it is now (``save`` refuses, ``update`` marks it
+    UNTRUSTED); one the command did not hash must be older than the command itself."""
+
+    def __init__(self, stat_of: Callable[[str], tuple[int, int, int] | None],
+                 since_ns: int) -> None:
+        self.stat_of, self.since_ns = stat_of, since_ns
+
+    def vouches(self, path: str, entry: bytes) -> bool:
+        """Whether ``entry`` (``path``'s stat now, packed) is what its digest was made at."""
+        was = self.stat_of(path)
+        if was is None:
+            mtime_ns: int = _ENTRY.unpack(entry)[1]
+            return mtime_ns < self.since_ns - RACY_NS
+        return _ENTRY.pack(*was) == entry
 
 
 def _joined(lists: list[list[int]]) -> str:
@@ -427,14 +457,15 @@ def _write(snapshot: str, saved: tuple[Any, ...]) -> bool:
 
 
 def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
-           keyed: dict[int, list[str]]) -> bool:
+           keyed: dict[int, list[str]], seen: Seen) -> bool:
     """Save ``saved`` again after a build that checked (and built) only the targets
     ``cone`` (indices into its names), every one of them ended fresh or built: only their
     paths are stat'ed again. ``keyed`` gives each one's paths now; if they are not the
     saved ones (a new code file, a folder's new file) nothing is saved (False). A path
     modified within RACY_NS is saved as UNTRUSTED (the next build checks its targets),
-    as is one that a target outside the cone also reads and that changed since the
-    snapshot was taken (that target was not checked against it)."""
+    as is one whose stat is not the one its digest was made at (``seen``: changed since
+    this command hashed it), and one that a target outside the cone also reads and that
+    changed since the snapshot was taken (that target was not checked against it)."""
     paths = fields(saved[4])
     by_path, by_target = fields(saved[11]), fields(saved[12])
     mine = sorted({int(i) for t in cone if by_target[t] for i in by_target[t].split(",")})
@@ -451,7 +482,8 @@ def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
         if entry == MISSING:
             return False
         shared = any(int(t) not in cone for t in by_path[i].split(","))
-        if mtime_ns >= deadline or (shared and entry != stats[i * size:(i + 1) * size]):
+        if mtime_ns >= deadline or not seen.vouches(paths[i], entry) or (
+                shared and entry != stats[i * size:(i + 1) * size]):
             entry = UNTRUSTED
         stats[i * size:(i + 1) * size] = entry
     if saved[1][4] >= deadline:  # flow.toml's mtime_ns (the signature's)

@@ -113,15 +113,7 @@ class _Build:
         self.environment: Background | None = None  # set once the run is started
         use_cache = not options.no_cache
         # records as they are now, under the lock
-        records = None
-        if planned is not None:  # the cone's records and flow.lock entries, read together
-            records = cone.Lazy(ws.store.record, ws.store.records_named)
-            records.preload(planned.checked)
-            if ws.project.settings.lock:
-                ws.lockfile.preload(planned.checked)
-        self.checker = ws.checker(force=options.force, cache=use_cache, records=records)
-        if planned is not None:
-            self.checker.trusted = planned.trusted
+        self.checker = cone.checker(ws, planned, force=options.force, cache=use_cache)
         # the artifact cache (cache.artifacts), with prefetch and close besides the
         # scheduler's Restorer
         self.restorer: Any = ws.artifacts if use_cache else None
@@ -215,7 +207,9 @@ class _Build:
                                 ws.project.settings.history)
         ws.sync_lock(self.changed)
         if self.cone is not None:
-            cone.resave(ws, self.cone, summary)
+            ok = (OutcomeStatus.FRESH, OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
+            if all(o.status in ok for o in stepped(summary.outcomes).values()):
+                cone.resave(ws, self.cone)
         elif not options.force and all(o.status is OutcomeStatus.FRESH
                                        for o in summary.outcomes.values()):
             ws.save_fast_path(list(options.params), list(options.targets),

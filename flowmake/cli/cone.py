@@ -18,17 +18,36 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from flowmake import fastpath
 from flowmake.store import paths as layout
 
 if TYPE_CHECKING:
     from flowmake.cli.workspace import Workspace
-    from flowmake.options import BuildOptions
-    from flowmake.schedule import Summary
+    from flowmake.plan.check import Checker
 
 TRACE_ENV = "FLOWMAKE_TRACE"  # "cone": a line on stderr says how the cone was planned
+
+
+class Asked(Protocol):
+    """What a command was asked for, as the snapshot's signature has it (BuildOptions,
+    or :class:`Selection` for `status` and `graph`)."""
+
+    @property
+    def params(self) -> tuple[str, ...]: ...
+    @property
+    def targets(self) -> tuple[str, ...]: ...
+    @property
+    def force(self) -> bool: ...
+
+
+class Selection(NamedTuple):
+    """The ``-p`` overrides and target patterns of a command that checks, never builds."""
+
+    params: tuple[str, ...]
+    targets: tuple[str, ...]
+    force: bool = False
 
 
 class Cone(NamedTuple):
@@ -40,7 +59,7 @@ class Cone(NamedTuple):
     trusted: frozenset[str]  # fresh without a check
 
 
-def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
+def plan(ws: Workspace, options: Asked, names: set[str]) -> Cone | None:
     """The cone of this build, or None for a full check (no snapshot, another signature,
     a change not located or in an included file, ``-B``)."""
     if options.force:
@@ -70,7 +89,7 @@ def plan(ws: Workspace, options: BuildOptions, names: set[str]) -> Cone | None:
     return Cone(ident, saved, frozenset(checked), frozenset(names - checked))
 
 
-def still_valid(ws: Workspace, options: BuildOptions, cone: Cone | None) -> Cone | None:
+def still_valid(ws: Workspace, options: Asked, cone: Cone | None) -> Cone | None:
     """The cone if its snapshot is still the one read (under the lock: no build, `clean`
     or `accept` wrote a record since) and its signature still holds (flow.toml was not
     edited since the no-op check, before the project was loaded), else None."""
@@ -138,15 +157,25 @@ class Lazy(dict[str, Any]):
         super().__setitem__(name, record)
 
 
-def resave(ws: Workspace, cone: Cone, summary: Summary) -> bool:
-    """After a cone build in which every target ended fresh, built or restored: the
-    snapshot again, with the cone's paths stat'ed anew. False if not saved."""
-    from flowmake.model import OutcomeStatus
-    from flowmake.outcome import stepped
+def checker(ws: Workspace, cone: Cone | None, *, force: bool = False,
+            cache: bool = True) -> Checker:
+    """A Checker over the records as they are now; for a cone, over the cone's records
+    and flow.lock entries (read together), every other target trusted."""
+    if cone is None:
+        return ws.checker(force=force, cache=cache)
+    records = Lazy(ws.store.record, ws.store.records_named)
+    records.preload(cone.checked)
+    if ws.project.settings.lock:
+        ws.lockfile.preload(cone.checked)
+    found = ws.checker(force=force, cache=cache, records=records)
+    found.trusted = cone.trusted
+    return found
 
-    ok = (OutcomeStatus.FRESH, OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
-    if not all(o.status in ok for o in stepped(summary.outcomes).values()):
-        return False
+
+def resave(ws: Workspace, cone: Cone) -> bool:
+    """After a cone build or check in which every target ended fresh, built or
+    restored: the snapshot again, with the cone's paths stat'ed anew. False if not
+    saved."""
     if ws.plugins.has_observers():
         return False
     vouched = fastpath.fields(cone.saved[6])
@@ -158,9 +187,38 @@ def resave(ws: Workspace, cone: Cone, summary: Summary) -> bool:
             return False
         keyed[indices[name]] = paths
     saved = fastpath.update(layout.snapshot(str(ws.project.state_dir)), cone.saved,
-                            set(keyed), keyed)
+                            set(keyed), keyed, ws.seen())
     _trace(f"cone: snapshot {'saved' if saved else 'not saved'}")
     return saved
+
+
+def checked_fresh(ws: Workspace, options: Asked, names: set[str]
+                  ) -> tuple[Cone | None, Checker, bool]:
+    """`status` and `graph` after an edit or a cone build: (the cone, or None for a
+    full check; a Checker for the targets ``names``, the cone's others trusted; whether
+    the cone's targets are all fresh from local records). When they are, the snapshot
+    is saved again as a cone build saves it (unless a build wrote meanwhile, or holds
+    the lock: never waited for), so that the next command answers from stats alone."""
+    from flowmake.model import TargetStatus
+    from flowmake.store.mutex import project_lock
+
+    found = plan(ws, options, names)
+    if found is None:
+        return None, checker(ws, None), False
+    ws.check_plugins(found.checked)  # as `build -n` does: a missing plugin is exit 2
+    ws.validate_lock()
+    version = ws.store.data_version()
+    made = checker(ws, found)
+    made.check_sources(found.checked)
+    steps = made.plan(found.checked).steps
+    ws.save_stats()
+    fresh = all(s.state is TargetStatus.FRESH and s.source == "record" for s in steps)
+    if fresh:
+        with project_lock(ws.project.state_dir, None) as held:
+            if held and ws.store.data_version() == version and still_valid(
+                    ws, options, found) is not None:
+                resave(ws, found)
+    return found, made, fresh
 
 
 def _trace(message: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowmake.cli import graphstates, graphtexts
+from flowmake.cli import cone, graphstates, graphtexts
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
@@ -174,7 +174,12 @@ def plan_states(ws: Workspace, args: argparse.Namespace, names: list[str]) -> St
     if found is not None and found[1] == len(names) and (
             not names or set(found[0].split(fastpath.SEP)) == set(names)):
         return None
-    steps = {s.name: s for s in ws.checker().plan(names).steps}
+    # After an edit or a cone build: only the cone is checked, as `status` does it.
+    _, checker, fresh = cone.checked_fresh(
+        ws, cone.Selection(tuple(args.param), tuple(args.targets)), set(names))
+    if fresh:
+        return None
+    steps = {s.name: s for s in checker.plan(names).steps}
     ws.save_stats()
     return steps
 
@@ -213,17 +218,45 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
 def _kept_tails(ws: Workspace, state_dir: str, stamp: int, names: list[str],
                 flags: str) -> Iterable[str] | None:
     """The nodes' tails of an all-fresh graph of every target: as kept, when they were
-    made at this very state (cli/graphstates.py), else made and kept as they are
-    written; None when the state has no change mark (read-only)."""
-    mark = ws.store.change_mark()  # before the rows are read
-    if mark is None:
+    made at this very state (cli/graphstates.py); those of the targets changed since made
+    again, when a few changed; else made and kept as they are written. None when the
+    state has no change log (read-only)."""
+    log = ws.store.change_log()  # before the rows are read
+    if log is None:
         return None
-    want = graphstates.key(stamp, len(names), mark)
+    want = graphstates.key(stamp, len(names), *log)
     kept = graphstates.load(state_dir, want)
     if kept is not None:
-        return kept
+        tails, made_at = kept
+        if made_at == log[1]:
+            return tails
+        changed = ws.store.changed_since(made_at)
+        if len(changed) <= max(len(names) // PATCH_SHARE, PATCH_FEW):
+            patched = _patched(ws, names, flags, tails, changed)
+            graphstates.save(state_dir, want, patched)
+            return patched
     return graphstates.saving(_tails(ws, names, None, flags),
                               lambda made: graphstates.save(state_dir, want, made))
+
+
+# Kept tails are patched when at most one target in PATCH_SHARE (or PATCH_FEW targets)
+# changed since they were made; past that, reading every row at once is as quick as
+# reading those by name.
+PATCH_SHARE, PATCH_FEW = 8, 64
+
+
+def _patched(ws: Workspace, names: list[str], flags: str, tails: list[str],
+             changed: list[str]) -> list[str]:
+    """``tails`` (kept, not changed in place: a resident server's copy) with those of the
+    targets ``changed`` made again from their rows now."""
+    where = {name: i for i, name in enumerate(names)}
+    at = sorted(where[n] for n in set(changed) if n in where)  # (a target gone: ignored)
+    mine = [names[i] for i in at]
+    patched = list(tails)
+    made = _tails(ws, mine, None, "".join(flags[i] for i in at), rows_of=mine)
+    for i, tail in zip(at, made, strict=True):
+        patched[i] = tail
+    return patched
 
 
 def _flow_texts(graph: Graph, names: list[str]) -> graphtexts.Made:
@@ -253,13 +286,15 @@ def _statics(graph: Graph, names: list[str], chosen: set[str] | None) -> Iterato
         yield _static(graph, graph.targets[name], depth[name], chosen, compact)
 
 
-def _tails(ws: Workspace, names: list[str], states: States, flags: str) -> Iterator[str]:
+def _tails(ws: Workspace, names: list[str], states: States, flags: str,
+           rows_of: list[str] | None = None) -> Iterator[str]:
     """Each node's JSON text after its static part (``_statics``), made as it is written:
     its state and records, in the order of ``names`` (``flags``: ``A`` for an always
-    target). The Targets themselves are not looked at: in a resident server's fork,
-    touching 100,000 of them would copy the pages they are on."""
-    built = ws.store.built()
-    last = ws.store.last_runs()
+    target; ``rows_of``: read only these targets' rows, when ``names`` are a few). The
+    Targets themselves are not looked at: in a resident server's fork, touching 100,000
+    of them would copy the pages they are on."""
+    built = ws.store.built(rows_of)
+    last = ws.store.last_runs(rows_of)
     compact = json.JSONEncoder().encode
     fresh = {"A": '"fresh", "reasons": [], "always": true, "display": "always"',
              "-": '"fresh", "reasons": [], "always": false, "display": "fresh"'}

@@ -1,17 +1,20 @@
 """The rest of each node of an all-fresh `graph --format json` of every target (its state,
 last run and last build, after the parts graph.texts keeps), kept in
-``.flowmake/graph.states`` for the next `graph` of the same state.
+``.flowmake/graph.states`` for the next `graph`.
 
 At 100,000 targets, reading the records and the latest target lines and writing their
 JSON took ~0.5 s of a command whose stat check takes ~0.15 s. When every target is fresh
 (the no-op fast path's answer) those texts follow from the rows alone, so they are kept,
-and used while everything they were made from is the same:
+and used while what they were made from is the same:
 
 - the compiled flow (its stamp: the names and their order) and the number of nodes;
-- the state's change mark (store/sqlite.py): a random value that SQLite triggers replace
-  at every insert, update or delete of a record or a target line, whoever writes them.
-  It is read before the rows, so a build that commits meanwhile leaves texts that name
-  the mark before its commit: they are not used again;
+- the state's change log (store/sqlite.py): SQLite triggers count every insert, update
+  or delete of a record or a target line, whoever writes them, and note each target's
+  latest change. Texts made at change number N of the log's epoch are used as they are
+  while the number is N; after a build, only the targets changed since N are made again
+  (``load`` gives N). The number is read before the rows, so a build that commits
+  meanwhile leaves texts that name the number before its commit: its targets are made
+  again next time;
 - the time zone (the build times are written in local time) and flowmake's code.
 
 The file carries an xxh3 digest of its text: a damaged one (it is written without fsync,
@@ -29,7 +32,7 @@ from flowmake.cli.graphtexts import code, pack, unpack
 from flowmake.fsutil import atomic_write
 from flowmake.store import paths as layout
 
-FORMAT = 1
+FORMAT = 2  # 2: the change log's epoch and number instead of a random mark
 KIND = "graph-states"
 ZONE_FILE = "/etc/localtime"
 
@@ -47,10 +50,11 @@ def zone() -> list[Any]:
             time.timezone, time.altzone, *where]
 
 
-def key(stamp: int, nodes: int, mark: str) -> dict[str, Any]:
-    """The header that texts made now, of ``nodes`` nodes at change mark ``mark``, have."""
+def key(stamp: int, nodes: int, epoch: str, seq: int) -> dict[str, Any]:
+    """The header that texts made now, of ``nodes`` nodes at change ``seq`` of the change
+    log of ``epoch``, have."""
     return {"format": FORMAT, "flowmake": __version__, "code": code(), "flow": stamp,
-            "nodes": nodes, "mark": mark, "zone": zone()}
+            "nodes": nodes, "epoch": epoch, "seq": seq, "zone": zone()}
 
 
 def _decode(data: bytes) -> tuple[dict[str, Any], list[str]]:
@@ -68,17 +72,21 @@ def path_in(state_dir: str) -> str:
     return os.path.join(state_dir, layout.GRAPH_STATES)
 
 
-def load(state_dir: str, want: dict[str, Any]) -> list[str] | None:
-    """The kept texts if they were made for ``want`` (a :func:`key`), else None."""
+def load(state_dir: str, want: dict[str, Any]) -> tuple[list[str], int] | None:
+    """The kept texts if they were made for ``want`` (a :func:`key`) at its change number
+    or an earlier one of its epoch: (the texts, that number); else None."""
     try:
         header: dict[str, Any]
         tails: list[str]
         header, tails = warm.read(path_in(state_dir), KIND)
     except (OSError, ValueError, UnicodeDecodeError, AttributeError, TypeError):
         return None  # not there, or damaged: made again
-    if any(header.get(k) != v for k, v in want.items()):
+    if any(header.get(k) != v for k, v in want.items() if k != "seq"):
         return None
-    return tails
+    seq = header.get("seq")
+    if type(seq) is not int or not 0 <= seq <= want["seq"]:
+        return None
+    return tails, seq
 
 
 def saving(tails: Iterable[str], save: Callable[[list[str]], None]) -> Iterator[str]:

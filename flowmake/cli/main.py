@@ -260,11 +260,16 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     from flowmake.report.views import fresh_status_json, fresh_tree, status_json, status_lines
 
     fresh = fresh_status(_flow_file(args), args.param, args.targets)
-    if fresh is not None:  # nothing changed since an all-fresh build or status
+    checked, how = None, ("no input, output or setting changed since the last all-fresh"
+                          " build or status", "no-op fast path")
+    if fresh is None:  # else nothing changed since an all-fresh build or status
+        fresh, checked = _checked_status(args)  # fresh: only an edit's cone was checked
+        how = ("only what a change since the last all-fresh build can reach was checked",
+               "cone check")
+    if fresh is not None:
         names, indices, root_indices = fresh
         if args.verbose:
-            print(f"flowmake: no input, output or setting changed since the last all-fresh"
-                  f" build or status ({len(names)} targets, no-op fast path)", file=sys.stderr)
+            print(f"flowmake: {how[0]} ({len(names)} targets, {how[1]})", file=sys.stderr)
         # From the snapshot's indices: no rows, dicts or lists of names made.
         if args.json:
             _emit_json(fresh_status_json(names, indices))
@@ -274,7 +279,8 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
                 sys.stdout.write("\n".join(lines) + "\n")
             print(f"flowmake: {len(names)} fresh, 0 not fresh", file=sys.stderr)
         return EXIT_OK
-    rows, upstream, roots = _checked_status(args)
+    assert checked is not None
+    rows, upstream, roots = checked
     if args.json:
         _emit_json(status_json(rows, upstream))
     else:
@@ -288,8 +294,16 @@ def cmd_status(args: argparse.Namespace, argv: list[str]) -> int:
     return EXIT_FAILED if args.check and not_fresh else EXIT_OK
 
 
-def _checked_status(args: argparse.Namespace) -> tuple[list[Any], dict[str, list[str]], Any]:
-    """``status`` the full way: the plan's rows, each target's upstream, the roots."""
+# `status`'s answer the full way: the plan's rows, each target's upstream, the roots
+Checked = tuple[list[Any], dict[str, list[str]], Any]
+
+
+def _checked_status(args: argparse.Namespace) -> tuple[Any, Checked | None]:
+    """``status`` when the no-op fast path does not hold: (the fast path's answer, as
+    ``noop.fresh_status`` gives it, when only an edit's cone needed a check and it is
+    all fresh, None; else None, the plan's rows, upstream and roots)."""
+    from flowmake import fastpath
+    from flowmake.cli import cone
     from flowmake.report.views import status_rows
     from flowmake.store.mutex import project_lock
 
@@ -297,22 +311,32 @@ def _checked_status(args: argparse.Namespace) -> tuple[list[Any], dict[str, list
     try:
         selected = ws.select(args.targets)
         names = ws.graph.closure(selected)
-        ws.check_plugins()  # as `build -n` does: a missing plugin is exit 2 here too
-        ws.validate_lock()
+        # After an edit or a cone build: only the cone is checked (cli/cone.py).
+        found, checker, fresh = cone.checked_fresh(
+            ws, cone.Selection(tuple(args.param), tuple(args.targets)), names)
+        if fresh:
+            assert found is not None
+            joined, count, _, upstream, roots = fastpath.fresh_answer(found.saved)
+            return (joined.split(fastpath.SEP) if count else [],
+                    upstream.split(fastpath.SEP) if count else [],
+                    [int(i) for i in roots.split(",") if i]), None
+        if found is None:
+            ws.check_plugins()  # as `build -n` does: a missing plugin is exit 2 here too
+            ws.validate_lock()
+            checker.check_sources(names)
         version = ws.store.data_version()
-        checker = ws.checker()
-        checker.check_sources(names)
         plan = checker.plan(names)
         ws.save_stats()
         upstream = {s.name: list(ws.graph.upstream[s.name]) for s in plan.steps}
         # All fresh: the next status or no-op build may answer from stats alone, unless
         # a build ran meanwhile (it took the lock, or committed to the store).
         # (From local records only: one from flow.lock is not in the store yet.)
-        if not plan.stale() and all(s.source == "record" for s in plan.steps):
+        if found is None and not plan.stale() and all(
+                s.source == "record" for s in plan.steps):
             with project_lock(ws.project.state_dir, None) as held:
                 if held and ws.store.data_version() == version:
                     ws.save_fast_path(args.param, args.targets, [s.name for s in plan.steps])
-        return status_rows(plan), upstream, ws.status_roots(selected)
+        return None, (status_rows(plan), upstream, ws.status_roots(selected))
     finally:
         ws.close()
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowmake import __version__, config, graph, model, warm
 from flowmake.errors import ConfigError
@@ -24,6 +24,9 @@ from flowmake.plan.fingerprint import RACY_NS, Hasher
 from flowmake.store import flowlock as flowlock
 from flowmake.store import paths as layout
 from flowmake.store.db import Record, Store
+
+if TYPE_CHECKING:
+    from flowmake import fastpath
 
 CACHE_FORMAT = 3  # 3: the model's values pickled as tuple.__new__(cls, fields)
 
@@ -170,6 +173,9 @@ def open_store(state_dir: Path) -> Store:
 class Workspace:
     def __init__(self, directory: Path, file: str | None, overrides: dict[str, Any], *,
                  search: bool = False) -> None:
+        # before anything of the project is read: a path this command did not hash must
+        # be older than this to be saved in the no-op snapshot (fastpath.Seen)
+        self.opened_ns = time.time_ns()
         self.path = find_file(directory, file, search=search)  # search: flow.toml above too
         self.project, self.graph, self.reparsed, self.compiled = load_compiled(
             self.path, overrides)
@@ -365,7 +371,23 @@ class Workspace:
         upstream = {n: list(self.graph.upstream[n]) for n in names}
         fastpath.save(layout.snapshot(str(self.project.state_dir)), str(self.path), overrides,
                       patterns, env, sources, keyed, names, self.project.settings.history,
-                      upstream, self.status_roots(self.select(patterns)))
+                      upstream, self.status_roots(self.select(patterns)), self.seen())
+
+    def seen(self) -> fastpath.Seen:
+        """What this command's digests were made at (``fastpath.Seen``), by absolute path."""
+        from flowmake import fastpath
+
+        hasher: Hasher | None = self.__dict__.get("hasher")  # none made: nothing hashed
+        root = str(self.root)
+        prefix = root + "/"
+
+        def stat_of(path: str) -> tuple[int, int, int] | None:
+            if hasher is None:
+                return None
+            rel = path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+            return hasher.seen(rel)
+
+        return fastpath.Seen(stat_of, self.opened_ns)
 
     def key_paths(self, name: str) -> list[str] | None:
         """The absolute paths whose stats vouch for ``name``'s key in the fast path's

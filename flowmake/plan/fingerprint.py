@@ -50,6 +50,7 @@ class Hasher:
         self.memo: dict[str, str | None] = {}
         self.hashed_files = 0  # files actually read, for tests and benchmarks
         self.urls = urls
+        self.folders: dict[str, tuple[int, int, int]] = {}  # a folder's stat as walked
 
     def full(self, path: str) -> str:
         return f"{self.root}/{path}"  # hot path: cheaper than os.path.join
@@ -68,9 +69,26 @@ class Hasher:
         except (FileNotFoundError, NotADirectoryError):
             result = None
         else:
-            result = self._tree(path) if stat.S_ISDIR(st.st_mode) else self._file(path, st)
+            if stat.S_ISDIR(st.st_mode):
+                self.folders[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+                result = self._tree(path)
+            else:
+                result = self._file(path, st)
         self.memo[path] = result
         return result
+
+    def seen(self, path: str) -> tuple[int, int, int] | None:
+        """The (size, mtime_ns, inode) that this Hasher's digest of ``path`` was made at
+        (a file's as hashed or as found in the stat cache, a folder's as walked), or None
+        if it made none. The no-op snapshot saves a path's stat only if it is this one: a
+        file changed after its digest went into a key must not look fresh next time."""
+        if self.memo.get(path) is None:
+            return None
+        found = self.folders.get(path)
+        if found is not None:
+            return found
+        entry = self.cache.get(path)
+        return None if entry is None else (entry[0], entry[1], entry[2])
 
     def url_backends(self) -> UrlBackends:
         """The backends this Hasher was handed for URL paths."""

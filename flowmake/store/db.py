@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from flowmake.store import paths
 from flowmake.store.runs import RunHistory
 from flowmake.store.sqlite import (
-    change_mark,
+    change_log,
+    changed_since,
     guard,
     guarded,
     open_memory,
@@ -89,10 +90,15 @@ class Store(RunHistory):
         return int(self.db.execute("PRAGMA data_version").fetchone()[0])
 
     @guarded
-    def change_mark(self) -> str | None:
-        """A value that every later change of a record or a build's target line replaces
-        (sqlite.change_mark); None when it cannot be had (a read-only state)."""
-        return None if self.readonly else change_mark(self.db)
+    def change_log(self) -> tuple[str, int] | None:
+        """The change log's (epoch, number of the latest change of a record or a build's
+        target line) (sqlite.change_log); None when it cannot be had (a read-only state)."""
+        return None if self.readonly else change_log(self.db)
+
+    @guarded
+    def changed_since(self, seq: int) -> list[str]:
+        """The targets whose record or target lines changed after change ``seq``."""
+        return changed_since(self.db, seq)
 
     # -- records ----------------------------------------------------------------------
 
@@ -104,10 +110,14 @@ class Store(RunHistory):
         return {r[0]: Record(*r) for r in rows if wanted is None or r[0] in wanted}
 
     @guarded
-    def built(self) -> dict[str, tuple[int, float, float | None]]:
+    def built(self, names: list[str] | None = None
+              ) -> dict[str, tuple[int, float, float | None]]:
         """Each record's (run id, built at, duration): what `graph` shows of it, without
-        its key's parts and digests (at 100,000 targets most of the bytes of `records`)."""
-        rows = self.db.execute("SELECT target, run_id, built_at, duration FROM records")
+        its key's parts and digests (at 100,000 targets most of the bytes of `records`);
+        only those of ``names`` if given."""
+        sql = "SELECT target, run_id, built_at, duration FROM records"
+        rows = self.db.execute(sql) if names is None else rows_in(
+            self.db, sql + " WHERE target IN ({})", names)
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     @guarded

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any, NamedTuple
 
-from flowmake.store.sqlite import Database, guarded
+from flowmake.store.sqlite import Database, guarded, rows_in
 
 # The counts every run reports (SPEC §3), in this order.
 COUNT_KEYS = ("built", "restored", "fresh", "failed", "skipped")
@@ -157,10 +157,13 @@ class RunHistory(Database):
         return Run(r[0], r[1], r[2], r[3], r[4], json.loads(r[5] or "{}")) if r else None
 
     @guarded
-    def last_runs(self) -> dict[str, tuple[int, str, float]]:
-        """Each target's latest line in the history: (run_id, status, duration)."""
-        rows = self.db.execute(
-            "SELECT target, MAX(run_id), status, duration FROM run_targets GROUP BY target")
+    def last_runs(self, names: list[str] | None = None) -> dict[str, tuple[int, str, float]]:
+        """Each target's latest line in the history: (run_id, status, duration); only
+        those of ``names`` if given."""
+        select, group = "SELECT target, MAX(run_id), status, duration FROM run_targets", \
+            " GROUP BY target"
+        rows = self.db.execute(select + group) if names is None else rows_in(
+            self.db, select + " WHERE target IN ({})" + group, names)
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     @guarded

@@ -27,7 +27,8 @@ from flowmake.store.mutex import cannot_write
 SCHEMA_VERSION = 4
 WRITE_BATCH = 256  # queued rows committed together at most
 WRITE_SECONDS = 0.5  # a queued row waits at most this long (a SIGKILL loses only these)
-_TABLES = ("records", "stat_cache", "runs", "run_targets", "run_metrics", "changes")
+_TABLES = ("records", "stat_cache", "runs", "run_targets", "run_metrics", "changes",
+           "change_log", "changed_targets")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     target TEXT PRIMARY KEY, key TEXT NOT NULL, parts TEXT NOT NULL, outputs TEXT NOT NULL,
@@ -55,47 +56,85 @@ CREATE TABLE IF NOT EXISTS run_metrics (
 """
 
 
-# The change mark: a random value that every insert, update or delete of a record or a
-# build's target line replaces, by SQLite triggers, so that any writer of the file fires
-# them (another flowmake, an older one included, or a tool of the user's). What is kept
-# beside the state and made from those rows (cli/graphstates.py) names the mark it was
-# made at, and is used only while the mark is the same. Made on first use, by the command
-# that needs it; a file without them (made before, or by a flowmake that dropped the
-# tables) gets them, and a new mark, then.
-_MARKED = [(table, event) for table in ("records", "run_targets")
+# The change log: SQLite triggers number every insert, update or delete of a record or of
+# a build's target line (``change_log.seq``) and keep, for each target, the number of its
+# latest change (``changed_targets``), so that any writer of the file counts (another
+# flowmake, an older one included, or a tool of the user's). What is kept beside the
+# state and made from those rows (cli/graphstates.py) names the log's epoch and number it
+# was made at: it is used as it is while they are the same, and only the targets changed
+# since are made again while the epoch is. Made on first use, by the command that needs
+# it; a file without it (made before, or by a flowmake that dropped the tables and their
+# triggers with them) gets it, and a new random epoch, then.
+#
+# The triggers' statements can meet no constraint (an UPDATE, then an INSERT of a row not
+# there, no NULL where NOT NULL): an outer statement's conflict clause (INSERT OR
+# IGNORE, say) overrides a trigger's own, and must neither skip a count nor fail the
+# write.
+_LOGGED = [(table, event) for table in ("records", "run_targets")
            for event in ("INSERT", "UPDATE", "DELETE")]
-_MARK_TRIGGERS = tuple(f"mark_{table}_{event.lower()}" for table, event in _MARKED)
-_MARK_SCHEMA = ["CREATE TABLE IF NOT EXISTS changes (mark BLOB NOT NULL)"] + [
-    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table}"
-    " BEGIN UPDATE changes SET mark = randomblob(8); END"
-    for name, (table, event) in zip(_MARK_TRIGGERS, _MARKED, strict=True)]
-MARK_WAIT_MS = 200  # making the mark waits at most this long for a build's write lock
-BUSY_SECONDS = 60  # how long a connection waits for another's lock
+_LOG_TRIGGERS = tuple(f"log_{table}_{event.lower()}" for table, event in _LOGGED)
 
 
-def change_mark(db: sqlite3.Connection) -> str | None:
-    """The state's change mark (hex), made first if the file lacks it; None when it
-    cannot be made now (a read-only file, another process writing)."""
+def _log_body(event: str) -> str:
+    rows = {"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",)}[event]
+    body = "UPDATE change_log SET seq = seq + 1;"
+    seq = "coalesce((SELECT seq FROM change_log), -1)"  # (no log row: a new epoch comes)
+    for row in rows:
+        name = f"coalesce({row}.target, '')"
+        body += (f" UPDATE changed_targets SET seq = {seq} WHERE target = {name};"
+                 f" INSERT INTO changed_targets SELECT {name}, {seq}"
+                 f" WHERE NOT EXISTS (SELECT 1 FROM changed_targets WHERE target = {name});")
+    return body
+
+
+_LOG_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS change_log (epoch BLOB NOT NULL, seq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS changed_targets (target TEXT PRIMARY KEY,"
+    " seq INTEGER NOT NULL) WITHOUT ROWID",
+    # an earlier flowmake's change mark (one random value): its triggers go; its table
+    # stays, for a flowmake of that version that makes them again
+    *(f"DROP TRIGGER IF EXISTS mark_{table}_{event.lower()}" for table, event in _LOGGED),
+    *(f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {table}"
+      f" BEGIN {_log_body(event)} END"
+      for name, (table, event) in zip(_LOG_TRIGGERS, _LOGGED, strict=True))]
+MARK_WAIT_MS = 200  # making the log waits at most this long for a build's write lock
+
+
+def change_log(db: sqlite3.Connection) -> tuple[str, int] | None:
+    """The state's change log as (its epoch in hex, the number of its latest change),
+    made first if the file lacks it; None when it cannot be made now (a read-only file,
+    another process writing)."""
     names = {r[0] for r in db.execute(
-        "SELECT name FROM sqlite_master WHERE name = 'changes' OR (type = 'trigger'"
-        " AND name GLOB 'mark_*')")}
-    if names.issuperset(_MARK_TRIGGERS) and "changes" in names:
-        rows = db.execute("SELECT hex(mark) FROM changes").fetchall()
-        if len(rows) == 1 and rows[0][0]:
-            return str(rows[0][0])
+        "SELECT name FROM sqlite_master WHERE name IN ('change_log', 'changed_targets')"
+        " OR (type = 'trigger' AND name GLOB 'log_*')")}
+    if names.issuperset(_LOG_TRIGGERS) and {"change_log", "changed_targets"} <= names:
+        rows = db.execute("SELECT hex(epoch), seq FROM change_log").fetchall()
+        if len(rows) == 1 and rows[0][0] and isinstance(rows[0][1], int):
+            return str(rows[0][0]), rows[0][1]
     db.execute(f"PRAGMA busy_timeout = {MARK_WAIT_MS}")
     try:
         with contextlib.suppress(sqlite3.OperationalError):  # busy, or read-only
             with transaction(db):
-                for statement in _MARK_SCHEMA:
+                for statement in _LOG_SCHEMA:
                     db.execute(statement)
-                db.execute("DELETE FROM changes")
-                db.execute("INSERT INTO changes VALUES (randomblob(8))")
-                mark = db.execute("SELECT hex(mark) FROM changes").fetchone()[0]
-            return str(mark)
+                db.execute("DELETE FROM change_log")
+                db.execute("DELETE FROM changed_targets")
+                db.execute("INSERT INTO change_log VALUES (randomblob(8), 0)")
+                epoch = db.execute("SELECT hex(epoch) FROM change_log").fetchone()[0]
+            return str(epoch), 0
         return None
     finally:
         db.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")  # as open_state sets it
+
+
+def changed_since(db: sqlite3.Connection, seq: int) -> list[str]:
+    """The targets whose record or target lines changed after change number ``seq``
+    (read after :func:`change_log`: a change committed between the two is counted)."""
+    return [r[0] for r in db.execute(
+        "SELECT target FROM changed_targets WHERE seq > ?", (seq,))]
+
+
+BUSY_SECONDS = 60  # how long a connection waits for another's lock
 
 
 @contextlib.contextmanager

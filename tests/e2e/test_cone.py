@@ -304,3 +304,69 @@ def test_flow_toml_edited_after_the_check_voids_the_cone(root: Path) -> None:
         assert cone.still_valid(ws, options, found) is None
     finally:
         ws.close()
+
+
+def stale_in(status: str) -> set[str]:
+    """The targets a status tree shows stale."""
+    return {line.split(":")[0].lstrip(" │├└─") for line in status.splitlines()
+            if "stale" in line}
+
+
+def _without_snapshot(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command the full way: the snapshot moved aside, then put back."""
+    snapshot = root / ".flowmake" / "noop.marshal"
+    aside = snapshot.with_suffix(".aside")
+    snapshot.rename(aside)
+    try:
+        return run(root, *args)
+    finally:
+        snapshot.unlink(missing_ok=True)
+        aside.rename(snapshot)
+
+
+@pytest.mark.parametrize("form", [(), ("--json",)])
+def test_status_after_an_edit_checks_only_the_cone(root: Path, form: tuple[str, ...]) -> None:
+    """`status` after an edit: the cone is checked, the rest trusted; the same answer as
+    the full check, the changed targets stale."""
+    write(root, "src/a.txt", "a2\n")
+    coned = run(root, "status", "-v", *form)
+    full = _without_snapshot(root, "status", *form)
+    assert coned.returncode == full.returncode == 0, coned.stderr
+    assert coned.stdout == full.stdout
+    if not form:
+        assert stale_in(coned.stdout) == {"a", "c", "d"}
+    assert "not fresh" in coned.stderr or form
+    # the cone's stale targets are not saved as fresh: the build still rebuilds them
+    statuses, _ = build(root)
+    assert built(statuses) == {"a", "c", "d"}
+
+
+def test_status_and_graph_after_a_cone_build_answer_from_the_cone(root: Path) -> None:
+    """Just after a cone build its outputs are too new to be trusted (the racy window):
+    `status` checks only their cone, finds it fresh, answers as the fast path does, and
+    saves the snapshot again; `graph --format json` likewise, with the same document."""
+    write(root, "src/a.txt", "a2\n")
+    assert built(build(root)[0]) == {"a", "c", "d"}
+    graph_full = _without_snapshot(root, "graph", "--format", "json")
+    status_full = _without_snapshot(root, "status")
+    coned = run(root, "status", "-v")
+    assert coned.returncode == 0, coned.stderr
+    assert "cone check" in coned.stderr and "6 fresh, 0 not fresh" in coned.stderr
+    assert coned.stdout == status_full.stdout
+    graphed = run(root, "graph", "--format", "json")
+    assert graphed.returncode == 0, graphed.stderr
+    assert graphed.stdout == graph_full.stdout
+    assert {n["state"] for n in json.loads(graphed.stdout)["nodes"]} == {"fresh"}
+    # once the outputs are past the racy window, the snapshot the status saved holds them
+    time.sleep(2.1)
+    run(root, "status")  # the cone again, now saved trusted
+    assert "no-op fast path" in run(root, "status", "-v").stderr
+    assert fast(root)
+
+
+def test_status_after_a_cone_build_still_sees_an_edit(root: Path) -> None:
+    write(root, "src/a.txt", "a2\n")
+    build(root)
+    write(root, "src/b.txt", "b2\n", ago=3.0)
+    coned = run(root, "status")
+    assert stale_in(coned.stdout) == {"b", "d"}

@@ -99,11 +99,14 @@ def test_a_changed_input_is_seen(root: Path) -> None:
     settle(root)
     (root / "src" / "a.txt").write_text("changed\n")
     doc, plans = graph_json(root)
-    assert plans == 1
+    assert plans == 2  # the change's cone, then every target with the others trusted
     nodes = {n["name"]: n for n in doc["nodes"]}
     assert nodes["a"]["state"] == "stale" and nodes["a"]["reasons"] == [
         "input changed: src/a.txt"]
     assert doc["counts"]["fresh"] < 4
+    (root / ".flowmake" / "noop.marshal").unlink()  # no snapshot: the full check
+    checked, plans = graph_json(root)
+    assert plans == 1 and checked == doc
 
 
 def test_targets_the_snapshot_does_not_cover_are_checked(root: Path) -> None:

@@ -92,7 +92,7 @@ def test_a_build_is_seen(project: Project) -> None:
 
 def test_a_change_by_another_program_is_seen(project: Project) -> None:
     """A record or line written without flowmake's code (a tool, an older flowmake):
-    the database's triggers replace the mark the kept states name."""
+    the database's triggers count it and note its target, whose node is made again."""
     built(project)
     kept(project)
     changes = [
@@ -116,7 +116,8 @@ def test_a_change_by_another_program_is_seen(project: Project) -> None:
 
 def test_an_older_flowmakes_reset_is_seen(project: Project) -> None:
     """A flowmake of another schema drops the tables (and their triggers with them) and
-    writes rows that replace no mark: the mark is made anew, the states made again."""
+    writes rows that no trigger counts: the log is made anew in a new epoch, and the
+    states made again."""
     from flowmake.store.sqlite import _SCHEMA
 
     built(project)
@@ -151,9 +152,14 @@ def test_a_damaged_file_is_not_used_and_is_made_again(project: Project) -> None:
     flipped = bytearray(data)
     flipped[body_at + 20] ^= 0x01
     header = json.loads(data[:body_at])
-    other_mark = json.dumps({**header, "mark": "0" * 16}).encode() + b"\n" + data[body_at:]
+    def header_with(**fields: Any) -> bytes:
+        return json.dumps({**header, **fields}).encode() + b"\n" + data[body_at:]
+
     damages = {"one bit": bytes(flipped), "cut short": data[:len(data) // 2],
-               "no header": data[body_at:], "empty": b"", "another mark": other_mark,
+               "no header": data[body_at:], "empty": b"",
+               "another epoch": header_with(epoch="0" * 16),
+               "a later change": header_with(seq=header["seq"] + 1),
+               "no change number": header_with(seq=None),
                "a line more": data + b"\nx"}
     for what, damaged in damages.items():
         states(project).write_bytes(damaged)
@@ -162,16 +168,17 @@ def test_a_damaged_file_is_not_used_and_is_made_again(project: Project) -> None:
 
 
 # Runs `flowmake graph` in this process, with another program's write committed after
-# graph took the change mark and before it read the records (a build finishing then).
+# graph took the change log's number and before it read the records (a build finishing
+# then).
 RACED = textwrap.dedent("""
     import sqlite3, sys
     from flowmake.store import db
     built = db.Store.built
-    def raced(self):
+    def raced(self, names=None):
         other = sqlite3.connect(self.path, isolation_level=None)
         other.execute("UPDATE records SET built_at = 1000000000.5 WHERE target = 'src'")
         other.close()
-        return built(self)
+        return built(self, names)
     db.Store.built = raced
     from flowmake.cli.main import main
     sys.exit(main(sys.argv[1:]))
@@ -190,7 +197,7 @@ def test_a_change_while_graph_reads_is_seen_next_time(project: Project) -> None:
                            timeout=120)
     assert raced.returncode == 0, raced.stderr
     assert nodes(raced.stdout)["src"]["last_built"]["at"] == 1000000000.5  # read after
-    # kept under the mark taken before the write: not used again
+    # kept under the number taken before the write: 'src' is made again
     assert nodes(graph(project))["src"]["last_built"]["at"] == 1000000000.5
 
 
@@ -202,3 +209,47 @@ def test_a_resident_fork_gets_the_states_decoded(project: Project) -> None:
     db.close()
     result = project.run("graph", "--format", "json", check=True, env=TRACE)
     assert nodes(result.stdout)["src"]["last_built"]["duration"] == 3.25
+
+
+# `flowmake graph` in this process, saying whose rows each read of the records is for.
+TRACED = textwrap.dedent("""
+    import sys
+    from flowmake.store import db
+    built = db.Store.built
+    def traced(self, names=None):
+        print("rows of:", "all" if names is None else sorted(names), file=sys.stderr)
+        return built(self, names)
+    db.Store.built = traced
+    from flowmake.cli.main import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def traced_graph(project: Project) -> tuple[str, str]:
+    env = {**os.environ, "NO_COLOR": "1", "FLOWMAKE_RESIDENT": "0"}
+    done = subprocess.run([sys.executable, "-c", TRACED, "-C", str(project.root), "graph",
+                           "--format", "json"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout, done.stderr
+
+
+def test_only_the_targets_changed_since_are_made_again(project: Project) -> None:
+    """After a change of a few records or lines (a cone build, another program's write),
+    the kept texts of the others are used: only the changed targets' rows are read, and
+    the document is the one made from every row."""
+    built(project)
+    kept(project)
+    db = state_db(project)
+    db.execute("UPDATE records SET duration = 4.5 WHERE target = 'join'")
+    db.execute("UPDATE run_targets SET duration = 2.5 WHERE target = 'fit[k=1]'")
+    db.close()
+    made, err = traced_graph(project)
+    assert "rows of: ['fit[k=1]', 'join']" in err and "rows of: all" not in err, err
+    doc = nodes(made)
+    assert doc["join"]["last_built"]["duration"] == 4.5
+    assert doc["fit[k=1]"]["last_run"]["duration"] == 2.5
+    again, err = traced_graph(project)
+    assert again == made and "rows of:" not in err  # kept as patched: nothing read
+    states(project).unlink()
+    assert graph(project) == made  # the document made from every row

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from flowmake import fastpath
+
+
+def nothing_hashed() -> fastpath.Seen:
+    """A command that hashed none of the paths and began now: aged paths are saved."""
+    return fastpath.Seen(lambda path: None, time.time_ns())
 
 
 @pytest.mark.parametrize("count", [10, fastpath.PARALLEL_MIN + 500])
@@ -50,7 +56,8 @@ def _snapshot(tmp_path: Path) -> tuple[str, str, dict[str, str]]:
     os.utime(flow, (1_000_000_000, 1_000_000_000))
     snapshot = str(tmp_path / "noop.marshal")
     assert fastpath.save(snapshot, str(flow), [], [], [], [], [[files["p"], files["q"]],
-                         [files["p"]]], ["t0", "t1"], 10, {"t0": [], "t1": []}, ["t0", "t1"])
+                         [files["p"]]], ["t0", "t1"], 10, {"t0": [], "t1": []}, ["t0", "t1"],
+                         nothing_hashed())
     return snapshot, str(flow), files
 
 
@@ -63,7 +70,8 @@ def test_update_restats_only_the_cone_and_distrusts_a_shared_changed_path(
     # p changes after the check: t1 (outside the cone) was not checked against it
     Path(files["p"]).write_text("p2")
     os.utime(files["p"], (1_000_000_500, 1_000_000_500))
-    assert fastpath.update(snapshot, saved, {0}, {0: [files["p"], files["q"]]})
+    assert fastpath.update(snapshot, saved, {0}, {0: [files["p"], files["q"]]},
+                           nothing_hashed())
     _, again, differ = fastpath.check(snapshot, flow, [], []) or (None, None, None)
     assert differ == [0]  # p: saved UNTRUSTED, so t1 is checked next time
     assert fastpath.owners(again, differ) == {0, 1}
@@ -76,7 +84,50 @@ def test_update_saves_nothing_when_a_cone_target_has_other_paths(tmp_path: Path)
     extra = tmp_path / "new.py"
     extra.write_text("")
     assert not fastpath.update(snapshot, checked[1], {0},
-                               {0: [files["p"], files["q"], str(extra)]})
+                               {0: [files["p"], files["q"], str(extra)]}, nothing_hashed())
+
+
+def _stat(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def test_a_path_changed_after_it_was_hashed_is_not_saved_as_it_is_now(tmp_path: Path) -> None:
+    """The stat a save keeps is the one the command's digest was made at, not the one
+    at the save: a file edited between the two (aged past the racy window) would look
+    fresh to the next no-op with content no key holds."""
+    snapshot, flow, files = _snapshot(tmp_path)
+    hashed = {files["p"]: _stat(files["p"]), files["q"]: _stat(files["q"])}
+    Path(files["q"]).write_text("q, edited after the command hashed it")
+    os.utime(files["q"], (1_000_000_700, 1_000_000_700))
+    seen = fastpath.Seen(hashed.get, time.time_ns())
+    keyed = [[files["p"], files["q"]], [files["p"]]]
+    args = (snapshot, flow, [], [], [], [], keyed, ["t0", "t1"], 10, {"t0": [], "t1": []},
+            ["t0", "t1"])
+    assert not fastpath.save(*args, seen)  # refused: the next build checks everything
+    hashed[files["q"]] = _stat(files["q"])
+    assert fastpath.save(*args, seen)  # hashed as it is: saved
+    # update (a cone build's re-save): such a path is saved as not trusted
+    checked = fastpath.check(snapshot, flow, [], [])
+    assert checked is not None and checked[2] == []
+    Path(files["q"]).write_text("q, edited during the cone build")
+    os.utime(files["q"], (1_000_000_900, 1_000_000_900))
+    assert fastpath.update(snapshot, checked[1], {0}, {0: [files["p"], files["q"]]}, seen)
+    _, again, differ = fastpath.check(snapshot, flow, [], []) or (None, None, None)
+    assert differ == [1]  # q: UNTRUSTED, so t0 is checked next time
+    assert fastpath.owners(again, differ) == {0}
+
+
+def test_a_path_not_hashed_must_predate_the_command(tmp_path: Path) -> None:
+    """A path the command made no digest of (a folder's subfolder, an included file) is
+    saved only if it was last changed before the command began (less the racy window)."""
+    snapshot, flow, files = _snapshot(tmp_path)
+    keyed = [[files["p"], files["q"]], [files["p"]]]
+    args = (snapshot, flow, [], [], [], [], keyed, ["t0", "t1"], 10, {"t0": [], "t1": []},
+            ["t0", "t1"])
+    began = 1_000_000_000 * 10**9 + fastpath.RACY_NS  # the aged files' mtime, plus the window
+    assert not fastpath.save(*args, fastpath.Seen(lambda path: None, began))
+    assert fastpath.save(*args, fastpath.Seen(lambda path: None, began + 1))
 
 
 def test_a_snapshot_field_is_split_once_and_the_memo_stays_small() -> None:
