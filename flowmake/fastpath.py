@@ -17,7 +17,7 @@ of a record deletes the file (``Store``), so `clean`, `accept` or another build 
 leave it stale. (The store does not know of this module: it is told records changed, and
 the command's callback calls :func:`invalidate`.)
 
-This module is the snapshot only: save, read (:func:`still_fresh`), :func:`invalidate`; it
+This module is the snapshot only: save, read (:func:`check`), :func:`invalidate`; it
 never prints and knows no file name: its callers hand it the snapshot's path
 (``store/paths.py``). The command half, a whole no-op `build` or `status`, is
 ``cli/noop.py``.
@@ -330,25 +330,10 @@ def check(snapshot: str, flow_file: str, overrides: list[str], selection: list[s
     return None if differ is None else (ident, saved, differ)
 
 
-def still_fresh(snapshot: str, flow_file: str, overrides: list[str],
-          selection: list[str]) -> tuple[Any, ...] | None:
-    """If nothing changed since the last all-fresh build: (the fresh targets' names joined
-    by SEP in build order, their count, history to keep, each one's upstream as indices
-    into the names, joined by "," then SEP, and the status tree's roots as indices);
-    else None."""
-    saved = load(snapshot)
-    if saved is None:
-        return None
-    _, sig, env_names, site_dirs, paths, stats = saved[:6]
-    if sig != signature(flow_file, overrides, selection, env_names, site_dirs):
-        return None
-    if not unchanged(fields(paths), stats):
-        return None
-    return fresh_answer(saved)
-
-
 def fresh_answer(saved: tuple[Any, ...]) -> tuple[Any, ...]:
-    """still_fresh's answer from a snapshot found unchanged."""
+    """What a snapshot found unchanged answers: (the fresh targets' names joined by SEP
+    in build order, their count, history to keep, each one's upstream as indices into
+    the names, joined by "," then SEP, and the status tree's roots as indices)."""
     return saved[6:11]
 
 

@@ -164,12 +164,9 @@ def plan_states(ws: Workspace, args: argparse.Namespace, names: list[str]) -> St
     """None if nothing changed since an all-fresh build or status of these very targets
     (the fast path's stats say so: no fingerprint is computed), else the Checker's plan."""
     from flowmake import fastpath
-    from flowmake.cli.noop import saved_in
-    from flowmake.store import paths
+    from flowmake.cli.noop import fresh_answer
 
-    state_dir = saved_in(str(ws.path))
-    found = None if state_dir is None else fastpath.still_fresh(
-        paths.snapshot(state_dir), str(ws.path), args.param, args.targets)
+    found = fresh_answer(str(ws.path), args.param, args.targets)
     # (names joined, count, ...): the snapshot's targets must be these very ones
     if found is not None and found[1] == len(names) and (
             not names or set(found[0].split(fastpath.SEP)) == set(names)):

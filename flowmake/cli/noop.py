@@ -32,9 +32,7 @@ def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
     one's upstream as the snapshot keeps it: indices into the names joined by ",", the
     tree's roots as indices), all of them fresh; None if it does not hold. Like `status`
     itself, it never waits for a build's lock."""
-    state_dir = saved_in(flow_file)
-    found = None if state_dir is None else fastpath.still_fresh(
-        paths.snapshot(state_dir), flow_file, overrides, selection)
+    found = fresh_answer(flow_file, overrides, selection)
     if found is None:
         return None
     joined, count, _, upstream, roots = found
@@ -42,6 +40,24 @@ def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
         return [], [], []
     return (joined.split(fastpath.SEP), upstream.split(fastpath.SEP),
             [int(i) for i in roots.split(",") if i])
+
+
+def fresh_answer(flow_file: str, overrides: list[str], selection: list[str]
+                 ) -> tuple[Any, ...] | None:
+    """``fastpath.fresh_answer`` if nothing changed since the last all-fresh build, for a
+    command that never waits for a build's lock (`status`, `graph`); None if not. When some paths changed, what the
+    check found is kept for the cone check that follows (``take_check``): the paths are
+    not stat'ed twice (at 100,000 targets each pass is ~0.3 s)."""
+    state_dir = saved_in(flow_file)
+    _checked.clear()
+    checked = None if state_dir is None else fastpath.check(
+        paths.snapshot(state_dir), flow_file, overrides, selection)
+    if checked is None:
+        return None
+    if checked[2]:
+        _checked.append((flow_file, tuple(overrides), tuple(selection), checked))
+        return None
+    return fastpath.fresh_answer(checked[1])
 
 
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,
