@@ -56,6 +56,11 @@ def test_the_log_is_made_once_and_kept_while_nothing_changes(store):
     (("INSERT OR IGNORE INTO records VALUES ('c', 'k', '{}', '{}', 1, 1.0, 0.1)", ()),
      {"c"}),
     (("INSERT OR FAIL INTO run_targets (run_id, target) VALUES (2, 'a')", ()), {"a"}),
+    (("INSERT OR ABORT INTO run_targets (run_id, target) VALUES (3, 'a')", ()), {"a"}),
+    (("INSERT OR ROLLBACK INTO run_targets (run_id, target) VALUES (4, 'a')", ()), {"a"}),
+    (("UPDATE OR IGNORE records SET duration = 1.5 WHERE target = 'a'", ()), {"a"}),
+    (("UPDATE OR FAIL run_targets SET status = 'x' WHERE target = 'b'", ()), {"b"}),
+    (("INSERT INTO run_targets (run_id, target) VALUES (5, NULL)", ()), {""}),
 ])
 def test_every_change_of_a_record_or_a_line_is_counted_with_its_target(store, change, names):
     db = raw(store)
