@@ -107,6 +107,9 @@ def load_compiled(path: Path, overrides: dict[str, Any]
     from flowmake.config.load import load
     from flowmake.graph import build_graph
 
+    # The pickle's time is taken before anything is read: a file read by the parse and
+    # edited during it (a long one, at 100,000 targets) is newer, so never trusted.
+    now = time.time_ns()
     project = load(path, overrides, kinds=_find_kind)
     graph_ = build_graph(project)
     besides = _read_besides(project)
@@ -119,7 +122,6 @@ def load_compiled(path: Path, overrides: dict[str, Any]
             # written) copies few pages: scattered among the Targets, walking 100,000 names
             # copied ~50 ms of pages in each command.
             names = tuple(project.targets)
-            now = time.time_ns()
             atomic_write(cache, pickle.dumps((signature, now, names, project, graph_,
                                               besides), protocol=5), fsync=False)
             warm.note(str(cache), COMPILED)

@@ -4,6 +4,7 @@ no Python ``__new__`` run while unpickling (flow.pickle holds 50,000 of them).""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 
 import pytest
@@ -78,3 +79,37 @@ def test_flow_pickle_unpickles_the_names_first_as_the_very_keys(tmp_path):
     assert names == tuple(f"t{i}" for i in range(50))
     for name, key, graph_key in zip(names, project.targets, graph.targets, strict=True):
         assert name is key is graph_key is project.targets[key].name
+
+
+@pytest.mark.slow
+def test_an_included_file_edited_while_the_flow_is_parsed_is_read_again(tmp_path,
+                                                                         monkeypatch):
+    """flow.pickle is trusted only for files older than the parse's start (less the racy
+    window): an included file edited after the parse read it, in a parse longer than
+    the window, must not leave the old targets compiled."""
+    import time
+
+    from flowmake.cli.workspace import load_compiled
+    from flowmake.config import load as config_load
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flow.toml").write_text('[flow]\ninclude = ["flows/more.toml"]\n')
+    more = tmp_path / "flows" / "more.toml"
+    more.write_text('[targets.old]\ncmd = "true"\n')
+    past = time.time() - 10
+    for path in (tmp_path / "flow.toml", more):
+        os.utime(path, (past, past))
+    real = config_load.load
+
+    def slow(*args, **kwargs):
+        found = real(*args, **kwargs)
+        more.write_text('[targets.new]\ncmd = "true"\n')  # after it was read
+        time.sleep(2.5)  # a parse longer than the racy window
+        return found
+
+    monkeypatch.setattr(config_load, "load", slow)
+    project, _, reparsed, _ = load_compiled(tmp_path / "flow.toml", {})
+    assert reparsed and set(project.targets) == {"old"}
+    monkeypatch.setattr(config_load, "load", real)
+    project, _, reparsed, _ = load_compiled(tmp_path / "flow.toml", {})
+    assert reparsed and set(project.targets) == {"new"}
