@@ -17,9 +17,11 @@ _SMALL_COPY = 1 << 20  # copied from memory in one read; larger files are copied
 _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs)
 
 
-def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> None:
+def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> os.stat_result:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never
-    a part; a crash leaves at most a ``.NAME.PID.tmp`` file beside it.
+    a part; a crash leaves at most a ``.NAME.PID.tmp`` file beside it. Returns the stat
+    of the file written (taken before the rename: a stat of ``path`` after it could be of
+    a file another program put there meanwhile).
 
     With ``fsync`` the data reach the disk before the rename (for files that must survive
     a power cut: flow.lock), without it the rename alone orders nothing (for caches)."""
@@ -29,9 +31,10 @@ def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> None:
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            f.flush()
             if fsync:
-                f.flush()
                 os.fsync(f.fileno())
+            written = os.fstat(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -39,6 +42,7 @@ def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> None:
         except OSError:
             pass
         raise
+    return written
 
 
 def write_new(path: str, data: bytes, mode: int) -> None:

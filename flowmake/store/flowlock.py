@@ -217,15 +217,18 @@ def write(path: Path, entries: Mapping[str, LockEntry]) -> bool:
 
 
 def write_text(path: Path, text: str) -> bool:
-    from flowmake.fsutil import atomic_write
+    return _written_text(path, text) is not None
 
+
+def _written_text(path: Path, text: str) -> tuple[int, int, int] | None:
+    """``text`` written to ``path`` unless it holds it already: the written file's
+    signature, or None."""
     try:
         if path.read_text(encoding="utf-8") == text:
-            return False
+            return None
     except (OSError, UnicodeDecodeError):
         pass
-    atomic_write(path, text.encode("utf-8"))
-    return True
+    return _write_lock(path, text.encode("utf-8"))
 
 
 def signature(path: Path) -> tuple[int, int, int] | None:
@@ -234,6 +237,10 @@ def signature(path: Path) -> tuple[int, int, int] | None:
         st = os.stat(path)
     except OSError:
         return None
+    return _sig(st)
+
+
+def _sig(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
@@ -400,10 +407,9 @@ class LockFile:
             self._kept, self._rows = None, {}
             return None
         new_data, new_layout = spliced
-        _write_lock(self.path, new_data)
+        sig = _write_lock(self.path, new_data)  # what was written, not what is there now
         warm.note(str(self.path), WARM_KIND)  # for the next build's splice
-        self._keep(signature(self.path), True, None if new_layout == layout else new_layout,
-                   touched, removed)
+        self._keep(sig, True, None if new_layout == layout else new_layout, touched, removed)
         return True
 
     def _rewritten(self, changed: Mapping[str, Any], wanted: Any) -> bool:
@@ -421,13 +427,14 @@ class LockFile:
         if exists and len(new) == len(current) and not touched:
             return False  # no entry added, removed or changed (no sort of 10,000 entries)
         layout = _layout(new)
-        written = write_text(self.path, _joined(new, layout))
+        sig = _written_text(self.path, _joined(new, layout))
         valid = self._kept is not None  # the index holds every entry of the file before
         self._entries = new
         removed = current.keys() - new.keys()
-        self._keep(signature(self.path), True, layout, touched if valid else new,
+        # (not written: the file held this very text when it was read just now)
+        self._keep(sig or signature(self.path), True, layout, touched if valid else new,
                    removed if valid else None)
-        return written
+        return sig is not None
 
     def _keep(self, sig: tuple[int, int, int] | None, rendered: bool,
               layout: lockindex.Layout | None, rows: Mapping[str, Cached],
@@ -475,7 +482,7 @@ def _joined(entries: Mapping[str, Cached], layout: lockindex.Layout) -> str:
     return PREFIX + "\n".join(entries[n].block for n in layout.names)
 
 
-def _write_lock(path: Path, data: bytes) -> None:
+def _write_lock(path: Path, data: bytes) -> tuple[int, int, int]:
     from flowmake.fsutil import atomic_write
 
-    atomic_write(path, data)
+    return _sig(atomic_write(path, data))

@@ -108,6 +108,31 @@ def test_a_file_edited_by_hand_is_parsed_again_and_compared(tmp_path, lock):
     assert entries["t2"].key == "key-t2-hand" and entries["t4"].key == "key-t4-1"
 
 
+@pytest.mark.parametrize("way", ["splice", "whole"])
+def test_a_file_replaced_just_after_a_write_is_read_again(tmp_path, lock, monkeypatch, way):
+    """The index keeps the stat of the file it wrote, taken before its rename: a file
+    another program put there right after (a checkout, a merge tool) is not taken for
+    it, though its stat is the one a look after the write would see."""
+    path = tmp_path / "flow.lock"
+    real = flowlock._write_lock
+
+    def then_replaced(target: Path, data: bytes) -> tuple[int, int, int]:
+        written = real(target, data)
+        other = tmp_path / "other.lock"
+        other.write_text(data.decode().replace("key-t5-0", "key-t5-them"))
+        os.replace(other, target)
+        return written
+
+    monkeypatch.setattr(flowlock, "_write_lock", then_replaced)
+    if way == "whole":
+        path.write_text(path.read_text() + "\n# a comment of someone's\n")  # not a render
+    assert fresh(tmp_path).update({"t1": record("t1", 9)}, NAMES)
+    monkeypatch.undo()
+    reader = fresh(tmp_path)
+    assert reader.entry("t5").key == "key-t5-them"  # the file is the truth
+    assert reader.entry("t1").key == "key-t1-9"
+
+
 def test_a_hand_formatted_file_is_rewritten_whole_on_the_next_change(tmp_path, lock):
     path = tmp_path / "flow.lock"
     path.write_text(path.read_text() + "\n# a comment of someone's\n")
