@@ -62,10 +62,10 @@ def run_build(ws: Workspace, options: BuildOptions, command: str, sink: BuildSin
     names = ws.graph.closure(ws.select(list(options.targets)))
     jobs = default_jobs(ws, options.jobs)
     # Only the cone of what changed is checked, if the no-op snapshot says what did.
-    found = None if options.dry_run else cone.plan(ws, options, names)
+    found = cone.plan(ws, options, names)
     executor_name = _checked(ws, options, names if found is None else found.checked)
     if options.dry_run:
-        return _dry_run(ws, names, options)
+        return _dry_run(ws, names, options, found)
     junit = junit_path(options)
     reporter = make_reporter(print_to(options), no_color=options.no_color,
                              quiet=options.quiet, verbose=options.verbose)
@@ -294,10 +294,13 @@ def _executor(ws: Workspace, name: str, jobs: int, options: dict[str, Any]) -> E
     return executor
 
 
-def _dry_run(ws: Workspace, names: set[str], options: BuildOptions) -> int:
+def _dry_run(ws: Workspace, names: set[str], options: BuildOptions,
+             found: cone.Cone | None) -> int:
     from flowmake.report.views import dry_run_json, step_line
 
-    plan = ws.checker(force=options.force, cache=not options.no_cache).plan(names)
+    # (a cone's other targets are trusted, as the build would trust them)
+    plan = cone.checker(ws, found, force=options.force, cache=not options.no_cache
+                        ).plan(names)
     ws.save_stats()
     if options.json:
         doc = {"run_id": None, "result": RunResult.SUCCESS, "dry_run": True,

@@ -397,3 +397,18 @@ def test_an_edits_cone_is_found_by_one_stat_check(root: Path, command: tuple[str
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr.strip().splitlines()[-1] == "stat checks: 1", done.stderr
+
+
+@pytest.mark.parametrize("form", [(), ("--json",)])
+def test_a_dry_run_after_an_edit_checks_only_the_cone(root: Path, form: tuple[str, ...]
+                                                      ) -> None:
+    write(root, "src/a.txt", "a2\n")
+    coned = run(root, "build", "-n", *form)
+    full = _without_snapshot(root, "build", "-n", *form)
+    assert coned.returncode == full.returncode == 0, coned.stderr
+    assert "cone: 1 changed paths, 3 of 6 targets checked" in coned.stderr
+    assert coned.stdout == full.stdout
+    if not form:
+        assert "3 would run, 3 fresh (dry run)" in coned.stdout
+    statuses, _ = build(root)  # nothing was built or recorded by the dry run
+    assert built(statuses) == {"a", "c", "d"}
