@@ -7,7 +7,7 @@ changed it is done, without parsing flow.toml, loading the graph or reading reco
 `flowmake status` with the same selection answers from it too ("all fresh": the targets
 and their upstream are saved for its tree).
 Those stats are the whole cost of a large no-op (20,000 system calls for 10,000 copy
-targets), so a long list is shared among forked processes, one part each (``unchanged``).
+targets), so a long list is shared among forked processes, one part each (``changed``).
 
 Anything that could change the answer disables or invalidates it: globs, URLs and
 `always` targets are never saved; flow.toml's stat, the overrides, the selection, the
@@ -82,13 +82,6 @@ def _stats(paths: list[str]) -> bytes:
     return b"".join([pack(s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, paths)])
 
 
-def _same(paths: list[str], saved: bytes) -> bool:
-    try:
-        return _stats(paths) == saved
-    except OSError:
-        return False
-
-
 # An entry no stat gives: a path missing now, and one saved as "not trusted" (modified
 # within RACY_NS of a partial save: ``update``), which therefore never matches.
 MISSING = _ENTRY.pack(2**64 - 2, 0, 0)
@@ -129,16 +122,10 @@ def _differing(paths: list[str], saved: bytes, offset: int) -> list[int]:
     return found
 
 
-def unchanged(paths: list[str], saved: bytes) -> bool:
-    """Whether every path still has the stat saved for it (see ``changed``)."""
-    return changed(paths, saved, stop_early=True) == []
-
-
-def changed(paths: list[str], saved: bytes, *, stop_early: bool = False) -> list[int] | None:
+def changed(paths: list[str], saved: bytes) -> list[int] | None:
     """The indices of the paths whose stat differs from the one saved for it (None if
     ``saved`` is not theirs), checked by up to MAX_PROCESSES processes at once for a long
-    list (forked: the caller has started no thread). With ``stop_early``, any change is
-    reported as [-1] without finding which."""
+    list (forked: the caller has started no thread)."""
     size = _ENTRY.size
     if len(saved) != len(paths) * size:
         return None
@@ -147,7 +134,7 @@ def changed(paths: list[str], saved: bytes, *, stop_early: bool = False) -> list
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
     parts = min(cpus, MAX_PROCESSES, len(paths) // (PARALLEL_MIN // 2))
-    check = _quick if stop_early else _differing
+    check = _differing
     if parts < 2 or not hasattr(os, "fork"):
         return check(paths, saved, 0)
     step = -(-len(paths) // parts)
@@ -181,10 +168,6 @@ def changed(paths: list[str], saved: bytes, *, stop_early: bool = False) -> list
         children.append((pid, read_end))
     found = check(paths[:step], saved[:step * size], 0) + found
     return _reap(children, found)
-
-
-def _quick(paths: list[str], saved: bytes, offset: int) -> list[int]:
-    return [] if _same(paths, saved) else [-1]
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -22,7 +22,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_unchanged_files_pass(files: list[str]) -> None:
-    assert fastpath.unchanged(files, fastpath._stats(files))
+    assert fastpath.changed(files, fastpath._stats(files)) == []
 
 
 @pytest.mark.parametrize("which", [0, 5, 11])  # the caller's part, and the children's
@@ -30,14 +30,14 @@ def test_a_modified_file_is_seen_in_any_part(files: list[str], which: int) -> No
     saved = fastpath._stats(files)
     st = os.stat(files[which])
     os.utime(files[which], ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same size, 1 ns later
-    assert not fastpath.unchanged(files, saved)
+    assert fastpath.changed(files, saved) == [which]
 
 
 @pytest.mark.parametrize("which", [1, 10])
 def test_a_missing_file_is_seen_in_any_part(files: list[str], which: int) -> None:
     saved = fastpath._stats(files)
     os.unlink(files[which])
-    assert not fastpath.unchanged(files, saved)
+    assert fastpath.changed(files, saved) == [which]
 
 
 @pytest.mark.parametrize("run", [1, 4, 5, 64])  # entries compared together (fastpath._RUN)
@@ -57,8 +57,8 @@ def test_changed_names_exactly_the_paths_that_differ(files: list[str], which: li
 
 
 def test_a_save_of_another_length_never_matches(files: list[str]) -> None:
-    assert not fastpath.unchanged(files, fastpath._stats(files[:-1]))
-    assert not fastpath.unchanged(files[:-1], fastpath._stats(files))
+    assert fastpath.changed(files, fastpath._stats(files[:-1])) is None
+    assert fastpath.changed(files[:-1], fastpath._stats(files)) is None
 
 
 def test_a_helper_whose_answer_is_cut_short_counts_as_a_change(
@@ -71,7 +71,6 @@ def test_a_helper_whose_answer_is_cut_short_counts_as_a_change(
     if fastpath.changed(files, saved) is None or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("one CPU: no helper is forked")
     assert fastpath.changed(files, saved) == [-1]
-    assert not fastpath.unchanged(files, saved)
     fastpath.reap_exiting()
 
 
@@ -91,7 +90,7 @@ def test_helpers_that_answered_are_reaped_later(
     monkeypatch.setattr(os, "fork", fork)
     saved = fastpath._stats(files)
     for _ in range(5):
-        assert fastpath.unchanged(files, saved)
+        assert fastpath.changed(files, saved) == []
     if not forked:
         pytest.skip("one CPU: no helper is forked")
     fastpath.reap_exiting()
