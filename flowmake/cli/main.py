@@ -304,6 +304,7 @@ def _checked_status(args: argparse.Namespace) -> tuple[Any, Checked | None]:
     all fresh, None; else None, the plan's rows, upstream and roots)."""
     from flowmake import fastpath
     from flowmake.cli import cone
+    from flowmake.cli.noop import status_parts
     from flowmake.report.views import status_rows
     from flowmake.store.mutex import project_lock
 
@@ -316,10 +317,7 @@ def _checked_status(args: argparse.Namespace) -> tuple[Any, Checked | None]:
             ws, cone.Selection(tuple(args.param), tuple(args.targets)), names)
         if fresh:
             assert found is not None
-            joined, count, _, upstream, roots = fastpath.fresh_answer(found.saved)
-            return (joined.split(fastpath.SEP) if count else [],
-                    upstream.split(fastpath.SEP) if count else [],
-                    [int(i) for i in roots.split(",") if i]), None
+            return status_parts(fastpath.fresh_answer(found.saved)), None
         if found is None:
             ws.check_plugins()  # as `build -n` does: a missing plugin is exit 2 here too
             ws.validate_lock()

@@ -33,8 +33,11 @@ def fresh_status(flow_file: str, overrides: list[str], selection: list[str]
     tree's roots as indices), all of them fresh; None if it does not hold. Like `status`
     itself, it never waits for a build's lock."""
     found = fresh_answer(flow_file, overrides, selection)
-    if found is None:
-        return None
+    return None if found is None else status_parts(found)
+
+
+def status_parts(found: tuple[Any, ...]) -> tuple[list[str], list[str], list[int]]:
+    """``fastpath.fresh_answer``'s fields as `status` draws them (``fresh_status``)."""
     joined, count, _, upstream, roots = found
     if not count:
         return [], [], []
