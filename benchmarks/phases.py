@@ -50,6 +50,11 @@ PHASES = [  # (module, qualified name): what a cone build goes through, in order
     # flow.lock's update, within sync_lock
     ("flowmake.store.flowlock", "LockFile._touched"), ("flowmake.store.lockindex", "splice"),
     ("flowmake.store.flowlock", "_write_lock"), ("flowmake.store.flowlock", "LockFile._keep"),
+    # after the scheduler's loop and at the close
+    ("flowmake.schedule", "Scheduler.run"), ("flowmake.cli.build", "_record_environment"),
+    ("flowmake.cli.workspace", "Workspace.save_stats"), ("flowmake.store.db", "Store.finish_run"),
+    ("flowmake.store.sqlite", "Database.close"), ("flowmake.store.lockindex", "Index.close"),
+    ("flowmake.resident.child", "finish"),
 ]
 
 SITE = '''

@@ -124,6 +124,7 @@ class _Build:
         # The cache's signing key is never a command's to see (the cache, if open, has it).
         os.environ.pop("FLOWMAKE_CACHE_KEY", None)
         self.run_id = ws.store.start_run(command)
+        ws.store.checkpoint_behind()  # the log earlier commands left, while commands run
         run = ws.store.run(self.run_id)
         assert run is not None
         self.started = run.started

@@ -80,7 +80,7 @@ class Store(RunHistory):
         self._on_change = on_change
         self.readonly = False
         if memory:
-            self.db = open_memory()
+            self.db, self.memory = open_memory(), True
         else:
             self.db, self.readonly = guard(self.path, lambda: open_state(state_dir, self.path))
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
+from flowmake import warm
 from flowmake.errors import StateError
 from flowmake.store.mutex import cannot_write
 
@@ -160,6 +162,7 @@ class Database:
     path: Path
     db: sqlite3.Connection
     readonly: bool
+    memory = False  # an in-memory database (nothing to checkpoint)
 
     def __init__(self) -> None:
         self.lock = _thread.RLock()  # not threading: the no-op path never imports it
@@ -168,13 +171,29 @@ class Database:
         self._deadline: Any = None  # a Deadline (its thread commits due rows), once queued
 
     def close(self) -> None:
-        """Commit what is queued (a StateError if it cannot be), and close."""
+        """Commit what is queued (a StateError if it cannot be), and close; in a resident
+        server's fork, the connection is left to the process's end (see ``_LEFT_OPEN``)."""
         with self.lock:
             try:
                 self._cancel_timer()
                 guard(self.path, self._commit_queued)
             finally:
-                self.db.close()
+                if warm.forked and not self.readonly:
+                    _LEFT_OPEN.append(self.db)
+                else:
+                    self.db.close()
+
+    def checkpoint_behind(self) -> None:
+        """Copy SQLite's log into the database file now, on a connection and a thread of
+        their own, while the build's commands run: what the forks before this one left
+        in the log (``_LEFT_OPEN``). A checkpoint cut short by the process's end is
+        harmless (the log stays the truth until it is complete)."""
+        if self.readonly or self.memory:
+            return
+        import threading
+
+        threading.Thread(target=_checkpoint, args=(self.path,), daemon=True,
+                         name="flowmake-checkpoint").start()
 
     def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(self.db)
@@ -223,6 +242,26 @@ class Database:
     def _cancel_timer(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
+
+
+# A resident server's fork ends with its command, by os._exit: its connections are left
+# open to that end (kept here, so that no garbage collection closes one). Closing the
+# last connection would copy SQLite's log into the database and sync both, 11-16 ms after
+# a 55-target build (~190 pages in the log), before the client has its exit code; left
+# open, the log stays, complete and synced as each commit left it, and the next opener
+# reads it back (~0.5 ms a MB). The next build copies it in the background
+# (``checkpoint_behind``), SQLite's own checkpoint at 1,000 pages bounds it meanwhile.
+_LEFT_OPEN: list[sqlite3.Connection] = []
+
+
+def _checkpoint(path: Path) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None,
+                             check_same_thread=False)
+        try:  # PASSIVE: never waits for, nor holds up, the build's own commits
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()  # not the last connection (the build's is open): no second copy
 
 
 P = ParamSpec("P")
@@ -317,6 +356,10 @@ def open_state(state_dir: Path, path: Path) -> tuple[sqlite3.Connection, bool]:
         return _open_readonly(path), True
     if path.is_dir():
         raise StateError(str(path), "is a folder, not a database")
+    if not os.access(path, os.W_OK) and os.path.exists(path):
+        # SQLite would open it read-only without a word, and with its log's files there
+        # (a fork leaves them: _LEFT_OPEN) even switch it to WAL: the first write failed
+        return _open_readonly(path), True
     try:
         db = sqlite3.connect(path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
         retry_locked(lambda: db.execute("PRAGMA journal_mode=WAL"))
@@ -334,13 +377,20 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     """The state as it is, never written: an empty one where there is none."""
     if not path.is_file():
         return open_memory()
-    # immutable: a WAL database in a folder we cannot write (no -shm can be made)
-    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
-    db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-    if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+    uri = path.resolve().as_uri()
+    # With its log when the log's files are there (SQLite reads a WAL database from a
+    # folder it cannot write then: a resident fork leaves the log, _LEFT_OPEN); else
+    # immutable, the database file alone (no -shm can be made).
+    for options in ("?mode=ro", "?mode=ro&immutable=1"):
+        db = sqlite3.connect(uri + options, uri=True, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return db
+        except sqlite3.OperationalError:
+            pass  # "unable to open": the log's files cannot be had
         db.close()
-        db = open_memory()
-    return db
+    return open_memory()
 
 
 def _readonly_error(exc: sqlite3.OperationalError) -> bool:

@@ -7,6 +7,7 @@ its own); these tests check that it really happens, and the ways it must not go 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -564,3 +565,33 @@ def test_a_command_is_run_by_the_child_forked_before_it_came(project: Project,
     result = project.run("build", "-q", check=True, env=trace)  # forked at the request
     ran = int(re.search(r"run by process (\d+)", result.stderr).group(1))
     assert ran != spare and int(project.read("who.txt").splitlines()[0]) == ran
+
+
+def test_a_forks_state_log_holds_every_record_and_the_next_build_copies_it(
+        project: Project) -> None:
+    """A fork leaves its connection to state.db to the process's end (no copy of SQLite's
+    log into the database before the client has its exit code: store/sqlite.py's
+    _LEFT_OPEN). The log holds every record, for any reader; each build copies what
+    earlier ones left while its commands run, so the log does not grow build after build."""
+    import sqlite3
+
+    count = 30
+    project.flow("".join(f'[targets.t{i}]\ncmd = "echo {i} > ${{outputs}}; sleep 0.05"\n'
+                         f'outputs = ["out/{i}.txt"]\n\n' for i in range(count)))
+    start_server(project)
+    project.build("-j2")
+    wal = project.path(".flowmake/state.db-wal")
+    sizes = []
+    for _ in range(6):
+        assert set(project.build("-B", "-j2").values()) == {"built"}
+        sizes.append(wal.stat().st_size)
+    latest = json.loads(project.run("log", "--json", check=True).stdout)["runs"][0]["run_id"]
+    # read as the files are: a read-only connection neither copies nor removes the log
+    db = sqlite3.connect(f"{project.path('.flowmake/state.db').as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT count(*), min(run_id) FROM records").fetchone()
+    finally:
+        db.close()
+    assert rows == (count, latest)
+    assert sizes[0] > 0
+    assert sizes[-1] <= 2 * sizes[1], sizes  # each build's, not six builds' together

@@ -217,6 +217,30 @@ def test_read_only_state_still_answers_status_why_and_log(project, mounts):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="Linux mounts")
+def test_a_read_only_state_is_read_with_the_log_a_fork_left(project, mounts):
+    """A resident fork leaves SQLite's log beside state.db (its connection is not
+    closed); a read-only state is read with it: the last build's records are there."""
+    from tests.e2e.test_resident import start_server
+
+    project.flow(TWO)
+    start_server(project)
+    project.build()
+    assert project.build("-B") == {"a": "built", "b": "built"}  # records in the log
+    state = project.path(".flowmake")
+    assert (state / "state.db-wal").stat().st_size > 0
+    mounts("--bind", str(state), str(state))
+    mounts("-o", "remount,bind,ro", str(state))
+    status = project.run("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert {t["name"]: t["state"] for t in json.loads(status.stdout)["targets"]} == {
+        "a": "fresh", "b": "fresh"}
+    log = project.run("log", "--json")
+    assert log.returncode == 0, log.stderr
+    assert len(json.loads(log.stdout)["runs"]) >= 2
+    one_clear_line(project.run("build", "-B"), ".flowmake")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux mounts")
 def test_status_in_a_read_only_project_without_state(project, mounts):
     project.flow(TWO)
     project.write("out/a.txt", "a\n")
