@@ -50,11 +50,22 @@ PHASES = [  # (module, qualified name): what a cone build goes through, in order
     # flow.lock's update, within sync_lock
     ("flowmake.store.flowlock", "LockFile._touched"), ("flowmake.store.lockindex", "splice"),
     ("flowmake.store.flowlock", "_write_lock"), ("flowmake.store.flowlock", "LockFile._keep"),
+    ("flowmake.store.flowlock", "LockFile._current"), ("flowmake.store.lockindex", "Index.layout"),
+    ("flowmake.warm", "read"), ("flowmake.store.flowlock", "LockFile._spliced"),
+    ("flowmake.store.flowlock", "LockFile.update"), ("flowmake.fsutil", "atomic_write"),
     # after the scheduler's loop and at the close
     ("flowmake.schedule", "Scheduler.run"), ("flowmake.cli.build", "_record_environment"),
     ("flowmake.cli.workspace", "Workspace.save_stats"), ("flowmake.store.db", "Store.finish_run"),
     ("flowmake.store.sqlite", "Database.close"), ("flowmake.store.lockindex", "Index.close"),
     ("flowmake.resident.child", "finish"),
+    # a target's way through the scheduler's thread
+    ("flowmake.schedule", "Scheduler._check"), ("flowmake.schedule", "Scheduler._submit"),
+    ("flowmake.schedule", "Scheduler._finish"), ("flowmake.schedule", "Scheduler._record"),
+    ("flowmake.schedule", "Scheduler._wait"), ("flowmake.executor", "prepare_outputs"),
+    ("flowmake.builtin.shell", "direct_start"), ("flowmake.builtin.attempt", "_popen"),
+    ("flowmake.executor", "finish_outputs"), ("flowmake.cache.artifacts", "Artifacts.save"),
+    ("flowmake.builtin.local_executor", "_Loop._check_exits"),
+    ("flowmake.builtin.local_executor", "_Loop._readable"),
 ]
 
 SITE = '''
@@ -85,12 +96,13 @@ def install():
         except (ImportError, AttributeError):
             pass  # not in this commit
     import gc
+    import threading
     started = []
     timing = [0]  # the process whose command is timed: its own passes only
 
     def collected(phase, info):  # the collector's passes, as phases "gc0".."gc2"
-        if os.getpid() != timing[0]:
-            return
+        if os.getpid() != timing[0] or threading.get_ident() != threading.main_thread().ident:
+            return  # the command's thread (another's callback is not the build's time)
         if phase == "start":
             started.append(time.perf_counter())
         elif started:

@@ -137,6 +137,10 @@ def preload() -> None:
         import platform  # cached once here, no `uname -p` process in each build's thread
 
         platform.platform()
+    with contextlib.suppress(Exception):  # and the installed distributions, listed once
+        from flowmake.store.provenance import keep_distributions
+
+        keep_distributions()
 
 
 def module_files() -> list[tuple[str, int, int]]:

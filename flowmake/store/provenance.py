@@ -114,6 +114,26 @@ def _signature(root: Path | None = None) -> list[Any]:
     return found
 
 
+# A resident server's list (keep_distributions), with the signature it was taken at: its
+# forks' first build in a project (no distributions.json yet) need not list them again.
+_kept: tuple[list[Any], list[str]] | None = None
+
+
+def keep_distributions() -> None:
+    """List the distributions now and keep them for this process and its forks (a
+    resident server: the list took 30-90 ms of a first build's thread, the interpreter's
+    lock taken from the scheduler's as it started the first commands)."""
+    global _kept
+    _kept = (_signature(), _scan())
+
+
+def _scan() -> list[str]:
+    from importlib.metadata import distributions as scan
+
+    return sorted({f"{d.metadata['Name']}=={d.version}" for d in scan()
+                   if d.metadata["Name"]}, key=str.lower)
+
+
 def distributions(state_dir: Path, root: Path | None = None) -> list[str]:
     """``name==version`` of every installed distribution, sorted (cached, see above;
     ``root``: the project's folder)."""
@@ -125,10 +145,7 @@ def distributions(state_dir: Path, root: Path | None = None) -> list[str]:
             return list(saved["distributions"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    from importlib.metadata import distributions as scan
-
-    found = sorted({f"{d.metadata['Name']}=={d.version}" for d in scan()
-                    if d.metadata["Name"]}, key=str.lower)
+    found = list(_kept[1]) if _kept is not None and _kept[0] == signature else _scan()
     try:
         atomic_write(cache, json.dumps({"signature": signature, "distributions": found}
                                        ).encode(), fsync=False)

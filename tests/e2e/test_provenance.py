@@ -104,6 +104,24 @@ def test_the_distributions_list_is_cached_by_sys_path_mtimes(tmp_path):
     assert distributions(tmp_path) == found  # anything else: scanned again
 
 
+def test_a_servers_kept_list_serves_a_first_build_while_its_signature_holds(tmp_path,
+                                                                          monkeypatch):
+    """A resident server lists the distributions once (keep_distributions); a fork's first
+    build in a project (no distributions.json) takes that list, unless sys.path's
+    folders changed since (then it lists them again)."""
+    from flowmake.store import provenance
+
+    provenance.keep_distributions()
+    assert provenance._kept is not None
+    signature, listed = provenance._kept
+    assert f"flowmake=={__version__}" in listed
+    assert distributions(tmp_path / "a") == listed
+    monkeypatch.setattr(provenance, "_kept", (signature, ["kept==1"]))
+    assert distributions(tmp_path / "b") == ["kept==1"]  # the server's, not a new scan
+    monkeypatch.setattr(provenance, "_kept", ([*signature, ["/new/site", 1]], ["kept==1"]))
+    assert distributions(tmp_path / "c") == listed  # an install since: listed again
+
+
 def test_dirty_is_the_state_the_build_started_from(project):
     """A command that rewrites a committed output does not make its own build dirty: the
     git state is taken before any command runs (the rest of the environment is taken in a
