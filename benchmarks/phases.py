@@ -66,6 +66,9 @@ PHASES = [  # (module, qualified name): what a cone build goes through, in order
     ("flowmake.executor", "finish_outputs"), ("flowmake.cache.artifacts", "Artifacts.save"),
     ("flowmake.builtin.local_executor", "_Loop._check_exits"),
     ("flowmake.builtin.local_executor", "_Loop._readable"),
+    ("flowmake.builtin.attempt", "prepare_outputs"), ("flowmake.builtin.attempt", "direct_start"),
+    ("flowmake.builtin.attempt", "_start_direct"), ("flowmake.builtin.attempt", "_pidfd"),
+    ("flowmake.executor", "make_job"), ("flowmake.schedule", "make_job"),
 ]
 
 SITE = '''

@@ -8,20 +8,24 @@ import contextlib
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from flowmake.digest import hash_bytes, hash_file
 
+Buffer = bytes | bytearray | memoryview  # a piece atomic_write writes
 _CHUNK = 1 << 20
 _SMALL_COPY = 1 << 20  # copied from memory in one read; larger files are copied, then verified
 _FICLONE = 0x40049409  # Linux ioctl: share the extents of another file (btrfs, xfs)
 
 
-def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> os.stat_result:
+def atomic_write(path: Path | str, data: bytes | Sequence[Buffer], *,
+                 fsync: bool = True) -> os.stat_result:
     """Replace ``path`` with ``data`` so that a reader sees the old or the new file, never
     a part; a crash leaves at most a ``.NAME.PID.tmp`` file beside it. Returns the stat
     of the file written (taken before the rename: a stat of ``path`` after it could be of
-    a file another program put there meanwhile).
+    a file another program put there meanwhile). ``data`` may be pieces to write one
+    after another (written as they are, not joined into one copy first).
 
     With ``fsync`` the data reach the disk before the rename (for files that must survive
     a power cut: flow.lock), without it the rename alone orders nothing (for caches)."""
@@ -29,12 +33,14 @@ def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> os.sta
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            _write_all(fd, [data] if isinstance(data, (bytes, bytearray, memoryview)) else data)
             if fsync:
-                os.fsync(f.fileno())
-            written = os.fstat(f.fileno())
+                os.fsync(fd)
+            written = os.fstat(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -43,6 +49,42 @@ def atomic_write(path: Path | str, data: bytes, *, fsync: bool = True) -> os.sta
             pass
         raise
     return written
+
+
+_IOV_MAX = 1024  # pieces one writev takes (Linux's and POSIX's least UIO_MAXIOV)
+
+
+def _write_all(fd: int, pieces: Sequence[Buffer]) -> None:
+    views = [memoryview(p) for p in pieces if len(p)]
+    while views:
+        left = os.writev(fd, views[:_IOV_MAX])
+        done = 0
+        while done < len(views) and left >= views[done].nbytes:
+            left -= views[done].nbytes
+            done += 1
+        views = views[done:]
+        if left:
+            views[0] = views[0].cast("B")[left:]
+
+
+def keep_blocks(path: str, aside: str) -> bool:
+    """Give ``path``'s file a second name, ``aside`` (replacing a file of that name), so
+    that a rename over ``path`` does not free its blocks then: whoever removes ``aside``
+    later does (replacing a 3.3 MB flow.lock took ~3 ms here, 0.1 ms with it kept). False
+    when there is no file, or no link can be made (another filesystem, no hard links)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(aside)
+    try:
+        os.link(path, aside)
+    except OSError:
+        return False
+    return True
+
+
+def discard(path: str) -> None:
+    """Remove the file ``path`` if it can be (what is left is harmless: a cache's spare)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def write_new(path: str, data: bytes, mode: int) -> None:

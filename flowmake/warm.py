@@ -46,6 +46,17 @@ def at_end(fn: Callable[[], None]) -> None:
         atexit.register(fn)
 
 
+_at_end_keys: set[tuple[int, str]] = set()  # (process, key): see at_end_once
+
+
+def at_end_once(key: str, fn: Callable[[], None]) -> None:
+    """``at_end(fn)``, unless this process gave one for ``key`` already (a process that
+    lives on, the Python API's, would otherwise pile them up)."""
+    if (os.getpid(), key) not in _at_end_keys:
+        _at_end_keys.add((os.getpid(), key))
+        at_end(fn)
+
+
 def run_at_end() -> None:
     """A resident fork's ``at_end`` functions (each one's errors ignored)."""
     while _at_end:

@@ -195,6 +195,9 @@ class _Build:
         """The finished build's run in the history (or out of it), flow.lock, and the
         no-op fast path's snapshot when every target is fresh."""
         ws, options = self.ws, self.options
+        # flow.lock before the run is closed: killed in between, the run is left "running",
+        # and the next build, finding it dead, writes its records to flow.lock again
+        ws.sync_lock(self.changed)
         if options.no_record:
             ws.store.forget_run(self.run_id)  # what it built stays recorded; the run leaves the log
         else:
@@ -206,7 +209,6 @@ class _Build:
                 record(ws, self.run_id, ran)  # before finish_run prunes the history
             ws.store.finish_run(self.run_id, summary.result, summary.counts(),
                                 ws.project.settings.history)
-        ws.sync_lock(self.changed)
         if self.cone is not None:
             ok = (OutcomeStatus.FRESH, OutcomeStatus.BUILT, OutcomeStatus.RESTORED)
             if all(o.status in ok for o in stepped(summary.outcomes).values()):

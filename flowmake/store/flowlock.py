@@ -482,7 +482,13 @@ def _joined(entries: Mapping[str, Cached], layout: lockindex.Layout) -> str:
     return PREFIX + "\n".join(entries[n].block for n in layout.names)
 
 
-def _write_lock(path: Path, data: bytes) -> tuple[int, int, int]:
-    from flowmake.fsutil import atomic_write
+ASIDE = "flow.lock.replaced"  # in the state folder: the replaced file's blocks, freed later
 
+
+def _write_lock(path: Path, data: bytes | list[Any]) -> tuple[int, int, int]:
+    from flowmake.fsutil import atomic_write, discard, keep_blocks
+
+    aside = os.path.join(path.parent, paths.STATE_DIR, ASIDE)
+    if keep_blocks(str(path), aside):  # removed after the exit code, in a resident fork
+        warm.at_end_once(aside, lambda: discard(aside))
     return _sig(atomic_write(path, data))

@@ -188,12 +188,13 @@ class Index:
 
 
 def splice(data: bytes, prefix: bytes, layout: Layout, blocks: Mapping[str, bytes],
-           removed: set[str], known: Mapping[str, bytes]) -> tuple[bytes, Layout] | None:
+           removed: set[str], known: Mapping[str, bytes]) -> tuple[list[Any], Layout] | None:
     """``data`` (``prefix``, then ``layout``'s blocks joined by newlines, UTF-8) with
     ``blocks`` put in (replacing a block of that name, or added in name order) and
-    ``removed`` taken out, and the new layout. The unchanged blocks are copied in runs,
-    not one by one. None when ``data`` is not laid out so: its prefix or length differs,
-    or a ``known`` block (name: its bytes as kept) is not where the layout puts it."""
+    ``removed`` taken out, as the pieces that make it one after another (the unchanged
+    blocks as runs of ``data`` itself, not copied), and the new layout. None when ``data``
+    is not laid out so: its prefix or length differs, or a ``known`` block (name: its
+    bytes as kept) is not where the layout puts it."""
     names, sizes = layout
     if not prefix.endswith(b"\n"):
         raise ValueError("the prefix ends with a newline")
@@ -224,7 +225,12 @@ def splice(data: bytes, prefix: bytes, layout: Layout, blocks: Mapping[str, byte
             new.names.append(name)
             new.sizes.append(len(blocks[name]))
     copy(cursor, len(names))
-    return (b"\n".join(segments) if len(segments) > 1 else prefix), new  # one copy
+    if len(segments) == 1:
+        return [prefix], new
+    pieces = [segments[0]]
+    for segment in segments[1:]:
+        pieces += (b"\n", segment)
+    return pieces, new
 
 
 @contextlib.contextmanager

@@ -129,6 +129,22 @@ def test_a_rebuild_rewrites_only_its_entry(built):
         n: e for n, e in before.items() if n != "raw"}
 
 
+def test_the_replaced_file_is_kept_aside_until_the_command_has_ended(built):
+    """A rewrite gives the old flow.lock a second name in .flowmake/ first (its blocks
+    are then freed after the command, not by the rename: fsutil.keep_blocks); the name is
+    gone once the command has ended, and one a killed command left is never read."""
+    aside = built.path(".flowmake/flow.lock.replaced")
+    built.write("gen.txt", "edited\n")
+    assert built.build()["raw"] == "built"
+    built.wait_for(lambda: not aside.exists(), what="the replaced flow.lock to go")
+    aside.write_text("junk a killed build left\n")
+    built.write("gen.txt", "edited again\n")
+    assert built.build()["raw"] == "built"
+    assert lock(built)["targets"]["raw"]["inputs"]  # the new file, whole
+    built.wait_for(lambda: not aside.exists(), what="the replaced flow.lock to go")
+    assert set(built.build().values()) == {"fresh"}
+
+
 def test_a_few_changed_entries_are_spliced_and_the_file_stays_a_full_render(built):
     # a build that changed a few entries rewrites flow.lock from its own text with the
     # kept layout (store/lockindex.py); after an edit, a removal and an addition the

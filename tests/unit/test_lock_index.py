@@ -116,10 +116,11 @@ def test_a_file_replaced_just_after_a_write_is_read_again(tmp_path, lock, monkey
     path = tmp_path / "flow.lock"
     real = flowlock._write_lock
 
-    def then_replaced(target: Path, data: bytes) -> tuple[int, int, int]:
+    def then_replaced(target: Path, data: bytes | list[bytes]) -> tuple[int, int, int]:
         written = real(target, data)
         other = tmp_path / "other.lock"
-        other.write_text(data.decode().replace("key-t5-0", "key-t5-them"))
+        text = target.read_text()  # what was written, pieces or not
+        other.write_text(text.replace("key-t5-0", "key-t5-them"))
         os.replace(other, target)
         return written
 
@@ -209,17 +210,23 @@ def test_an_older_flowmake_s_kept_entries_are_replaced(tmp_path, lock):
     assert no_whole_read_now._current() is not None  # the new cache holds for the file
 
 
+def _spliced(*args):
+    """splice's answer with its pieces joined, as the file gets them written."""
+    found = lockindex.splice(*args)
+    return None if found is None else (b"".join(found[0]), found[1])
+
+
 def test_splice_refuses_a_text_that_is_not_its_layout():
     layout = lockindex.Layout(["a", "b"], [2, 3])
     data = b"P\n" + b"AA\nBBB"
-    assert lockindex.splice(data, b"P\n", layout, {"b": b"xy"}, set(), {}) == (
+    assert _spliced(data, b"P\n", layout, {"b": b"xy"}, set(), {}) == (
         b"P\nAA\nxy", lockindex.Layout(["a", "b"], [2, 2]))
-    assert lockindex.splice(data + b"!", b"P\n", layout, {}, set(), {}) is None  # length
-    assert lockindex.splice(b"Q\n" + data[2:], b"P\n", layout, {}, set(), {}) is None
-    assert lockindex.splice(data, b"P\n", layout, {}, set(), {"a": b"AB"}) is None  # a block
-    assert lockindex.splice(data, b"P\n", layout, {"0": b"z", "c": b"cc"}, {"a", "b"},
-                            {}) == (b"P\nz\ncc", lockindex.Layout(["0", "c"], [1, 2]))
-    assert lockindex.splice(data, b"P\n", layout, {}, {"a", "b"}, {}) == (
+    assert _spliced(data + b"!", b"P\n", layout, {}, set(), {}) is None  # length
+    assert _spliced(b"Q\n" + data[2:], b"P\n", layout, {}, set(), {}) is None
+    assert _spliced(data, b"P\n", layout, {}, set(), {"a": b"AB"}) is None  # a block
+    assert _spliced(data, b"P\n", layout, {"0": b"z", "c": b"cc"}, {"a", "b"},
+                    {}) == (b"P\nz\ncc", lockindex.Layout(["0", "c"], [1, 2]))
+    assert _spliced(data, b"P\n", layout, {}, {"a", "b"}, {}) == (
         b"P\n", lockindex.Layout([], []))
 
 
