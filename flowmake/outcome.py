@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, NamedTuple, Protocol
 
 from flowmake.executor import JobResult
@@ -56,7 +57,7 @@ class Outcomes(Mapping[str, Outcome]):
     in build order."""
 
     def __init__(self, graph: Graph, names: list[str], stepped: dict[str, Outcome],
-                 trusted: frozenset[str]) -> None:
+                 trusted: AbstractSet[str]) -> None:
         self._graph, self._names = graph, names  # every target's name, in build order
         self.stepped = stepped  # the outcomes of the targets stepped through
         self.trusted = trusted  # fresh without a check; none of them is in ``stepped``

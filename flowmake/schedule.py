@@ -12,6 +12,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,7 +55,7 @@ class Collaborators:
     on_event: Callable[[str, Any], None] | None = None  # the plugins' observer hooks
     # fresh without a check (a cone build, cli/cone.py): never stepped through; none is
     # downstream of a target that is not
-    trusted: frozenset[str] = frozenset()
+    trusted: AbstractSet[str] = frozenset()
 
 
 class Scheduler:

@@ -325,7 +325,7 @@ class Workspace:
         if not self.project.settings.lock or not (changed or self.reparsed):
             return
         try:
-            self.lockfile.update(changed, self.graph.targets)
+            self.lockfile.update(changed, self.graph.targets, self.compiled)
         except ConfigError as exc:
             print(f"flowmake: warning: flow.lock not updated: {exc}", file=sys.stderr)
         except OSError as exc:

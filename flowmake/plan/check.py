@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any, NamedTuple
 
 from flowmake.digest import hash_bytes
@@ -85,7 +86,7 @@ class Checker:
         self.environ = environ
         # Targets the no-op snapshot vouches for outside an edit's cone (cli/cone.py):
         # fresh without a look at their inputs, outputs or record.
-        self.trusted: frozenset[str] = frozenset()
+        self.trusted: AbstractSet[str] = frozenset()
 
     def check_sources(self, names: Iterable[str]) -> None:
         """Every input no target produces must exist, before anything runs."""

@@ -47,10 +47,14 @@ class Kept(NamedTuple):
 
 
 class Layout(NamedTuple):
-    """The file's entries in order, with the length of each one's block."""
+    """The file's entries in order, with the length of each one's block; ``within``: the
+    stamp of a compiled flow (cli/workspace.py's load_compiled) of which every name
+    here is a target, so that an update against that flow has none to remove (None:
+    not known)."""
 
     names: list[str]
     sizes: list[int]
+    within: int | None = None
 
 
 class Index:
@@ -96,10 +100,10 @@ class Index:
     def layout(self) -> Layout | None:
         try:
             row = self._db().execute("SELECT layout FROM meta").fetchone()
-            names, sizes = marshal.loads(row[0])
+            names, sizes, *within = marshal.loads(row[0])  # within: since 0.1.0's third
         except (sqlite3.Error, TypeError, ValueError, EOFError):
             return None
-        return Layout(list(names), list(sizes))
+        return Layout(list(names), list(sizes), within[0] if within else None)
 
     def row(self, name: str) -> Row | None:
         """The entry ``name`` (None: not in the file).
@@ -142,7 +146,7 @@ class Index:
     def _write(self, kept: Kept, layout: Layout | None, rows: Iterable[tuple[str, Row]],
                removed: list[str] | None) -> bool:
         sig = " ".join(str(v) for v in kept.sig)
-        blob = None if layout is None else marshal.dumps((layout.names, layout.sizes))
+        blob = None if layout is None else marshal.dumps(tuple(layout))
         try:
             con = self._db()
             with _transaction(con):
@@ -195,7 +199,7 @@ def splice(data: bytes, prefix: bytes, layout: Layout, blocks: Mapping[str, byte
     blocks as runs of ``data`` itself, not copied), and the new layout. None when ``data``
     is not laid out so: its prefix or length differs, or a ``known`` block (name: its
     bytes as kept) is not where the layout puts it."""
-    names, sizes = layout
+    names, sizes, _ = layout
     if not prefix.endswith(b"\n"):
         raise ValueError("the prefix ends with a newline")
     at = list(accumulate(map((1).__add__, sizes), initial=len(prefix)))  # block i's offset

@@ -253,3 +253,44 @@ def test_entries_preloaded_together_are_those_read_one_by_one(tmp_path, lock, mo
     assert together.update({"t3": record("t3", 1)}, NAMES)  # a splice from what it read
     monkeypatch.undo()
     assert check_file(tmp_path)["t3"].key == "key-t3-1"
+
+
+def test_a_flow_whose_targets_hold_the_files_names_is_not_searched_for_removals(tmp_path,
+                                                                                 lock):
+    """The layout keeps the stamp of the compiled flow its names are all targets of: an
+    update against that same flow takes no set of the names (only the entries ``changed``
+    removes go); another stamp (flow.toml parsed again) looks for removed targets."""
+    assert fresh(tmp_path).update({"t1": record("t1", 1)}, NAMES, within=11)
+    assert fresh(tmp_path)._index.layout().within == 11
+
+    class Unwalked(dict):  # the targets, which the update must not walk
+        def __iter__(self):
+            raise AssertionError("the targets walked")
+
+    targets = Unwalked.fromkeys(NAMES)
+    assert fresh(tmp_path).update({"t2": record("t2", 1), "t3": None}, targets, within=11)
+    with pytest.raises(AssertionError, match="walked"):  # as another flow's would be
+        fresh(tmp_path).update({"t2": record("t2", 2)}, targets, within=10)
+    entries = check_file(tmp_path)
+    assert "t3" not in entries and entries["t2"].key == "key-t2-1"
+    assert fresh(tmp_path)._index.layout().within == 11
+    # t7 gone from flow.toml: a new compiled flow, the file's names compared with it
+    assert fresh(tmp_path).update({"t1": record("t1", 2)}, NAMES[:7], within=12)
+    entries = check_file(tmp_path)
+    assert "t7" not in entries and entries["t1"].key == "key-t1-2"
+    assert fresh(tmp_path)._index.layout().within == 12
+    # no stamp known (a flow that could not be compiled to a file): compared as before
+    assert fresh(tmp_path).update({"t4": None}, NAMES[:7])
+    assert fresh(tmp_path)._index.layout().within is None
+    assert "t4" not in check_file(tmp_path)
+
+
+def test_a_layout_kept_before_the_stamp_reads_as_none(tmp_path, lock):
+    db = sqlite3.connect(tmp_path / "state" / "lock.cache")
+    names, sizes, _ = fresh(tmp_path)._index.layout()
+    db.execute("UPDATE meta SET layout = ?", (marshal.dumps((names, sizes)),))
+    db.commit()
+    db.close()
+    assert fresh(tmp_path)._index.layout() == lockindex.Layout(names, sizes, None)
+    assert fresh(tmp_path).update({"t5": record("t5", 3)}, NAMES, within=5)
+    assert check_file(tmp_path)["t5"].key == "key-t5-3"
