@@ -179,7 +179,12 @@ class Database:
                 guard(self.path, self._commit_queued)
             finally:
                 if warm.forked and not self.readonly:
-                    _LEFT_OPEN.append(self.db)
+                    # one a path: a watch builds again and again in one fork (the one
+                    # before is closed now, not as the last connection: no copy then)
+                    before = _LEFT_OPEN.pop(str(self.path), None)
+                    _LEFT_OPEN[str(self.path)] = self.db
+                    if before is not None:
+                        before.close()
                 else:
                     self.db.close()
 
@@ -251,7 +256,7 @@ class Database:
 # open, the log stays, complete and synced as each commit left it, and the next opener
 # reads it back (~0.5 ms a MB). The next build copies it in the background
 # (``checkpoint_behind``), SQLite's own checkpoint at 1,000 pages bounds it meanwhile.
-_LEFT_OPEN: list[sqlite3.Connection] = []
+_LEFT_OPEN: dict[str, sqlite3.Connection] = {}
 
 
 def _checkpoint(path: Path) -> None:

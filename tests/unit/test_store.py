@@ -364,3 +364,44 @@ def test_data_version_changes_when_another_process_commits(tmp_path):
     finally:
         mine.close()
         other.close()
+
+
+def test_a_fork_leaves_one_connection_a_database_open_and_its_log_uncopied(tmp_path):
+    """In a resident fork (warm.forked) a Store's close leaves its connection to the
+    process's end, so that SQLite's checkpoint is not in the command's time; one per
+    database (a watch in a fork builds again and again: the one before is closed then),
+    and the log keeps every commit for the next reader. Run in a fresh interpreter that
+    ends by os._exit, as a fork does."""
+    script = textwrap.dedent(f"""
+        import os, sqlite3
+        from pathlib import Path
+        from flowmake import warm
+        from flowmake.store import sqlite as s
+        from flowmake.store.db import Record, Store
+        warm.forked = True
+        kept = []
+        for i in range(3):
+            store = Store(Path({str(tmp_path)!r}))
+            store.put_record(Record(f"t{{i}}", "k", "{{}}", "{{}}", 1, 0.0, 0.0))
+            store.close()
+            kept.append(store.db)
+        assert list(s._LEFT_OPEN.values()) == [kept[-1]], s._LEFT_OPEN
+        for closed in kept[:-1]:
+            try:
+                closed.execute("SELECT 1")
+            except sqlite3.ProgrammingError:
+                continue
+            raise SystemExit("an earlier connection is still open")
+        os._exit(0)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    wal = tmp_path / "state.db-wal"
+    assert wal.stat().st_size > 0  # not copied into state.db at a close
+    db = sqlite3.connect(f"{(tmp_path / 'state.db').as_uri()}?mode=ro", uri=True)
+    try:
+        assert [r[0] for r in db.execute("SELECT target FROM records ORDER BY target")] == [
+            "t0", "t1", "t2"]
+    finally:
+        db.close()
