@@ -72,8 +72,12 @@ def keep_blocks(path: str, aside: str) -> bool:
     that a rename over ``path`` does not free its blocks then: whoever removes ``aside``
     later does (replacing a 3.3 MB flow.lock took ~3 ms here, 0.1 ms with it kept). False
     when there is no file, or no link can be made (another filesystem, no hard links)."""
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(aside)
+    except FileNotFoundError:
+        pass
+    except OSError:  # a read-only folder, a folder of that name: the rename frees them
+        return False
     try:
         os.link(path, aside)
     except OSError:

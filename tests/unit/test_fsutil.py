@@ -38,3 +38,13 @@ def test_no_second_name_where_no_link_can_be_made(tmp_path):
     target.write_bytes(b"x\n")
     assert not keep_blocks(str(target), str(tmp_path / "no-such-folder" / "old"))
     assert target.read_bytes() == b"x\n"
+
+
+def test_no_second_name_where_the_old_one_cannot_be_removed(tmp_path):
+    """A name taken by a folder (or in a read-only folder): False, and the write goes on."""
+    target, aside = tmp_path / "flow.lock", tmp_path / "old"
+    target.write_bytes(b"x\n")
+    aside.mkdir()
+    assert not keep_blocks(str(target), str(aside))
+    atomic_write(target, b"y\n")
+    assert target.read_bytes() == b"y\n" and aside.is_dir()
