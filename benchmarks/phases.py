@@ -1,6 +1,7 @@
 """Where a resident command's time goes, phase by phase (issue 17).
 
     python benchmarks/phases.py [--flowmake EXE] [-n 10000] [--repeat 7] [--keep DIR] [--noop]
+    python benchmarks/phases.py --sleep [--flowmake EXE] [--repeat 7]
 
 Makes a layered project (``gen.py layered -n N``, one source reaches 55 targets), builds
 it, then times ``flowmake -q build -j2`` after an edit of one source, ``--repeat`` times.
@@ -11,7 +12,9 @@ functions in PHASES with a timer: the fork prints, at its exit, when each phase 
 phase's median start and duration over the repeats (``--noop``: of a no-op build, nothing
 edited; a phase before ``cli.main.main``, the child's ``adopt``, starts at a negative
 time); a phase an older commit does not have
-is left out. Wrapping costs ~1 us a call: the phases called once a build are timed
+is left out. ``--sleep``: ``run.py``'s sleep bench instead (16 targets of ``sleep 0.5`` at
+-j4, every build from clean), with each command's start (ms after ``main`` was entered)
+and the wall's excess over the ideal 2 s. Wrapping costs ~1 us a call: the phases called once a build are timed
 faithfully, the per-target ones (``Checker.check``, ``Attempt``) say how often they ran.
 
 ``--flowmake`` is any installed ``flowmake`` (a commit's, from ``commits.py``); the
@@ -31,7 +34,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from gen import write_layered_project
+from gen import write_layered_project, write_sleep_project
 from run import SETTLE_SECONDS
 
 PHASES = [  # (module, qualified name): what a cone build goes through, in order
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--keep", type=Path, help="project folder to keep (default: a temporary one)")
     p.add_argument("--noop", action="store_true", help="time a no-op build (nothing edited)")
+    p.add_argument("--sleep", action="store_true",
+                   help="time 16 x sleep 0.5 at -j4 from clean (run.py's sleep bench)")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="flowmake-phases-"))
     root = args.keep or tmp / "project"
@@ -164,24 +169,32 @@ def main(argv: list[str] | None = None) -> int:
                               capture_output=True, check=False)
 
     try:
-        if not (root / "flow.toml").exists():
+        jobs = "-j4" if args.sleep else "-j2"
+        if args.sleep:
+            write_sleep_project(root, 16, 0.5)
+        elif not (root / "flow.toml").exists():
             write_layered_project(root, args.n)
             print(f"- full build of {args.n}", file=sys.stderr)
-        flowmake("-q", "build", "-j2")
+        flowmake("-q", "build", jobs)
         time.sleep(SETTLE_SECONDS)
-        flowmake("-q", "build", "-j2")  # arms the no-op snapshot
+        flowmake("-q", "build", jobs)  # arms the no-op snapshot
         flowmake("--version")  # starts the server
         time.sleep(3)
         starts: dict[str, list[float]] = defaultdict(list)
         took: dict[str, list[float]] = defaultdict(list)
         calls: dict[str, list[int]] = defaultdict(list)
         walls = []
+        spawns: list[list[float]] = []  # --sleep: each build's command starts
         for i in range(args.repeat):
             time.sleep(SETTLE_SECONDS)
-            if not args.noop:
+            if args.sleep:  # as run.py's clean_tree
+                shutil.rmtree(root / ".flowmake")
+                shutil.rmtree(root / "out")
+                (root / "out").mkdir()
+            elif not args.noop:
                 (root / "src" / "in7.txt").write_text(f"edited {i} {time.time_ns()}\n")
             begun = time.perf_counter()
-            done = flowmake("-q", "build", "-j2")
+            done = flowmake("-q", "build", jobs)
             walls.append(time.perf_counter() - begun)
             if done.returncode != 0:
                 raise SystemExit(f"build failed: {done.stderr}")
@@ -190,14 +203,21 @@ def main(argv: list[str] | None = None) -> int:
                 parts = line.split("\t")
                 if len(parts) == 4 and parts[0] == "phase":
                     runs[parts[1]].append((float(parts[2]), float(parts[3])))
+            spawns.append([s for s, _ in runs.get("Attempt.__init__", [])])
             for name, found in runs.items():
                 starts[name].append(found[0][0])
                 took[name].append(sum(d for _, d in found))
                 calls[name].append(len(found))
-        what = "a no-op build" if args.noop else "an edit build"
-        print(f"## phases of {what}, layered {args.n}, -j2, resident, {args.repeat} "
+        what = ("16 x sleep 0.5 from clean, -j4" if args.sleep else
+                f"{'a no-op build' if args.noop else 'an edit build'}, layered {args.n}, -j2")
+        print(f"## phases of {what}, resident, {args.repeat} "
               f"repeats ({os.getloadavg()[0]:.2f} load)\n")
         print(f"wall (client's exec to exit) median {statistics.median(walls) * 1000:.1f} ms\n")
+        if args.sleep:
+            print(f"over the ideal 2 s: median {(statistics.median(walls) - 2) * 1000:.1f} ms")
+            columns = [statistics.median(c) for c in zip(*spawns)]
+            print("command starts (ms after main, medians): "
+                  + ", ".join(f"{c:.1f}" for c in columns) + "\n")
         print("| phase | starts at (ms) | takes (ms) | calls |")
         print("|---|---|---|---|")
         for name in sorted(starts, key=lambda n: (n != "main", statistics.median(starts[n]))):

@@ -141,6 +141,10 @@ class Artifacts:
         except Exception as exc:  # network, credentials: the build goes on without it
             self.remote_down(exc)
 
+    def open_soon(self) -> None:
+        """The local cache's index opened in the background, for the saves to come."""
+        self.local.open_soon()
+
     # -- the Checker's question ---------------------------------------------------------
 
     def has(self, target: Target, key: str) -> bool:

@@ -144,7 +144,7 @@ class _Build:
             # The trusted targets are not stepped through, unless -v lists them in order.
             trusted = self.cone.trusted if self.cone and not self.options.verbose else None
             parts = Collaborators(self.checker, ws.store, lambda: _FirstSubmit(
-                executor_factory(), taken.start), reporter, self.restorer,
+                executor_factory(), self._first_started), reporter, self.restorer,
                 on_event=None if quiet else ws.plugins.on_event,
                 trusted=trusted or frozenset())
             self.scheduler = Scheduler(ws.project, ws.graph, list(names), config, parts)
@@ -152,6 +152,14 @@ class _Build:
         except BaseException as exc:  # e.g. the executor could not start, a full disk
             self._failed(exc)
             raise
+
+    def _first_started(self) -> None:
+        """Once the first command is started: the environment's thread, and the artifact
+        cache opened in a thread of its own (before the first save needs it)."""
+        assert self.environment is not None
+        self.environment.start()
+        if self.restorer is not None:
+            self.restorer.open_soon()
 
     def _schedule(self, scheduler: Scheduler, taken: Background) -> Summary:
         ws, restorer = self.ws, self.restorer
