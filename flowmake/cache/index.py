@@ -96,7 +96,7 @@ class Index:
 
     def open_soon(self) -> None:
         """Open index.db (made if need be) in a thread of its own, now: a build calls this
-        once its first command is started, so that its first save finds the index open
+        once its first commands are started, so that its first save finds the index open
         rather than opening it on the scheduler's thread (a new index.db took 3.5-7 ms:
         the file, SQLite's switch to WAL, the tables; every command that ended meanwhile
         waited for its slot to be refilled). While a new one is being made, lookups answer

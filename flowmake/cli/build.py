@@ -154,8 +154,8 @@ class _Build:
             raise
 
     def _first_started(self) -> None:
-        """Once the first command is started: the environment's thread, and the artifact
-        cache opened in a thread of its own (before the first save needs it)."""
+        """Once the first commands are started (_FirstSubmit): the environment's thread,
+        and the artifact cache opened in a thread of its own (before the first save)."""
         assert self.environment is not None
         self.environment.start()
         if self.restorer is not None:
@@ -241,20 +241,27 @@ def _record_environment(ws: Workspace, run_id: int, taken: Background,
 
 
 class _FirstSubmit:
-    """The build's executor, calling ``then`` once its first job is started (what need not
-    delay the first command starts after it)."""
+    """The build's executor, calling ``then`` once the first jobs are started: when the
+    scheduler first waits for one to end, every slot filled (threads started any sooner
+    took the interpreter's lock from the starts of the other slots), or at the first
+    start for an executor the scheduler does not wait on itself (futures)."""
 
     NAME: ClassVar[str] = "first-submit"  # never looked up: the executor was chosen by name
 
     def __init__(self, executor: Executor, then: Callable[[], None]) -> None:
         self._executor = executor
         self._then: Callable[[], None] | None = then
+        self._waits = hasattr(executor, "wait")
 
-    def submit(self, job: Job, on_line: LineSink | None = None) -> JobHandle:
-        handle = self._executor.submit(job, on_line)
+    def _call_then(self) -> None:
         if self._then is not None:
             then, self._then = self._then, None
             then()
+
+    def submit(self, job: Job, on_line: LineSink | None = None) -> JobHandle:
+        handle = self._executor.submit(job, on_line)
+        if not self._waits:
+            self._call_then()
         return handle
 
     def cancel(self) -> None:
@@ -264,7 +271,14 @@ class _FirstSubmit:
         self._executor.shutdown()
 
     def __getattr__(self, name: str) -> Any:  # wait(), and what else an executor offers
-        return getattr(self._executor, name)
+        found = getattr(self._executor, name)
+        if name != "wait" or self._then is None:
+            return found
+
+        def wait(*args: Any, **kwargs: Any) -> Any:
+            self._call_then()
+            return found(*args, **kwargs)
+        return wait
 
 
 def junit_path(options: BuildOptions) -> Path | None:

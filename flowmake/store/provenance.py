@@ -4,7 +4,7 @@ the installed distributions (a digest and the list) and the project's git commit
 Only a real build computes it (never the no-op fast path). Listing the distributions
 takes ~90 ms, so the list is kept in ``.flowmake/distributions.json`` with the mtimes of
 the ``sys.path`` folders that hold distributions (installing or removing one changes its
-folder's mtime). A build takes it in a thread once its first command is started
+folder's mtime). A build takes it in a thread once its first commands are started
 (``Background``), all but the git state, taken before any command runs.
 """
 
@@ -47,7 +47,7 @@ def environment(root: Path, state_dir: Path, plugins: dict[str, str],
 class Background:
     """The environment taken in a thread, so that the distributions' list, ``platform``
     and the digest are off the path to the first command (the build starts it once its
-    first job is started, and collects it when the jobs are done). The git state is taken
+    first jobs are started, and collects it when the jobs are done). The git state is taken
     before (``git_state``, handed in): a command may change a tracked file, and ``dirty``
     is the state the build started from."""
 
