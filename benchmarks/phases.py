@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wall (client's exec to exit) median {statistics.median(walls) * 1000:.1f} ms\n")
         if args.sleep:
             print(f"over the ideal 2 s: median {(statistics.median(walls) - 2) * 1000:.1f} ms")
-            columns = [statistics.median(c) for c in zip(*spawns)]
+            columns = [statistics.median(c) for c in zip(*spawns, strict=False)]
             print("command starts (ms after main, medians): "
                   + ", ".join(f"{c:.1f}" for c in columns) + "\n")
         print("| phase | starts at (ms) | takes (ms) | calls |")

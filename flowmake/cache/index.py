@@ -106,10 +106,9 @@ class Index:
         self._making = not self._index_path.exists()
 
         def open_now() -> None:
-            try:
-                with contextlib.suppress(IndexUnusable):  # the first write says it again
-                    with self._index(create=True, flush=False):
-                        pass
+            try:  # an error: the first write says it again
+                with contextlib.suppress(IndexUnusable), self._index(create=True, flush=False):
+                    pass
             finally:
                 self._making = False
 

@@ -54,8 +54,35 @@ def no_whole_read(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> None:
         raise AssertionError("read whole")
 
-    monkeypatch.setattr(flowlock, "parse", refuse)
+    for reader in ("parse", "as_rendered", "parse_toml"):
+        monkeypatch.setattr(flowlock, reader, refuse)
     monkeypatch.setattr(lockindex.Index, "rows", refuse)
+
+
+def test_a_file_flowmake_wrote_is_read_without_tomllib(lock: flowlock.LockFile, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh clone's first build (no index) reads flowmake's own text by flowmake's own
+    reader, and splices its next edit; a hand-edited file goes to tomllib."""
+    lock.close()
+    (tmp_path / "state" / "lock.cache").unlink()
+
+    def refuse(text: str) -> None:
+        raise AssertionError("tomllib")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(flowlock, "parse_toml", refuse)
+        reader = fresh(tmp_path)
+        assert sorted(reader.entries()) == NAMES
+        assert reader.entries()["t3"].key == "key-t3-0"
+        assert reader._current() is not None and reader._current().rendered
+        reader.close()
+    path = tmp_path / "flow.lock"
+    path.write_text(path.read_text().replace('key = "key-t3-0"', 'key="key-t3-0"'))
+    (tmp_path / "state" / "lock.cache").unlink()
+    edited = fresh(tmp_path)
+    assert edited.entries()["t3"].key == "key-t3-0"  # tomllib's reading
+    assert edited._current() is not None and not edited._current().rendered
+    edited.close()
 
 
 def test_an_entry_is_read_alone_and_an_update_splices_the_file(tmp_path, lock, monkeypatch):
