@@ -14,8 +14,9 @@ edited; a phase before ``cli.main.main``, the child's ``adopt``, starts at a neg
 time); a phase an older commit does not have
 is left out. ``--sleep``: ``run.py``'s sleep bench instead (16 targets of ``sleep 0.5`` at
 -j4, every build from clean), with each command's start (ms after ``main`` was entered)
-and the wall's excess over the ideal 2 s. Wrapping costs ~1 us a call: the phases called once a build are timed
-faithfully, the per-target ones (``Checker.check``, ``Attempt``) say how often they ran.
+and the wall's excess over the ideal 2 s. Wrapping costs ~1 us a call: the phases called
+once a build are timed faithfully, the per-target ones (``Checker.check``, ``Attempt``)
+say how often they ran.
 
 ``--flowmake`` is any installed ``flowmake`` (a commit's, from ``commits.py``); the
 default is the one beside this Python.

@@ -130,11 +130,14 @@ def _parse(text: str) -> dict[str, Any]:
         raise ConfigError("invalid TOML: nested too deeply", file=NAME, hint=RESOLVE) from None
 
 
-# An entry's first line, as block() writes it: its name bare, or quoted without escapes
-# (the characters _QUOTED_AS_IS lets through); a plain line, as _plain_pairs writes it.
+# What the plain renderer writes as it is and the reader takes back: a bare key, and the
+# characters of a string that needs no escape (_BARE and _QUOTED_AS_IS are made of them).
+_BARE_KEY = r"[A-Za-z0-9_-]+"
 _AS_IS = r'[^"\\\x00-\x08\x0a-\x1f\x7f]*'
-_ENTRY_HEAD = re.compile(rf'\[targets\.(?:([A-Za-z0-9_-]+)|"({_AS_IS})")\]\Z')
-_PLAIN_PAIR = re.compile(rf'(?:([A-Za-z0-9_-]+)|"({_AS_IS})") = "({_AS_IS})"\Z')
+# An entry's first line, as block() writes it (its name bare, or quoted without escapes),
+# and a plain line, as _plain_pairs writes it.
+_ENTRY_HEAD = re.compile(rf'\[targets\.(?:({_BARE_KEY})|"({_AS_IS})")\]\Z')
+_PLAIN_PAIR = re.compile(rf'(?:({_BARE_KEY})|"({_AS_IS})") = "({_AS_IS})"\Z')
 
 
 def as_rendered(text: str) -> dict[str, tuple[LockEntry, str]] | None:
@@ -152,15 +155,14 @@ def as_rendered(text: str) -> dict[str, tuple[LockEntry, str]] | None:
     if not text.startswith(PREFIX):
         return None
     lines = text[len(PREFIX):].split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("[targets.")
-              and _ENTRY_HEAD.match(line)]
+    heads = {i: named for i, line in enumerate(lines) if line.startswith("[targets.")
+             and (named := _ENTRY_HEAD.match(line))}
+    starts = list(heads)
     if (lines and lines != [""] and starts[:1] != [0]) or (lines and lines[-1] != ""):
         return None
     tables: dict[str, Any] = {}
     for at, end in pairwise([*starts, len(lines)]):
-        named = _ENTRY_HEAD.match(lines[at])
-        assert named is not None
-        name = named.group(1) or named.group(2)
+        name = heads[at].group(1) or heads[at].group(2)
         table = _plain_table(name, lines[at + 1:end])
         if table is None:
             table = _toml_table(name, "\n".join(lines[at:end]))
@@ -193,8 +195,8 @@ def _plain_table(name: str, lines: list[str]) -> dict[str, Any] | None:
                 return None
             into[key] = pair.group(3)
         elif line.startswith("[") and line.endswith("]"):
-            head = _ENTRY_HEAD.match(line.rsplit(".", 1)[0] + "]")
-            sub = line.rsplit(".", 1)[1][:-1]
+            owner, _, sub = line[:-1].rpartition(".")
+            head = _ENTRY_HEAD.match(owner + "]")
             if head is None or (head.group(1) or head.group(2)) != name \
                     or not _BARE.match(sub) or sub in table:
                 return None
@@ -254,8 +256,8 @@ def block(name: str, e: LockEntry) -> str:
 # written here as tomli_w writes it, ~4x faster (a build of 1,000 targets renders 1,000
 # blocks); anything else (a param's number or list, a character tomli_w escapes) is left
 # to tomli_w. tests/property/test_flowlock_blocks.py holds the two to the same bytes.
-_BARE = re.compile(r"[A-Za-z0-9_-]+\Z")
-_QUOTED_AS_IS = re.compile(r'[^\x00-\x08\x0a-\x1f\x7f"\\]*\Z')  # no escape needed
+_BARE = re.compile(_BARE_KEY + r"\Z")
+_QUOTED_AS_IS = re.compile(_AS_IS + r"\Z")  # no escape needed
 
 
 def _plain_key(key: str) -> str | None:
@@ -456,8 +458,8 @@ class LockFile:
             found = {n: Cached(e.key, e.parts_json, e.outputs_json, b)
                      for n, (e, b) in ours.items()}
             layout, rendered = _layout(found), True
-        else:
-            found = {n: _cached(n, e) for n, e in parse(text).items()}
+        else:  # (not parse(): it would try as_rendered again)
+            found = {n: _cached(n, e) for n, e in parse_toml(text).items()}
             layout = _layout(found)
             rendered = _joined(found, layout) == text
         self._keep(now, rendered, layout, found, None)  # the stat before the read

@@ -52,7 +52,8 @@ def test_what_flowmake_writes_is_read_as_tomllib_reads_it(
 
 EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(
     ["", "\n", " ", '"', "\\", "[", "]", "=", "#", "x", "\n[targets.z]\n", "\t", "\n\n",
-     'key = "k"\n', "<<<<<<< ours\n", "[targets.a.outputs]\n"])), min_size=1, max_size=3)
+     'key = "k"\n', "<<<<<<< ours\n", "[targets.a.outputs]\n", "\n[other]\n"])),
+    min_size=1, max_size=3)
 
 
 @settings(max_examples=600, deadline=None)
@@ -84,6 +85,9 @@ def test_the_common_file_is_read_by_flowmake_and_odd_ones_by_tomllib() -> None:
     assert flowlock.as_rendered(text.replace('key = "k0"', 'key="k0"')) is None
     assert flowlock.as_rendered(text.replace("[targets.t0]", '[targets."t0"]')) is None
     assert flowlock.as_rendered(text + "\n") is None
+    # a table of another name inside an entry's block (no dot in its head)
+    assert flowlock.as_rendered(text + "\n[other]\n") is None
+    assert set(flowlock.parse(text + "\n[other]\n")) == {"t0", "p"}
     assert flowlock.as_rendered(text.replace("version = 1", "version = 2")) is None
     with pytest.raises(ConfigError, match="unknown format version"):
         flowlock.parse(text.replace("version = 1", "version = 2"))

@@ -62,7 +62,8 @@ def no_whole_read(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_file_flowmake_wrote_is_read_without_tomllib(lock: flowlock.LockFile, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A fresh clone's first build (no index) reads flowmake's own text by flowmake's own
-    reader, and splices its next edit; a hand-edited file goes to tomllib."""
+    reader and keeps it as rendered (its next edit splices); a hand-edited file goes to
+    tomllib and is not kept as rendered."""
     lock.close()
     (tmp_path / "state" / "lock.cache").unlink()
 
