@@ -35,7 +35,7 @@ from typing import Any
 
 from flowmake import warm
 
-FORMAT = 5
+FORMAT = 6  # 6: the compiled flow's stamp
 RACY_NS = 2_000_000_000
 SEP = "\0"  # paths and names are kept as one string each: one object to load, not 20,000
 _ENTRY = struct.Struct("<QqQ")  # size, mtime_ns, inode: one fixed-size record per path
@@ -269,7 +269,7 @@ def read(snapshot: str) -> tuple[tuple[int, int, int], tuple[Any, ...]] | None:
 
 
 def _valid(saved: Any) -> bool:
-    return isinstance(saved, tuple) and len(saved) == 13 and saved[0] == FORMAT
+    return isinstance(saved, tuple) and len(saved) == 14 and saved[0] == FORMAT
 
 
 def _decode(data: bytes) -> tuple[Any, dict[int, list[str]]]:
@@ -320,6 +320,14 @@ def fresh_answer(saved: tuple[Any, ...]) -> tuple[Any, ...]:
     return saved[6:11]
 
 
+def compiled(saved: tuple[Any, ...]) -> int | None:
+    """The stamp of the compiled flow (cli/workspace.py's flow.pickle) the snapshot was
+    saved from; None if there was none. While the snapshot holds, its flow is that one's:
+    `graph` uses what was kept for it without loading the flow (cli/graphfresh.py)."""
+    stamp = saved[13]
+    return stamp if type(stamp) is int else None
+
+
 def owners(saved: tuple[Any, ...], changed_paths: Iterable[int]) -> set[int] | None:
     """The indices (into the snapshot's names) of the targets whose key has one of those
     paths; None if a change is not located (-1) or a path is no target's (an included or
@@ -336,11 +344,11 @@ def owners(saved: tuple[Any, ...], changed_paths: Iterable[int]) -> set[int] | N
 def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[str],
          env_names: Iterable[str], sources: Iterable[str], keyed: list[list[str]],
          names: list[str], history: int, upstream: dict[str, list[str]],
-         roots: list[str], seen: Seen) -> bool:
+         roots: list[str], seen: Seen, stamp: int | None = None) -> bool:
     """Save the stats of ``sources`` and of each target's ``keyed`` paths (files and
     folders, walked; ``keyed[i]`` is ``names[i]``'s); False if one is racy or not the
     stat its digest was made at (``seen``). ``names`` (in build order), ``upstream`` and
-    ``roots`` let `status` answer too."""
+    ``roots`` let `status` answer too; ``stamp`` names the compiled flow they are of."""
     deadline = time.time_ns() - RACY_NS
     index: dict[str, int] = {}  # in insertion order: the paths' indices
     by_path: list[list[int]] = []
@@ -382,7 +390,7 @@ def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[st
                              SEP.join(names), len(names), history,
                              SEP.join(",".join(number[u] for u in upstream[n]) for n in names),
                              ",".join(number[r] for r in roots), _joined(by_path),
-                             _joined(by_target)))
+                             _joined(by_target), stamp))
 
 
 class Seen:

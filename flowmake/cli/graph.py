@@ -11,40 +11,38 @@ be attached to a CI run as one file.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
-import operator
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from flowmake.cli import cone, graphstates, graphtexts
+from flowmake.cli import cone, graphfresh, graphtails, graphtexts
 from flowmake.cli.workspace import Workspace
 from flowmake.config.values import printable
 from flowmake.graph import Graph
-from flowmake.model import Input, OutcomeStatus, Output, Target, TargetStatus
-from flowmake.plan.check import Step
+from flowmake.model import Input, Output, Target, TargetStatus
 from flowmake.report import jsonout
-from flowmake.report.history import iso
 from flowmake.report.page import render_page, write_output
 
 FORMATS = ("text", "mermaid", "dot", "json", "html")
+UNCHECKED = graphfresh.UNCHECKED
 
 
-def graph_command(ws: Workspace, args: argparse.Namespace) -> int:
-    """Render the selected targets and their upstream (every target when none is named)."""
+def graph_command(ws: Workspace, args: argparse.Namespace, found: Any = UNCHECKED) -> int:
+    """Render the selected targets and their upstream (every target when none is named);
+    ``found``: the no-op fast path's answer, if asked already (``plan_states``)."""
     try:
         names = ws.graph.order(ws.graph.closure(ws.graph.select(args.targets)
                                                 if args.targets else ws.graph.targets))
         fmt = args.format
         if fmt == "json" and not args.output:  # written as it is made: one node at a time
-            jsonout.dump(graph_json(ws, names, plan_states(ws, args, names)), sys.stdout.write)
+            jsonout.dump(graph_json(ws, names, plan_states(ws, args, names, found)),
+                         sys.stdout.write)
             sys.stdout.write("\n")
             return 0
         if fmt in ("json", "html"):
-            doc = graph_json(ws, names, plan_states(ws, args, names))
+            doc = graph_json(ws, names, plan_states(ws, args, names, found))
             doc["nodes"], doc["edges"] = (json.loads("[" + doc[k].joined(",") + "]")
                                           for k in ("nodes", "edges"))
             text = render_html(doc) if fmt == "html" else jsonout.dumps(doc) + "\n"
@@ -155,18 +153,19 @@ def render_dot(graph: Graph, names: list[str]) -> str:
 
 # -- JSON (with states) -----------------------------------------------------------------
 
-# Each target's state and reasons, by name (the Checker's plan); None when the no-op fast
-# path vouches that every target is fresh, with no reason (cli/noop.py, as `status`).
-States = dict[str, Step] | None
+States = graphtails.States
 
 
-def plan_states(ws: Workspace, args: argparse.Namespace, names: list[str]) -> States:
+def plan_states(ws: Workspace, args: argparse.Namespace, names: list[str],
+                found: Any = UNCHECKED) -> States:
     """None if nothing changed since an all-fresh build or status of these very targets
-    (the fast path's stats say so: no fingerprint is computed), else the Checker's plan."""
+    (the fast path's stats say so: no fingerprint is computed), else the Checker's plan.
+    ``found``: the fast path's answer, when cli/graphfresh.py has asked already."""
     from flowmake import fastpath
     from flowmake.cli.noop import fresh_answer
 
-    found = fresh_answer(str(ws.path), args.param, args.targets)
+    if found is UNCHECKED:
+        found = fresh_answer(str(ws.path), args.param, args.targets)
     # (names joined, count, ...): the snapshot's targets must be these very ones
     if found is not None and found[1] == len(names) and (
             not names or set(found[0].split(fastpath.SEP)) == set(names)):
@@ -195,65 +194,17 @@ def graph_json(ws: Workspace, names: list[str], states: States) -> dict[str, Any
     if len(names) == len(ws.graph.targets):  # all of them: the flow's parts as saved
         state_dir = str(ws.project.state_dir)
         flags, statics, edges = graphtexts.load(
-            state_dir, ws.compiled, len(names), lambda: _flow_texts(ws.graph, names))
+            state_dir, ws.compiled, names, lambda: _flow_texts(ws.graph, names))
         if states is None and ws.compiled is not None and names:
-            tails = _kept_tails(ws, state_dir, ws.compiled, names, flags)
+            tails = graphtails.kept(ws.store, state_dir, ws.compiled, names, flags)
     else:
         chosen = set(names)
         flags = _flags(ws.graph, names)
         statics = _statics(ws.graph, names, chosen)
         edges = _edge_texts(ws.graph, names)
     if tails is None:
-        tails = _tails(ws, names, states, flags)
-    return {"project": ws.root.name, "root": str(ws.root), "counts": counts,
-            # strict: the tails are read to their end (graphstates.saving keeps them then)
-            "nodes": jsonout.Texts(jsonout.blocks(
-                itertools.starmap(operator.add, zip(statics, tails, strict=True)))),
-            "edges": jsonout.Texts(edges)}
-
-
-def _kept_tails(ws: Workspace, state_dir: str, stamp: int, names: list[str],
-                flags: str) -> Iterable[str] | None:
-    """The nodes' tails of an all-fresh graph of every target: as kept, when they were
-    made at this very state (cli/graphstates.py); those of the targets changed since made
-    again, when a few changed; else made and kept as they are written. None when the
-    state has no change log (read-only)."""
-    log = ws.store.change_log()  # before the rows are read
-    if log is None:
-        return None
-    want = graphstates.key(stamp, len(names), *log)
-    kept = graphstates.load(state_dir, want)
-    if kept is not None:
-        tails, made_at = kept
-        if made_at == log[1]:
-            return tails
-        changed = ws.store.changed_since(made_at)
-        if len(changed) <= max(len(names) // PATCH_SHARE, PATCH_FEW):
-            patched = _patched(ws, names, flags, tails, changed)
-            graphstates.save(state_dir, want, patched)
-            return patched
-    return graphstates.saving(_tails(ws, names, None, flags),
-                              lambda made: graphstates.save(state_dir, want, made))
-
-
-# Kept tails are patched when at most one target in PATCH_SHARE (or PATCH_FEW targets)
-# changed since they were made; past that, reading every row at once is as quick as
-# reading those by name.
-PATCH_SHARE, PATCH_FEW = 8, 64
-
-
-def _patched(ws: Workspace, names: list[str], flags: str, tails: list[str],
-             changed: list[str]) -> list[str]:
-    """``tails`` (kept, not changed in place: a resident server's copy) with those of the
-    targets ``changed`` made again from their rows now."""
-    where = {name: i for i, name in enumerate(names)}
-    at = sorted(where[n] for n in set(changed) if n in where)  # (a target gone: ignored)
-    mine = [names[i] for i in at]
-    patched = list(tails)
-    made = _tails(ws, mine, None, "".join(flags[i] for i in at), rows_of=mine)
-    for i, tail in zip(at, made, strict=True):
-        patched[i] = tail
-    return patched
+        tails = graphtails.tails(ws.store, names, states, flags)
+    return graphfresh.document(str(ws.root), counts, statics, tails, edges)
 
 
 def _flow_texts(graph: Graph, names: list[str]) -> graphtexts.Made:
@@ -281,64 +232,6 @@ def _statics(graph: Graph, names: list[str], chosen: set[str] | None) -> Iterato
     compact = json.JSONEncoder().encode
     for name in names:
         yield _static(graph, graph.targets[name], depth[name], chosen, compact)
-
-
-def _tails(ws: Workspace, names: list[str], states: States, flags: str,
-           rows_of: list[str] | None = None) -> Iterator[str]:
-    """Each node's JSON text after its static part (``_statics``), made as it is written:
-    its state and records, in the order of ``names`` (``flags``: ``A`` for an always
-    target; ``rows_of``: read only these targets' rows, when ``names`` are a few). The
-    Targets themselves are not looked at: in a resident server's fork, touching 100,000
-    of them would copy the pages they are on."""
-    built = ws.store.built(rows_of)
-    last = ws.store.last_runs(rows_of)
-    compact = json.JSONEncoder().encode
-    fresh = {"A": '"fresh", "reasons": [], "always": true, "display": "always"',
-             "-": '"fresh", "reasons": [], "always": false, "display": "fresh"'}
-    string, number, iso_json, seconds = jsonout.string, jsonout.number, _iso, _seconds
-    statuses: dict[str, str] = {}  # a run's status as JSON (a handful of them)
-    for name, flag in zip(names, flags, strict=True):
-        run = last.get(name)
-        failed = False
-        if states is None:
-            state = fresh[flag]
-        else:
-            step = states[name]
-            display = _display(step, run)
-            failed = display == "failed"
-            state = (f'{string(step.state.value)}, '
-                     f'"reasons": {jsonout.strings([str(r) for r in step.reasons])}, '
-                     f'"always": {"true" if flag == "A" else "false"}, '
-                     f'"display": {string(display)}')
-        # the last run and the record's build (inline: 100,000 calls fewer)
-        if run is None:
-            lr = "null"
-        else:
-            status = statuses.get(run[1])
-            if status is None:
-                status = statuses[run[1]] = string(run[1])
-            lr = (f'{{"run_id": {number(run[0])}, "status": {status}, '
-                  f'"duration": {seconds(run[2])}}}')
-        b = built.get(name)
-        lb = "null" if b is None else (
-            f'{{"run_id": {number(b[0])}, "at": {number(b[1])}, '
-            f'"built": {iso_json(b[1])}, "duration": {seconds(b[2])}}}')
-        text = f'{state}, "last_run": {lr}, "last_built": {lb}}}'
-        if failed:
-            text = text[:-1] + ', "last_failure": ' + compact(_last_failure(ws, name)) + "}"
-        yield text
-
-
-def _seconds(value: float | None) -> str:
-    """``round(value or 0.0, 4)`` as JSON: the same digits (both round the double's exact
-    value to 4 places, and up to 15 digits name one double, which repr then writes
-    back), without round()'s second conversion: 330 -> 140 ns."""
-    if not value:
-        return "0.0"
-    if type(value) is not float or not -1e10 < value < 1e10:  # an int; more digits
-        return repr(round(value, 4))  # than a double holds exactly; nan
-    text = f"{value:.4f}".rstrip("0")
-    return text + "0" if text[-1] == "." else text
 
 
 def _within(names: tuple[str, ...], chosen: set[str] | None) -> Sequence[str]:
@@ -369,50 +262,6 @@ def _paths(items: Sequence[Input | Output]) -> str:
     if len(items) == 1:
         return "[" + jsonout.string(items[0].path) + "]"
     return jsonout.strings([i.path for i in items])
-
-
-_ISO_SECONDS: dict[int, tuple[str, str]] = {}  # a whole second: its text, its UTC offset
-
-
-def _iso(ts: float | None) -> str:
-    """``report.history.iso(ts)`` as JSON, the date, time and offset of each second made
-    once (the builds of a large project share them): 1.3 -> 0.3 us."""
-    if ts is None:
-        return "null"
-    seconds = math.floor(ts)
-    micros = round((ts - seconds) * 1e6)  # as datetime.fromtimestamp rounds it
-    if micros >= 1_000_000:
-        seconds, micros = seconds + 1, micros - 1_000_000
-    found = _ISO_SECONDS.get(seconds)
-    if found is None:
-        text = iso(seconds) or ""  # "2024-05-01T12:00:03.000+02:00"
-        found = _ISO_SECONDS[seconds] = (text[:19], text[23:])
-    return f'"{found[0]}.{micros // 1000:03d}{found[1]}"'
-
-
-def _display(step: Step, last: tuple[int, str, float] | None) -> str:
-    """How the page draws a target: ``failed`` when its latest build failed it and it is
-    not fresh since, ``always`` for an always target, else its state."""
-    if step.state is not TargetStatus.FRESH and last is not None \
-            and last[1] == OutcomeStatus.FAILED:
-        return "failed"
-    return "always" if step.target.always else step.state.value
-
-
-FAILURE_LINES = 40  # of a failed target's captured output, on the page
-
-
-def _last_failure(ws: Workspace, name: str) -> dict[str, Any] | None:
-    """The run that failed the target and the end of what it printed (its error)."""
-    for run_id, status, duration, _, output in ws.store.target_history(name, 1):
-        if status == OutcomeStatus.FAILED:
-            run = ws.store.run(run_id)
-            lines = (output or "").rstrip("\n").splitlines()
-            return {"run_id": run_id, "started": iso(run.started) if run else None,
-                    "duration": round(duration or 0.0, 4),
-                    "output": "\n".join(lines[-FAILURE_LINES:]),
-                    "truncated": len(lines) > FAILURE_LINES}
-    return None
 
 
 # -- HTML -------------------------------------------------------------------------------

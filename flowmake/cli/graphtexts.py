@@ -10,8 +10,9 @@ to and including ``"state": ``) and one line per edge. A resident server keeps t
 decoded for its forks (flowmake/warm.py), as it keeps the compiled flow.
 
 The file names the compiled flow it was made from (the stamp inside flow.pickle, written
-anew each time flow.toml is compiled), this module's and graph.py's code, and the counts,
-and carries an xxh3 digest of its text: a file from another flow, another flowmake, or
+anew each time flow.toml is compiled), this module's and graph.py's code, the counts and
+the names' digest (so that the all-fresh answer, cli/graphfresh.py, can use it without
+the flow), and carries an xxh3 digest of its text: a file from another flow, another flowmake, or
 damaged (it is written without fsync, as a cache) is not used, and is made again.
 """
 
@@ -26,7 +27,7 @@ from flowmake import __version__, warm
 from flowmake.fsutil import atomic_write
 from flowmake.store import paths as layout
 
-FORMAT = 1
+FORMAT = 2  # 2: the names' digest in the header
 KIND = "graph-texts"
 
 # (flags, node texts, edge texts): the texts in the order of the names
@@ -39,12 +40,13 @@ def code() -> list[int]:
     them (graph.py by its path: importing it here would make an import cycle)."""
     here = os.path.dirname(__file__)
     return [os.stat(os.path.join(here, name)).st_mtime_ns
-            for name in ("graph.py", "graphtexts.py", "graphstates.py")]
+            for name in ("graph.py", "graphtexts.py", "graphstates.py", "graphtails.py",
+                         "graphfresh.py")]
 
 
-def _header(stamp: int, nodes: int, edges: int) -> dict[str, Any]:
+def _header(stamp: int, nodes: int, edges: int, digest: str) -> dict[str, Any]:
     return {"format": FORMAT, "flowmake": __version__, "code": code(), "flow": stamp,
-            "nodes": nodes, "edges": edges}
+            "nodes": nodes, "edges": edges, "names": digest}
 
 
 def pack(header: dict[str, Any], body: str) -> bytes:
@@ -88,22 +90,44 @@ def path_in(state_dir: str) -> str:
     return os.path.join(state_dir, layout.GRAPH_TEXTS)
 
 
-def load(state_dir: str, stamp: int | None, nodes: int, make: Callable[[], Made]) -> Texts:
-    """The texts of the compiled flow ``stamp`` (None: not saved, made each time), read
-    from the file when it holds them, else made and saved."""
+def names_digest(joined: str) -> str:
+    """What the texts' header names their targets by: the xxh3 of the names in their
+    order, joined by NUL (as the no-op fast path's snapshot keeps them: cli/graphfresh.py
+    checks that its names are the texts' without splitting them)."""
+    import xxhash
+
+    return xxhash.xxh3_64_hexdigest(joined.encode("utf-8", "surrogatepass"))
+
+
+def kept(state_dir: str, stamp: int, nodes: int, digest: str) -> Texts | None:
+    """The texts kept for the compiled flow ``stamp``, of ``nodes`` nodes whose names
+    have the ``digest`` (:func:`names_digest`); None if the file holds other ones, or
+    is damaged or missing."""
+    try:
+        header, body = warm.read(path_in(state_dir), KIND)
+        edges = header["edges"]
+        if any(header.get(k) != v
+               for k, v in _header(stamp, nodes, edges, digest).items()):
+            return None
+        # the edges as one block (jsonout.Texts: one a line)
+        return body[:nodes], _lines(body, nodes + 1, nodes), [body[header["edges_at"]:]]
+    except (OSError, ValueError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
+        return None  # not there, another flow's, or damaged
+
+
+def load(state_dir: str, stamp: int | None, names: list[str],
+         make: Callable[[], Made]) -> Texts:
+    """The texts of the compiled flow ``stamp`` (None: not saved, made each time) for
+    ``names`` (every target, in order), read from the file when it holds them, else
+    made and saved."""
     if stamp is None:
         return make()
-    path = path_in(state_dir)
-    try:
-        header, body = warm.read(path, KIND)
-        edges = header["edges"]
-        if all(header.get(k) == v for k, v in _header(stamp, nodes, edges).items()):
-            # the edges as one block (jsonout.Texts: one a line)
-            return body[:nodes], _lines(body, nodes + 1, nodes), [body[header["edges_at"]:]]
-    except (OSError, ValueError, UnicodeDecodeError, KeyError, AttributeError, TypeError):
-        pass  # not there, another flow's, or damaged: made again
+    digest = names_digest("\0".join(names))
+    found = kept(state_dir, stamp, len(names), digest)
+    if found is not None:
+        return found
     made = make()
-    save(path, stamp, made)
+    save(path_in(state_dir), stamp, digest, made)
     return made
 
 
@@ -117,12 +141,12 @@ def _lines(body: str, at: int, count: int) -> Iterator[str]:
         at = end + 1
 
 
-def save(path: str, stamp: int, texts: Made) -> None:
+def save(path: str, stamp: int, digest: str, texts: Made) -> None:
     flags, nodes, edges = texts
     try:
         head = "\n".join([flags, *nodes])
         body = head + "\n" + "\n".join(edges) if edges else head
-        header = {**_header(stamp, len(nodes), len(edges)), "edges_at": len(head) + 1}
+        header = {**_header(stamp, len(nodes), len(edges), digest), "edges_at": len(head) + 1}
         atomic_write(path, pack(header, body), fsync=False)
     except (OSError, UnicodeEncodeError):
         return  # a read-only project still works, just slower

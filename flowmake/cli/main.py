@@ -376,9 +376,17 @@ def cmd_why(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def cmd_graph(args: argparse.Namespace, argv: list[str]) -> int:
+    from flowmake.cli.graphfresh import UNCHECKED, write_fresh
+
+    found: Any = UNCHECKED
+    if args.format == "json" and not args.output and not args.targets:
+        # all fresh: written from what is kept, without loading the flow
+        done, found = write_fresh(_flow_file(args), args.param, sys.stdout.write)
+        if done:
+            return EXIT_OK
     from flowmake.cli.graph import graph_command
 
-    return graph_command(_workspace(args), args)
+    return graph_command(_workspace(args), args, found)
 
 
 def cmd_log(args: argparse.Namespace, argv: list[str]) -> int:

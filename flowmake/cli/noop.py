@@ -48,9 +48,18 @@ def status_parts(found: tuple[Any, ...]) -> tuple[list[str], list[str], list[int
 def fresh_answer(flow_file: str, overrides: list[str], selection: list[str]
                  ) -> tuple[Any, ...] | None:
     """``fastpath.fresh_answer`` if nothing changed since the last all-fresh build, for a
-    command that never waits for a build's lock (`status`, `graph`); None if not. When some paths changed, what the
-    check found is kept for the cone check that follows (``take_check``): the paths are
-    not stat'ed twice (at 100,000 targets each pass is ~0.3 s)."""
+    command that never waits for a build's lock (`status`, `graph`); None if not (see
+    ``fresh_saved``)."""
+    saved = fresh_saved(flow_file, overrides, selection)
+    return None if saved is None else fastpath.fresh_answer(saved)
+
+
+def fresh_saved(flow_file: str, overrides: list[str], selection: list[str]
+                ) -> tuple[Any, ...] | None:
+    """The saved snapshot if nothing changed since the last all-fresh build; None if not.
+    When some paths changed, what the check found is kept for the cone check that
+    follows (``take_check``): the paths are not stat'ed twice (at 100,000 targets each
+    pass is ~0.3 s)."""
     state_dir = saved_in(flow_file)
     _checked.clear()
     checked = None if state_dir is None else fastpath.check(
@@ -60,7 +69,7 @@ def fresh_answer(flow_file: str, overrides: list[str], selection: list[str]
     if checked[2]:
         _checked.append((flow_file, tuple(overrides), tuple(selection), checked))
         return None
-    return fastpath.fresh_answer(checked[1])
+    return checked[1]
 
 
 def run_noop(flow_file: str, overrides: list[str], selection: list[str], command: str,

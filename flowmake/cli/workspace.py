@@ -373,7 +373,8 @@ class Workspace:
         upstream = {n: list(self.graph.upstream[n]) for n in names}
         fastpath.save(layout.snapshot(str(self.project.state_dir)), str(self.path), overrides,
                       patterns, env, sources, keyed, names, self.project.settings.history,
-                      upstream, self.status_roots(self.select(patterns)), self.seen())
+                      upstream, self.status_roots(self.select(patterns)), self.seen(),
+                      self.compiled)
 
     def seen(self) -> fastpath.Seen:
         """What this command's digests were made at (``fastpath.Seen``), by absolute path."""

@@ -1,6 +1,8 @@
 """`graph --format json` of an all-fresh project answers from the no-op fast path's
 stats (as `status` does), with the very document the Checker's plan gives; any change,
-a target the snapshot does not cover, or another selection takes the full check."""
+a target the snapshot does not cover, or another selection takes the full check. When
+the texts the compiled flow decides are kept for the snapshot's flow, the document is
+written without loading the flow at all (cli/graphfresh.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +50,15 @@ COUNTED = textwrap.dedent("""
     calls = []
     plan = check.Checker.plan
     check.Checker.plan = lambda self, *a, **k: calls.append(1) or plan(self, *a, **k)
+    from flowmake import fastpath
+    checks = []
+    check_stats = fastpath.check
+    fastpath.check = lambda *a, **k: checks.append(1) or check_stats(*a, **k)
     from flowmake.cli.main import main
     code = main(sys.argv[1:])
     sys.stdout.flush()
+    loaded = "flowmake.cli.workspace" in sys.modules
+    print(f"flow loaded: {loaded}, stat checks: {len(checks)}", file=sys.stderr)
     print(f"plans: {len(calls)}", file=sys.stderr)
     sys.exit(code)
 """)
@@ -61,15 +70,22 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=120)
 
 
-def graph_json(root: Path, *args: str) -> tuple[dict[str, Any], int]:
-    """The document, and how many plans the Checker made for it."""
+def counted(root: Path, *args: str) -> tuple[str, int, str]:
+    """The document's text, how many plans the Checker made for it, and the line saying
+    whether the flow was loaded and how many times the fast path's stats were checked."""
     env = {**os.environ, "NO_COLOR": "1", "FLOWMAKE_RESIDENT": "0"}
     result = subprocess.run(
         [sys.executable, "-c", COUNTED, "-C", str(root), "graph", "--format", "json", *args],
         capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
-    plans = int(result.stderr.strip().splitlines()[-1].removeprefix("plans: "))
-    return json.loads(result.stdout), plans
+    *_, how, plans = result.stderr.strip().splitlines()
+    return result.stdout, int(plans.removeprefix("plans: ")), how
+
+
+def graph_json(root: Path, *args: str) -> tuple[dict[str, Any], int]:
+    """The document, and how many plans the Checker made for it."""
+    text, plans, _ = counted(root, *args)
+    return json.loads(text), plans
 
 
 @pytest.fixture
@@ -93,6 +109,48 @@ def test_all_fresh_json_comes_from_the_fast_path_and_is_the_checked_one(root: Pa
     assert fast == checked  # every key, state, record and last run alike
     page = run(root, "graph", "--format", "html", "-o", "g.html")
     assert page.returncode == 0 and '"name": "fit[k=2]"' in (root / "g.html").read_text()
+
+
+def test_with_the_texts_kept_the_flow_is_not_even_loaded(root: Path) -> None:
+    settle(root)
+    first, plans, how = counted(root)  # the texts are made for this flow, and kept
+    assert plans == 0 and how == "flow loaded: True, stat checks: 1"  # asked once, not twice
+    fast, plans, how = counted(root)
+    assert plans == 0 and how == "flow loaded: False, stat checks: 1"
+    assert fast == first
+    (root / ".flowmake" / "noop.marshal").unlink()
+    assert json.loads(fast) == graph_json(root)[0]  # the full check's document
+    # A build changes one target's record: its node is made again, the flow still unloaded
+    # (flow.toml is left as it is: aged, it would be compiled again, with new texts).
+    (root / "src" / "a.txt").write_text("changed\n")
+    assert run(root, "build").returncode == 0
+    for path in [*(root / "src").iterdir(), *(root / "out").iterdir()]:
+        os.utime(path, (time.time() - 10,) * 2)
+    assert run(root, "build").returncode == 0  # the snapshot saved again
+    after, plans, how = counted(root)
+    assert plans == 0 and how == "flow loaded: False, stat checks: 1"
+    (root / ".flowmake" / "noop.marshal").unlink()
+    assert json.loads(after) == graph_json(root)[0]
+    a_before, a_after = (next(n for n in json.loads(doc)["nodes"] if n["name"] == "a")
+                         for doc in (fast, after))
+    assert a_after["last_built"]["run_id"] > a_before["last_built"]["run_id"]
+
+
+def test_texts_of_another_compiled_flow_are_not_used(root: Path) -> None:
+    settle(root)
+    doc = counted(root)[0]  # texts kept for the snapshot's compiled flow
+    # The compiled flow removed: flow.toml is the one the snapshot and the texts are of.
+    (root / ".flowmake" / "flow.pickle").unlink()
+    assert counted(root)[::2] == (doc, "flow loaded: False, stat checks: 1")
+    # An edited flow: its own texts, never the old ones, though the fast path holds.
+    (root / "flow.toml").write_text(FLOW.replace('help = "first"', 'help = "edited"'))
+    settle(root)
+    hows = []
+    for _ in range(2):
+        text, plans, how = counted(root)
+        assert plans == 0 and json.loads(text)["nodes"][0]["help"] == "edited"
+        hows.append(how)
+    assert hows == ["flow loaded: True, stat checks: 1", "flow loaded: False, stat checks: 1"]
 
 
 def test_a_changed_input_is_seen(root: Path) -> None:

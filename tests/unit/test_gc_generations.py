@@ -73,9 +73,9 @@ def test_a_command_freezes_its_workspace_and_unfreezes_it_after(
     seen: list[int] = []
     original = graph_module.graph_command  # cmd_graph imports it when it runs
 
-    def spy(ws: Any, args: Any) -> int:
+    def spy(ws: Any, args: Any, *rest: Any) -> int:
         seen.append(gc.get_freeze_count())
-        return original(ws, args)
+        return original(ws, args, *rest)
 
     monkeypatch.setattr(graph_module, "graph_command", spy)
     assert cli.main(["-C", str(tmp_path), "graph", "--format", "json"]) == 0

@@ -11,7 +11,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from flowmake.cli.graph import _ISO_SECONDS, _iso, _seconds
+from flowmake.cli.graphtails import ISO_SECONDS as _ISO_SECONDS
+from flowmake.cli.graphtails import iso_text as _iso
+from flowmake.cli.graphtails import seconds_text as _seconds
 from flowmake.report import jsonout
 from flowmake.report.history import iso
 
