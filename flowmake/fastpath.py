@@ -436,7 +436,7 @@ def _write(snapshot: str, saved: tuple[Any, ...]) -> bool:
 
 
 def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
-           keyed: dict[int, list[str]], seen: Seen) -> bool:
+           keyed: dict[int, list[str]], seen: Seen, stamp: int | None = None) -> bool:
     """Save ``saved`` again after a build that checked (and built) only the targets
     ``cone`` (indices into its names), every one of them ended fresh or built: only their
     paths are stat'ed again. ``keyed`` gives each one's paths now; if they are not the
@@ -444,7 +444,9 @@ def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
     modified within RACY_NS is saved as UNTRUSTED (the next build checks its targets),
     as is one whose stat is not the one its digest was made at (``seen``: changed since
     this command hashed it), and one that a target outside the cone also reads and that
-    changed since the snapshot was taken (that target was not checked against it)."""
+    changed since the snapshot was taken (that target was not checked against it).
+    ``stamp``: the compiled flow the build loaded (the flow is the snapshot's, or its
+    signature would not have matched, but it may have been compiled again)."""
     paths = fields(saved[4])
     by_path, by_target = fields(saved[11]), fields(saved[12])
     mine = sorted({int(i) for t in cone if by_target[t] for i in by_target[t].split(",")})
@@ -467,7 +469,7 @@ def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
         stats[i * size:(i + 1) * size] = entry
     if saved[1][4] >= deadline:  # flow.toml's mtime_ns (the signature's)
         return False
-    return _write(snapshot, (*saved[:5], bytes(stats), *saved[6:]))
+    return _write(snapshot, (*saved[:5], bytes(stats), *saved[6:13], stamp))
 
 
 def _expand(paths: Iterable[str]) -> Iterable[str]:

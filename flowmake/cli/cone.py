@@ -189,7 +189,7 @@ def resave(ws: Workspace, cone: Cone) -> bool:
             return False
         keyed[indices[name]] = paths
     saved = fastpath.update(layout.snapshot(str(ws.project.state_dir)), cone.saved,
-                            set(keyed), keyed, ws.seen())
+                            set(keyed), keyed, ws.seen(), ws.compiled)
     _trace(f"cone: snapshot {'saved' if saved else 'not saved'}")
     return saved
 

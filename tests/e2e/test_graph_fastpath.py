@@ -142,6 +142,15 @@ def test_texts_of_another_compiled_flow_are_not_used(root: Path) -> None:
     # The compiled flow removed: flow.toml is the one the snapshot and the texts are of.
     (root / ".flowmake" / "flow.pickle").unlink()
     assert counted(root)[::2] == (doc, "flow loaded: False, stat checks: 1")
+    # An edit's cone build compiles it again: the snapshot it saves names the new one,
+    # whose texts the next `graph` makes, and the one after uses.
+    (root / "src" / "a.txt").write_text("changed\n")
+    assert run(root, "build").returncode == 0
+    for path in [*(root / "src").iterdir(), *(root / "out").iterdir()]:
+        os.utime(path, (time.time() - 10,) * 2)
+    assert run(root, "build").returncode == 0
+    assert [counted(root)[2] for _ in range(2)] == [
+        "flow loaded: True, stat checks: 1", "flow loaded: False, stat checks: 1"]
     # An edited flow: its own texts, never the old ones, though the fast path holds.
     (root / "flow.toml").write_text(FLOW.replace('help = "first"', 'help = "edited"'))
     settle(root)
