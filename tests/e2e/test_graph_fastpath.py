@@ -134,6 +134,10 @@ def test_with_the_texts_kept_the_flow_is_not_even_loaded(root: Path) -> None:
     a_before, a_after = (next(n for n in json.loads(doc)["nodes"] if n["name"] == "a")
                          for doc in (fast, after))
     assert a_after["last_built"]["run_id"] > a_before["last_built"]["run_id"]
+    # A snapshot saved by `status` names the targets in the same order as a build's.
+    assert run(root, "status").returncode == 0
+    assert (root / ".flowmake" / "noop.marshal").exists()
+    assert counted(root)[::2] == (after, "flow loaded: False, stat checks: 1")
 
 
 def test_texts_of_another_compiled_flow_are_not_used(root: Path) -> None:
@@ -253,3 +257,30 @@ def test_each_node_is_the_text_json_dumps_writes(tmp_path: Path) -> None:
                   (tmp_path / "g.html").read_text(), re.S)
     assert m and json.loads(m.group(1))["nodes"] == json.loads(
         run(tmp_path, "graph", "--format", "json").stdout)["nodes"]
+
+
+PARAMS = """
+[params]
+n = 1
+
+[targets.a]
+cmd = "echo ${params.n} > ${outputs}"
+outputs = ["out/a.txt"]
+"""
+
+
+def test_params_given_get_their_own_document(tmp_path: Path) -> None:
+    (tmp_path / "flow.toml").write_text(PARAMS)
+    settle(tmp_path, "-p", "n=2")  # the snapshot is of these params
+
+    def action(*args: str) -> tuple[str, str]:
+        text, _, how = counted(tmp_path, *args)
+        return json.loads(text)["nodes"][0]["action"], how
+
+    assert action("-p", "n=2") == ("echo 2 > out/a.txt", "flow loaded: True, stat checks: 1")
+    assert action("-p", "n=2") == ("echo 2 > out/a.txt", "flow loaded: False, stat checks: 1")
+    # Without them: not the snapshot's signature (no path is stat'ed for it), so the full
+    # way, with the flow's own n.
+    text, how = action()
+    assert text == "echo 1 > out/a.txt" and how.startswith("flow loaded: True")
+    assert action("-p", "n=2")[0] == "echo 2 > out/a.txt"
