@@ -344,7 +344,7 @@ def owners(saved: tuple[Any, ...], changed_paths: Iterable[int]) -> set[int] | N
 def save(snapshot: str, flow_file: str, overrides: list[str], selection: list[str],
          env_names: Iterable[str], sources: Iterable[str], keyed: list[list[str]],
          names: list[str], history: int, upstream: dict[str, list[str]],
-         roots: list[str], seen: Seen, stamp: int | None = None) -> bool:
+         roots: list[str], seen: Seen, stamp: int | None) -> bool:
     """Save the stats of ``sources`` and of each target's ``keyed`` paths (files and
     folders, walked; ``keyed[i]`` is ``names[i]``'s); False if one is racy or not the
     stat its digest was made at (``seen``). ``names`` (in build order), ``upstream`` and
@@ -436,7 +436,7 @@ def _write(snapshot: str, saved: tuple[Any, ...]) -> bool:
 
 
 def update(snapshot: str, saved: tuple[Any, ...], cone: set[int],
-           keyed: dict[int, list[str]], seen: Seen, stamp: int | None = None) -> bool:
+           keyed: dict[int, list[str]], seen: Seen, stamp: int | None) -> bool:
     """Save ``saved`` again after a build that checked (and built) only the targets
     ``cone`` (indices into its names), every one of them ended fresh or built: only their
     paths are stat'ed again. ``keyed`` gives each one's paths now; if they are not the

@@ -12,8 +12,9 @@ decoded for its forks (flowmake/warm.py), as it keeps the compiled flow.
 The file names the compiled flow it was made from (the stamp inside flow.pickle, written
 anew each time flow.toml is compiled), this module's and graph.py's code, the counts and
 the names' digest (so that the all-fresh answer, cli/graphfresh.py, can use it without
-the flow), and carries an xxh3 digest of its text: a file from another flow, another flowmake, or
-damaged (it is written without fsync, as a cache) is not used, and is made again.
+the flow), and carries an xxh3 digest of its text: a file from another flow, another
+flowmake, or damaged (it is written without fsync, as a cache) is not used, and is made
+again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from flowmake import __version__, warm
+from flowmake import __version__, fastpath, warm
 from flowmake.fsutil import atomic_write
 from flowmake.store import paths as layout
 
@@ -92,7 +93,7 @@ def path_in(state_dir: str) -> str:
 
 def names_digest(joined: str) -> str:
     """What the texts' header names their targets by: the xxh3 of the names in their
-    order, joined by NUL (as the no-op fast path's snapshot keeps them: cli/graphfresh.py
+    order, joined by ``fastpath.SEP`` (as the snapshot keeps them: cli/graphfresh.py
     checks that its names are the texts' without splitting them)."""
     import xxhash
 
@@ -122,7 +123,7 @@ def load(state_dir: str, stamp: int | None, names: list[str],
     made and saved."""
     if stamp is None:
         return make()
-    digest = names_digest("\0".join(names))
+    digest = names_digest(fastpath.SEP.join(names))
     found = kept(state_dir, stamp, len(names), digest)
     if found is not None:
         return found

@@ -55,7 +55,7 @@ def _snapshot(tmp_path: Path) -> tuple[str, str, dict[str, str]]:
     snapshot = str(tmp_path / "noop.marshal")
     assert fastpath.save(snapshot, str(flow), [], [], [], [], [[files["p"], files["q"]],
                          [files["p"]]], ["t0", "t1"], 10, {"t0": [], "t1": []}, ["t0", "t1"],
-                         nothing_hashed())
+                         nothing_hashed(), None)
     return snapshot, str(flow), files
 
 
@@ -69,7 +69,7 @@ def test_update_restats_only_the_cone_and_distrusts_a_shared_changed_path(
     Path(files["p"]).write_text("p2")
     os.utime(files["p"], (1_000_000_500, 1_000_000_500))
     assert fastpath.update(snapshot, saved, {0}, {0: [files["p"], files["q"]]},
-                           nothing_hashed())
+                           nothing_hashed(), None)
     _, again, differ = fastpath.check(snapshot, flow, [], []) or (None, None, None)
     assert differ == [0]  # p: saved UNTRUSTED, so t1 is checked next time
     assert fastpath.owners(again, differ) == {0, 1}
@@ -82,7 +82,7 @@ def test_update_saves_nothing_when_a_cone_target_has_other_paths(tmp_path: Path)
     extra = tmp_path / "new.py"
     extra.write_text("")
     assert not fastpath.update(snapshot, checked[1], {0},
-                               {0: [files["p"], files["q"], str(extra)]}, nothing_hashed())
+                               {0: [files["p"], files["q"], str(extra)]}, nothing_hashed(), None)
 
 
 def _stat(path: str) -> tuple[int, int, int]:
@@ -102,15 +102,15 @@ def test_a_path_changed_after_it_was_hashed_is_not_saved_as_it_is_now(tmp_path: 
     keyed = [[files["p"], files["q"]], [files["p"]]]
     args = (snapshot, flow, [], [], [], [], keyed, ["t0", "t1"], 10, {"t0": [], "t1": []},
             ["t0", "t1"])
-    assert not fastpath.save(*args, seen)  # refused: the next build checks everything
+    assert not fastpath.save(*args, seen, None)  # refused: the next build checks everything
     hashed[files["q"]] = _stat(files["q"])
-    assert fastpath.save(*args, seen)  # hashed as it is: saved
+    assert fastpath.save(*args, seen, None)  # hashed as it is: saved
     # update (a cone build's re-save): such a path is saved as not trusted
     checked = fastpath.check(snapshot, flow, [], [])
     assert checked is not None and checked[2] == []
     Path(files["q"]).write_text("q, edited during the cone build")
     os.utime(files["q"], (1_000_000_900, 1_000_000_900))
-    assert fastpath.update(snapshot, checked[1], {0}, {0: [files["p"], files["q"]]}, seen)
+    assert fastpath.update(snapshot, checked[1], {0}, {0: [files["p"], files["q"]]}, seen, None)
     _, again, differ = fastpath.check(snapshot, flow, [], []) or (None, None, None)
     assert differ == [1]  # q: UNTRUSTED, so t0 is checked next time
     assert fastpath.owners(again, differ) == {0}
@@ -124,8 +124,8 @@ def test_a_path_not_hashed_must_predate_the_command(tmp_path: Path) -> None:
     args = (snapshot, flow, [], [], [], [], keyed, ["t0", "t1"], 10, {"t0": [], "t1": []},
             ["t0", "t1"])
     began = 1_000_000_000 * 10**9 + fastpath.RACY_NS  # the aged files' mtime, plus the window
-    assert not fastpath.save(*args, fastpath.Seen(lambda path: None, began))
-    assert fastpath.save(*args, fastpath.Seen(lambda path: None, began + 1))
+    assert not fastpath.save(*args, fastpath.Seen(lambda path: None, began), None)
+    assert fastpath.save(*args, fastpath.Seen(lambda path: None, began + 1), None)
 
 
 def test_a_snapshot_field_is_split_once_and_the_memo_stays_small() -> None:
