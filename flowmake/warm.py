@@ -102,6 +102,11 @@ def read_stat(path: str, kind: str) -> tuple[os.stat_result, Any]:
     return st, LOADERS[kind](data)
 
 
+def kept(kind: str) -> list[Any]:
+    """The values kept of ``kind`` (in a resident server or its fork; none elsewhere)."""
+    return [value for _, k, value in _kept.values() if k == kind]
+
+
 def note(path: str, kind: str) -> None:
     """``path`` was just written: a resident server may decode it for the next command."""
     read_here.append((path, kind))

@@ -22,7 +22,7 @@ import time
 import traceback
 from typing import Any, NoReturn
 
-from flowmake import warm
+from flowmake import fastpath, warm
 from flowmake.resident.client import EXIT, PID, REFUSED
 
 _STANDARD = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD)
@@ -34,10 +34,12 @@ def run(request: Any, fds: list[int], conn: socket.socket, death: int) -> NoRetu
     except Exception:  # a folder gone, a malformed request: the client runs it itself
         with contextlib.suppress(OSError):
             conn.sendall(REFUSED + bytes(4))
+        fastpath.dismiss()
         os._exit(0)
     try:
         conn.sendall(PID + os.getpid().to_bytes(4, "little", signed=True))
     except OSError:
+        fastpath.dismiss()
         os._exit(1)  # the client is gone before it started
     finish(command(argv), conn, death)
 
@@ -120,6 +122,7 @@ def finish(code: int, conn: socket.socket, death: int) -> NoReturn:
     with contextlib.suppress(OSError):
         conn.sendall(EXIT + code.to_bytes(4, "little", signed=True))
     warm.run_at_end()  # what waits no longer holds the client up (the stat helpers' exits)
+    fastpath.dismiss()  # the helpers its spare forked that no check used
     os._exit(code)
 
 

@@ -17,6 +17,7 @@ import fcntl
 import importlib
 import os
 import pkgutil
+import select
 import selectors
 import signal
 import socket
@@ -27,8 +28,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowmake import warm
+from flowmake import fastpath, warm
 from flowmake.resident import child as child_process
+from flowmake.resident import prefault
 from flowmake.resident.client import ENV_IDLE, REFUSED, SIGNALED, key_parts
 
 DEFAULT_IDLE = 1200.0
@@ -336,8 +338,14 @@ def _fork_spare(state: State) -> None:
             ours.close()
             os.close(death_read)
             _leave_server(state)
+            # Before its command comes: the stat check's helpers forked (a fork in the
+            # command would make its written pages copy-on-write again), then its own
+            # page faults taken (prefault.py), until the command is handed over.
+            fastpath.stand_by(close=(theirs.fileno(), death_write))
+            prefault.populate(lambda: bool(select.select([theirs], [], [], 0)[0]))
             request, fds, conn = _wait_for_command(theirs)
         except BaseException:  # the server ended it (EOF), or a signal: end quietly
+            fastpath.dismiss()
             os._exit(0)
         child_process.run(request, fds, conn, death_write)
     theirs.close()
@@ -346,17 +354,18 @@ def _fork_spare(state: State) -> None:
 
 
 def _wait_for_command(control: socket.socket) -> tuple[Any, list[int], socket.socket]:
-    """In a spare: the command the server hands over (``_hand_over``); exits on EOF."""
+    """In a spare: the command the server hands over (``_hand_over``); EOFError when
+    the server ends it instead."""
     import marshal
 
     data, fds, _, _ = socket.recv_fds(control, 1 << 16, 4)
     if len(data) < 4 or not fds:
-        os._exit(0)
+        raise EOFError  # dropped by its server
     size = int.from_bytes(data[:4], "little")
     while len(data) < 4 + size:
         more = control.recv(min(1 << 20, 4 + size - len(data)))
         if not more:
-            os._exit(0)
+            raise EOFError
         data += more
     control.close()
     return marshal.loads(data[4:4 + size]), list(fds[1:]), socket.socket(fileno=fds[0])
