@@ -7,6 +7,7 @@ its own); these tests check that it really happens, and the ways it must not go 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -595,3 +596,70 @@ def test_a_forks_state_log_holds_every_record_and_the_next_build_copies_it(
     assert rows == (count, latest)
     assert sizes[0] > 0
     assert sizes[-1] <= 2 * sizes[1], sizes  # each build's, not six builds' together
+
+
+def processes_of(server: int) -> list[tuple[int, str]]:
+    """The server's children and theirs (pid, state letter from /proc/PID/stat)."""
+    found, todo = [], [server]
+    while todo:
+        pid = todo.pop()
+        with contextlib.suppress(OSError):
+            for child in children_of(pid):
+                with contextlib.suppress(OSError):
+                    state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                    found.append((child, state))
+                    todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="a helper for a second CPU")
+def test_a_spares_stat_helper_sees_a_change_in_its_part_and_leaves_no_process(
+        project: Project, tmp_path: Path) -> None:
+    """A spare forks the stat check's helper before its command comes (fastpath.stand_by):
+    a change anywhere among 4,200 paths, the helper's part included, is still seen; a
+    killed helper makes the check take the full way, never a wrong "fresh"; and the
+    helpers of spares dropped or used end with them (no orphan, no zombie)."""
+    count = 4200  # above fastpath.PARALLEL_MIN: shared between two processes
+    files = {f"src/f{i:04}.txt": f"{i}\n" for i in range(count)}
+    project.flow('[targets.all]\ncmd = "cat src/* > ${outputs}"\ninputs = ["src"]\n'
+                 'outputs = ["all.txt"]\n', files)
+    env: dict[str, str | None] = {"FLOWMAKE_RESIDENT_DIR": str(tmp_path / "r")}
+    trace = {**env, "FLOWMAKE_TRACE": "resident"}
+    start_server(project, env)
+    server = server_pid(env)
+    project.run("build", check=True, env=env)
+    for path in project.root.rglob("*"):
+        age(path)  # past the racy window: the snapshot is saved and trusted
+    project.run("build", check=True, env=env)  # all fresh: the snapshot saved, then kept
+
+    def built_after_edit(name: str, text: str) -> str:
+        spare_of(server)  # waiting, with its helper forked
+        (project.root / name).write_text(text)
+        age(project.root / name)
+        result = project.run("build", check=True, env=trace)
+        assert "the stat check shared with 1 helper(s)" in result.stderr
+        return result.stdout
+
+    for i in (count - 1, 0, count // 2 + 7):  # the helper's part, the command's, the helper's
+        assert "1 built" in built_after_edit(f"src/f{i:04}.txt", f"edited {i}\n")
+        assert f"edited {i}\n" in project.read("all.txt")
+        for _ in range(2):  # the next one sees nothing changed
+            spare_of(server)
+            assert "0 built" in project.run("build", check=True, env=env).stdout
+    spare = spare_of(server)
+    helper = [pid for pid, _ in processes_of(server) if pid != spare]
+    assert len(helper) == 1 and helper[0] in children_of(spare)
+    os.kill(helper[0], signal.SIGKILL)  # a zombie of its spare's until a check meets it
+    wait_for(lambda: dict(processes_of(server)).get(helper[0]) in (None, "Z"),
+             what="the helper to die")
+    (project.root / f"src/f{count - 2:04}.txt").write_text("edited again\n")
+    age(project.root / f"src/f{count - 2:04}.txt")
+    result = project.run("build", check=True, env=env)  # the full way: a change is found
+    assert "1 built" in result.stdout and "edited again\n" in project.read("all.txt")
+    spare_of(server)
+    time.sleep(0.5)  # the dropped spares' helpers, had they been left, would show by now
+    ours = cmdline(server)  # a fork's command line is its server's: orphans included
+    same = [int(d.name) for d in Path("/proc").iterdir()
+            if d.name.isdigit() and cmdline(int(d.name)) == ours]
+    assert sorted(same) == sorted([server, *(p for p, _ in processes_of(server))])
+    assert len(same) == 3 and "Z" not in dict(processes_of(server)).values()  # spare, helper
