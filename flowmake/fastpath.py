@@ -129,11 +129,7 @@ def changed(paths: list[str], saved: bytes) -> list[int] | None:
     size = _ENTRY.size
     if len(saved) != len(paths) * size:
         return None
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    parts = min(cpus, MAX_PROCESSES, len(paths) // (PARALLEL_MIN // 2))
+    parts = min(_cpus(), MAX_PROCESSES, len(paths) // (PARALLEL_MIN // 2))
     check = _differing
     if parts < 2 or not hasattr(os, "fork"):
         return check(paths, saved, 0)
@@ -166,9 +162,7 @@ def changed(paths: list[str], saved: bytes) -> list[int] | None:
             code = 1
             try:
                 os.close(read_end)
-                _write_all(write_end, b"".join(
-                    n.to_bytes(4, "little", signed=True)
-                    for n in check(chunk, expected, i * step)) + ANSWERED)
+                _write_all(write_end, _answer(check(chunk, expected, i * step)))
                 # The answer ends here, not at the exit: a fork of a resident server
                 # unmaps its server's pages as it exits (~2-3 ms per 100 MB here).
                 os.close(write_end)
@@ -194,6 +188,22 @@ def _write_all(fd: int, data: bytes) -> None:
 ANSWERED = (-2).to_bytes(4, "little", signed=True)  # a helper's last 4 bytes: its whole answer
 
 
+def _answer(indices: list[int]) -> bytes:
+    """A helper's answer: the indices as 4-byte integers, then ANSWERED (``_reap``)."""
+    return b"".join(n.to_bytes(4, "little", signed=True) for n in indices) + ANSWERED
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_exiting: list[int] = []  # helpers that answered and may still be exiting
+_reaping_in = 0  # the process in which reap_exiting is registered to run as it ends
+
+
 # Helpers a resident server's spare forks before its command comes (``stand_by``), each
 # holding the paths and stats of the snapshots the server kept, as the spare does: the
 # command's check hands each one its part (``changed``) instead of forking it then. Not
@@ -216,11 +226,7 @@ def stand_by(close: Iterable[int] = ()) -> None:
             held[id(paths)], held[id(saved[5])] = paths, saved[5]
     if not held or not hasattr(os, "fork"):
         return
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    for _ in range(min(cpus, MAX_PROCESSES) - 1):
+    for _ in range(min(_cpus(), MAX_PROCESSES) - 1):
         request_read, request_write = os.pipe()
         answer_read, answer_write = os.pipe()
         try:
@@ -264,10 +270,8 @@ def _serve(requests: int, answers: int, held: dict[int, Any]) -> None:
     paths, saved = held.get(paths_id), held.get(stats_id)
     size = _ENTRY.size
     if type(paths) is list and type(saved) is bytes and 0 <= start <= end <= len(paths):
-        _write_all(answers, b"".join(
-            n.to_bytes(4, "little", signed=True)
-            for n in _differing(paths[start:end], saved[start * size:end * size], start))
-            + ANSWERED)
+        _write_all(answers, _answer(
+            _differing(paths[start:end], saved[start * size:end * size], start)))
     os.close(answers)  # (nothing but ANSWERED's absence: the part counts as all changed)
 
 
@@ -294,8 +298,6 @@ def dismiss() -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-_exiting: list[int] = []  # helpers that answered and may still be exiting
-_reaping_in = 0  # the process in which reap_exiting is registered to run as it ends
 
 
 def _reap(children: list[tuple[int, int]], found: list[int]) -> list[int]:
